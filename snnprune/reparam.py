@@ -1,0 +1,242 @@
+"""Reparameterizations: the effective weight ``w`` as a function of a latent, stored weight ``θ``.
+
+Every pruning method of snnprune is a :class:`Reparameterization`: a small ``nn.Module`` that is
+registered with :func:`torch.nn.utils.parametrize.register_parametrization`, so that
+``module.weight`` *is* ``w = f(θ)`` while the optimizer, ``state_dict``, DDP and ``torch.compile``
+keep seeing an ordinary parameter (``module.parametrizations.weight.original`` is ``θ``, the very
+tensor object that used to be ``module.weight``, so an optimizer built before pruning keeps
+working).
+
+Subclasses implement :meth:`Reparameterization.transform`; the base class owns the mechanics
+every method shares: freezing the mask for sparse fine-tuning (:meth:`~Reparameterization.freeze`)
+and an optional differentiable regulariser (:meth:`~Reparameterization.regularization`).
+
+Example::
+
+    >>> import torch
+    >>> from torch import nn
+    >>> from torch.nn.utils import parametrize
+    >>> from snnprune.reparam import SoftThreshold
+    >>> layer = nn.Linear(4, 2)
+    >>> st = SoftThreshold(threshold=0.1)
+    >>> parametrize.register_parametrization(layer, "weight", st)
+    ParametrizedLinear(...)
+    >>> bool(((layer.weight == 0) == (layer.parametrizations.weight.original.abs() <= 0.1)).all())
+    True
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["Reparameterization", "SoftThreshold", "STR", "soft_threshold"]
+
+
+class _SoftShrinkSTE(torch.autograd.Function):
+    """``softshrink`` forward (one fused kernel), identity backward (straight-through)."""
+
+    @staticmethod
+    def forward(latent: Tensor, threshold: float) -> Tensor:
+        return F.softshrink(latent, threshold)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return grad, None
+
+
+class _SoftThresholdSTE(torch.autograd.Function):
+    """Same map with a tensor threshold (the path traced by ``torch.compile``)."""
+
+    @staticmethod
+    def forward(latent: Tensor, threshold: Tensor) -> Tensor:
+        return latent - latent.clamp(-threshold, threshold)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return grad, None
+
+
+def soft_threshold(latent: Tensor, threshold: float, straight_through: bool = True) -> Tensor:
+    """Soft-threshold operator ``S_d(θ) = sign(θ)·max(|θ| − d, 0)`` (METHODS.md §1).
+
+    With ``straight_through=True`` (LATS/STDS) the gradient is 1 everywhere, a latent weight of
+    exactly 0 included, so pruned weights keep learning and can regrow. With
+    ``straight_through=False`` it is the true derivative (1 where ``|θ| > d``, else 0), as in STR.
+
+    Example::
+
+        >>> import torch
+        >>> soft_threshold(torch.tensor([-0.3, 0.05, 0.2]), 0.1)
+        tensor([-0.2000,  0.0000,  0.1000])
+    """
+    if threshold < 0:
+        raise ValueError(f"threshold must be >= 0, got {threshold}")
+    if straight_through:
+        return _SoftShrinkSTE.apply(latent, float(threshold))
+    return torch.sign(latent) * F.relu(latent.abs() - threshold)
+
+
+class Reparameterization(nn.Module):
+    """Base class of all pruning reparameterizations (a ``torch.nn.utils.parametrize`` module).
+
+    ``forward(θ)`` returns the effective weight. Subclasses implement :meth:`transform` and, when
+    their threshold is driven by a schedule, :meth:`set_threshold`; a method whose threshold is a
+    trainable parameter sets ``learnable = True``.
+
+    After :meth:`freeze` the mask is fixed: ``w = θ ⊙ m`` with the true (masked) gradient, i.e.
+    sparse fine-tuning. The mask is a buffer, so it is saved with the model's ``state_dict`` and
+    restored by ``load_state_dict`` even into a reparameterization that was not frozen yet.
+    """
+
+    learnable: bool = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mask", None)
+
+    # -- the method ------------------------------------------------------------------------
+    def transform(self, latent: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def set_threshold(self, value: float) -> None:
+        """Set the threshold of this layer (schedule-driven methods only)."""
+        raise TypeError(f"{type(self).__name__} learns its threshold; it cannot be set by a schedule")
+
+    def current_threshold(self) -> float:
+        """The threshold in force for this layer, as a float."""
+        raise NotImplementedError
+
+    def regularization(self, latent: Tensor) -> Tensor:
+        """Differentiable penalty this method adds to the loss (0 by default)."""
+        return latent.new_zeros(())
+
+    # -- shared mechanics -----------------------------------------------------------------
+    def forward(self, latent: Tensor) -> Tensor:
+        if self.mask is not None:
+            return latent * self.mask
+        return self.transform(latent)
+
+    @property
+    def frozen(self) -> bool:
+        return self.mask is not None
+
+    @torch.no_grad()
+    def freeze(self, latent: Tensor) -> None:
+        """Fix the current mask; ``latent`` is overwritten in place with the current effective
+        weight so that ``w`` does not jump."""
+        weight = self.transform(latent)
+        self.mask = (weight != 0).to(latent.dtype)
+        latent.copy_(weight)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + "mask"
+        if key in state_dict and self.mask is None:
+            self.mask = torch.empty_like(state_dict[key])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+class SoftThreshold(Reparameterization):
+    """Soft-threshold reparameterization of LATS/STDS: ``w = sign(θ)·max(|θ| − d, 0)``.
+
+    The gradient is straight-through (``∂w/∂θ = 1`` everywhere, a latent weight of exactly 0
+    included): pruned weights keep receiving the loss gradient and can regrow. The threshold ``d``
+    is not learned; a :mod:`snnprune.schedules` schedule sets it through the
+    :class:`~snnprune.pruner.Pruner` after every optimizer step. Read as ISTA (METHODS.md §1), one
+    SGD step on ``θ`` followed by raising ``d`` by ``λ·η`` is one proximal-gradient step on
+    ``L(w) + λ‖w‖₁``.
+
+    The eager forward is a single fused ``softshrink`` kernel and the backward passes the gradient
+    through untouched, so the method costs about what a fixed mask costs. Under ``torch.compile``
+    the threshold is read from the ``threshold`` buffer instead of a Python float, so that a
+    changing threshold does not trigger recompilation.
+
+    Example::
+
+        >>> import torch
+        >>> st = SoftThreshold(threshold=0.1)
+        >>> theta = torch.tensor([-0.3, 0.0, 0.05, 0.2], requires_grad=True)
+        >>> w = st(theta)
+        >>> w.detach()
+        tensor([-0.2000,  0.0000,  0.0000,  0.1000])
+        >>> w.sum().backward(); theta.grad
+        tensor([1., 1., 1., 1.])
+    """
+
+    def __init__(self, threshold: float = 0.0) -> None:
+        super().__init__()
+        self.register_buffer("threshold", torch.tensor(0.0))
+        self._d = 0.0
+        self.set_threshold(threshold)
+        self.register_load_state_dict_post_hook(_sync_threshold_mirror)
+
+    def set_threshold(self, value: float) -> None:
+        value = float(value)
+        if not value >= 0 or math.isinf(value):
+            raise ValueError(f"threshold must be a finite number >= 0, got {value}")
+        self._d = value
+        self.threshold.fill_(value)
+
+    def current_threshold(self) -> float:
+        return self._d
+
+    def transform(self, latent: Tensor) -> Tensor:
+        if torch.compiler.is_compiling():
+            return _SoftThresholdSTE.apply(latent, self.threshold.to(latent.dtype))
+        return _SoftShrinkSTE.apply(latent, self._d)
+
+    def extra_repr(self) -> str:
+        return f"threshold={self._d:.4g}"
+
+
+def _sync_threshold_mirror(module: SoftThreshold, incompatible_keys) -> None:
+    module._d = float(module.threshold)
+
+
+class STR(Reparameterization):
+    """Soft Threshold Reparameterization (Kusupati et al., ICML 2020).
+
+    ``w = sign(θ)·ReLU(|θ| − d)`` with a learnable per-layer threshold ``d = sigmoid(s)``. Unlike
+    :class:`SoftThreshold` the gradient is the true ReLU gradient: a pruned coordinate receives no
+    loss gradient. ``s`` starts very negative (``s_init``; STR used −3200 for ResNet-50 and −12800
+    for MobileNet-V1) and sparsity is steered only indirectly, through ``s_init`` and the weight
+    decay applied to ``s`` (which pulls ``s`` towards 0, i.e. raises ``d``).
+
+    ``s`` is a parameter of the model (``...parametrizations.weight.0.s``): build the optimizer
+    after attaching the pruner, or add ``pruner.parameters()`` to it.
+
+    Example::
+
+        >>> import torch
+        >>> str_ = STR(s_init=-2.0)          # d = sigmoid(-2) ≈ 0.119
+        >>> theta = torch.tensor([-0.3, 0.05, 0.2], requires_grad=True)
+        >>> str_(theta).sum().backward(); theta.grad
+        tensor([1., 0., 1.])
+    """
+
+    learnable = True
+
+    def __init__(self, s_init: float = -3200.0) -> None:
+        super().__init__()
+        self.s = nn.Parameter(torch.tensor(float(s_init)))
+
+    def current_threshold(self) -> float:
+        return float(torch.sigmoid(self.s.detach()))
+
+    def transform(self, latent: Tensor) -> Tensor:
+        d = torch.sigmoid(self.s).to(latent.dtype)
+        return torch.sign(latent) * F.relu(latent.abs() - d)
+
+    def extra_repr(self) -> str:
+        return f"s={float(self.s):.4g}"

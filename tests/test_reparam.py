@@ -1,0 +1,114 @@
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from snnprune.reparam import STR, SoftThreshold, soft_threshold
+
+
+def reference_soft_threshold(theta, d):
+    return torch.sign(theta) * torch.clamp(theta.abs() - d, min=0)
+
+
+def test_soft_threshold_value_matches_formula():
+    theta = torch.randn(1000, dtype=torch.float64)
+    for d in (0.0, 0.1, 0.7, 5.0):
+        out = SoftThreshold(d)(theta)
+        assert torch.equal(out, reference_soft_threshold(theta, d))
+
+
+def test_soft_threshold_gradient_is_one_everywhere_including_zero_latent():
+    theta = torch.tensor([-2.0, -0.05, 0.0, 0.05, 2.0], requires_grad=True)
+    upstream = torch.tensor([0.3, -1.0, 2.0, 4.0, -5.0])
+    (SoftThreshold(0.1)(theta) * upstream).sum().backward()
+    assert torch.equal(theta.grad, upstream)
+    assert theta.grad[2] == 2.0  # a latent weight of exactly 0 still learns
+
+
+def test_ste_and_str_gradients_differ_exactly_on_pruned_coordinates():
+    theta0 = torch.randn(500)
+    d = 0.4
+    s_init = torch.logit(torch.tensor(d)).item()
+    upstream = torch.randn(500)
+    grads = []
+    for reparam in (SoftThreshold(d), STR(s_init=s_init)):
+        theta = theta0.clone().requires_grad_(True)
+        (reparam(theta) * upstream).sum().backward()
+        grads.append(theta.grad)
+    ste, str_ = grads
+    pruned = theta0.abs() <= d
+    assert pruned.any() and (~pruned).any()
+    differ = ste != str_
+    assert torch.equal(differ, pruned & (upstream != 0))
+    assert torch.equal(str_[pruned], torch.zeros(int(pruned.sum())))
+    assert torch.equal(ste[~pruned], str_[~pruned])
+
+
+def test_str_threshold_is_sigmoid_of_s_and_learns():
+    reparam = STR(s_init=-1.0)
+    theta = torch.randn(100)
+    expected = reference_soft_threshold(theta, torch.sigmoid(torch.tensor(-1.0)))
+    assert torch.allclose(reparam(theta), expected)
+    reparam(theta).pow(2).sum().backward()
+    assert reparam.s.grad is not None and reparam.s.grad != 0
+
+
+def test_negative_threshold_is_rejected():
+    with pytest.raises(ValueError, match="threshold"):
+        SoftThreshold(-0.1)
+    with pytest.raises(ValueError, match="threshold"):
+        SoftThreshold(0.1).set_threshold(-1)
+    with pytest.raises(ValueError, match="threshold"):
+        soft_threshold(torch.ones(2), -1.0)
+
+
+def test_functional_soft_threshold_true_gradient_option():
+    theta = torch.tensor([-1.0, 0.05, 1.0], requires_grad=True)
+    soft_threshold(theta, 0.1, straight_through=False).sum().backward()
+    assert torch.equal(theta.grad, torch.tensor([1.0, 0.0, 1.0]))
+
+
+def test_is_a_parametrization_keeping_the_same_parameter_object():
+    layer = nn.Linear(6, 3)
+    original = layer.weight
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)  # built before pruning
+    parametrize.register_parametrization(layer, "weight", SoftThreshold(0.2))
+    assert layer.parametrizations.weight.original is original
+    before = original.detach().clone()
+    layer(torch.randn(4, 6)).sum().backward()
+    optimizer.step()
+    assert not torch.equal(before, original.detach())
+
+
+def test_threshold_survives_state_dict_round_trip():
+    a, b = nn.Linear(5, 5), nn.Linear(5, 5)
+    parametrize.register_parametrization(a, "weight", SoftThreshold(0.3))
+    parametrize.register_parametrization(b, "weight", SoftThreshold(0.0))
+    b.load_state_dict(a.state_dict())
+    assert b.parametrizations.weight[0].current_threshold() == pytest.approx(0.3)
+    assert torch.equal(a.weight, b.weight)
+
+
+def test_freeze_keeps_weights_and_fixes_mask():
+    layer = nn.Linear(20, 20)
+    parametrize.register_parametrization(layer, "weight", SoftThreshold(0.1))
+    before = layer.weight.detach().clone()
+    reparam = layer.parametrizations.weight[0]
+    reparam.freeze(layer.parametrizations.weight.original)
+    assert torch.equal(layer.weight, before)
+    layer(torch.randn(3, 20)).sum().backward()
+    grad = layer.parametrizations.weight.original.grad
+    assert torch.equal(grad[before == 0], torch.zeros(int((before == 0).sum())))
+    # a frozen mask is restored into a layer that was never frozen
+    fresh = nn.Linear(20, 20)
+    parametrize.register_parametrization(fresh, "weight", SoftThreshold(0.0))
+    fresh.load_state_dict(layer.state_dict())
+    assert fresh.parametrizations.weight[0].frozen
+    assert torch.equal(fresh.weight, before)
+
+
+def test_compiled_path_matches_eager():
+    reparam = SoftThreshold(0.25)
+    theta = torch.randn(64)
+    compiled = torch.compile(lambda t: reparam(t), backend="eager", fullgraph=True)
+    assert torch.equal(compiled(theta), reparam(theta))
