@@ -5,7 +5,7 @@ The core (pure PyTorch): :mod:`snnprune.reparam` (what a pruned weight is),
 :class:`snnprune.Pruner` (which layers, when, and the smaller model at the end).
 """
 
-from .pruner import Pruner, SparsityReport, prunable_layers, prune
+from .pruner import Pruner, SparsityReport, bake, prunable_layers, prune, sparsity
 from .reparam import STR, Reparameterization, SoftThreshold, soft_threshold
 from .schedules import LATS, PGH, SLATS, Constant, Linear, Sine, ThresholdSchedule, lr_trajectory
 
@@ -15,7 +15,9 @@ __all__ = [
     "Pruner",
     "SparsityReport",
     "prune",
+    "bake",
     "prunable_layers",
+    "sparsity",
     "Reparameterization",
     "SoftThreshold",
     "STR",

@@ -39,7 +39,7 @@ from torch.nn.utils import parametrize
 from .reparam import STR, Reparameterization, SoftThreshold
 from .schedules import Constant, ThresholdSchedule
 
-__all__ = ["Pruner", "SparsityReport", "prune", "prunable_layers", "METHODS"]
+__all__ = ["Pruner", "SparsityReport", "prune", "bake", "prunable_layers", "sparsity", "METHODS"]
 
 #: Layer types whose ``weight`` can be pruned (SpikingJelly's layer.Conv2d/Linear subclass these).
 PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.modules.conv._ConvNd, nn.Linear)
@@ -91,6 +91,29 @@ class SparsityReport:
 
     def __str__(self) -> str:
         return f"sparsity {100 * self.total:.2f}% ({self.zeros}/{self.numel} weights are zero)"
+
+
+@torch.no_grad()
+def sparsity(model: nn.Module) -> SparsityReport:
+    """Zero fraction of the effective weights of every conv/linear layer of ``model`` (pruned or
+    not, parametrized or plain), as a :class:`SparsityReport`.
+
+    Example::
+
+        >>> from torch import nn
+        >>> layer = nn.Linear(4, 4)
+        >>> _ = nn.init.zeros_(layer.weight[:2])
+        >>> sparsity(layer).total
+        0.5
+    """
+    layers, zeros, numel = {}, 0, 0
+    for name, module in prunable_layers(model):
+        w = module.weight
+        z = int((w == 0).sum())
+        layers[name or type(module).__name__] = z / w.numel()
+        zeros += z
+        numel += w.numel()
+    return SparsityReport(total=zeros / max(numel, 1), layers=layers, zeros=zeros, numel=numel)
 
 
 class Pruner:
@@ -222,17 +245,9 @@ class Pruner:
         """Absolute threshold in force in each pruned layer."""
         return {name: r.current_threshold() for name, _, r in self.layers()}
 
-    @torch.no_grad()
     def sparsity(self) -> SparsityReport:
         """Zero fraction of the effective weights of every conv/linear layer of the model."""
-        layers, zeros, numel = {}, 0, 0
-        for name, module in prunable_layers(self.model):
-            w = module.weight
-            z = int((w == 0).sum())
-            layers[name] = z / w.numel()
-            zeros += z
-            numel += w.numel()
-        return SparsityReport(total=zeros / numel, layers=layers, zeros=zeros, numel=numel)
+        return sparsity(self.model)
 
     @torch.no_grad()
     def masks(self) -> dict[str, torch.Tensor]:
@@ -369,10 +384,8 @@ class Pruner:
         The returned model (the same object) has exactly the state_dict keys of the original
         architecture and computes exactly what the pruned model computed."""
         self._check_alive()
-        for module in self._modules:
-            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
         self._finalized = True
-        return self.model
+        return bake(self.model)
 
     def _check_alive(self) -> None:
         if self._finalized:
@@ -420,6 +433,29 @@ def _method_factory(method, kwargs) -> tuple[Callable[[str, nn.Module], Reparame
     if callable(method):
         return method, getattr(method, "__name__", "custom")
     raise TypeError(f"method must be a name, a Reparameterization subclass or a factory, got {method!r}")
+
+
+def bake(model: nn.Module) -> nn.Module:
+    """Remove every pruning parametrization of ``model`` in place, leaving plain ``weight``
+    parameters that hold the effective (pruned) weights. Used by :meth:`Pruner.finalize`; call it
+    on a ``copy.deepcopy`` of a model under training to export without stopping the run.
+
+    Example::
+
+        >>> import copy
+        >>> from torch import nn
+        >>> from snnprune import Pruner, Constant
+        >>> model = nn.Sequential(nn.Linear(4, 4))
+        >>> _ = Pruner(model, "soft_threshold", Constant(0.3))
+        >>> sorted(bake(copy.deepcopy(model)).state_dict())
+        ['0.bias', '0.weight']
+    """
+    for _, module in prunable_layers(model):
+        if parametrize.is_parametrized(module, "weight") and any(
+            isinstance(p, Reparameterization) for p in module.parametrizations.weight
+        ):
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+    return model
 
 
 def prune(model: nn.Module, method="soft_threshold", schedule: ThresholdSchedule | None = None, **kwargs) -> Pruner:
