@@ -1,0 +1,118 @@
+"""The ``snnprune`` command line (also ``python -m snnprune``).
+
+    snnprune train RECIPE [--set key=value ...] [--out DIR] [--resume]
+    snnprune recipes
+    snnprune demo
+
+Bad input (unknown recipe key, wrong type, value out of range, missing data folder, unreadable
+checkpoint, a run folder that already holds a run) prints one line on stderr and exits with code 2;
+nothing is overwritten. ``SNNPRUNE_DEBUG=1`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not the usage block
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: {message} (see --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="snnprune", description="Soft-threshold pruning of spiking and ordinary networks.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = sub.add_parser("train", help="run a recipe", description="Train and prune with a recipe.")
+    train.add_argument("recipe", help="a recipe file (.toml/.json) or the name of a shipped recipe")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a recipe value, e.g. --set optim.lr=0.05 (repeatable)")
+    train.add_argument("--out", type=Path, default=None, help="run folder (default runs/<recipe name>)")
+    train.add_argument("--resume", action="store_true", help="continue the run saved in the run folder")
+
+    sub.add_parser("recipes", help="list the shipped recipes", description="List the shipped recipes.")
+
+    demo = sub.add_parser("demo", help="prune the digits SNN with LATS next to its dense baseline",
+                          description="Train the embedded-digits SNN dense and with LATS; compare.")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="folder of the two runs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except (ValueError, FileNotFoundError) as exc:
+        # RecipeError, RunExistsError, CheckpointError (ValueError) and DatasetNotFoundError
+        # (FileNotFoundError) carry a one-line message meant for the user.
+        if os.environ.get("SNNPRUNE_DEBUG"):
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"snnprune: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _train(args) -> int:
+    from .engine import train
+    from .recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    result = train(recipe, args.out, resume=args.resume)
+    if result.interrupted:
+        print(f"snnprune: interrupted; saved {result.run_dir / 'last.pt'} — continue with --resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    from .report import print_summary
+
+    print_summary([(recipe, result)])
+    return 0
+
+
+def _recipes(args) -> int:
+    from rich.table import Table
+
+    from .recipe import list_recipes, load_recipe
+    from .report import make_console
+
+    table = Table(title="shipped recipes (snnprune train NAME)")
+    for column in ("name", "family", "model", "data", "method / schedule", "epochs"):
+        table.add_column(column)
+    for path in list_recipes():
+        r = load_recipe(path)
+        method = "dense" if r.pruning.method == "none" else f"{r.pruning.method} / {r.pruning.schedule}"
+        table.add_row(path.stem, r.family, r.model.name + (" (twin)" if r.model.twin else ""), r.data.name,
+                      method, str(r.epochs))
+    make_console().print(table)
+    return 0
+
+
+def _demo(args) -> int:
+    from .engine import train
+    from .recipe import load_recipe
+    from .report import print_summary
+
+    runs = []
+    for name in ("digits_snn_dense", "digits_snn_lats"):
+        recipe = load_recipe(name)
+        out = args.out / name
+        result = train(recipe, out, resume=(out / "last.pt").exists())
+        if result.interrupted:
+            print(f"snnprune: interrupted; run `make demo` again to continue", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        runs.append((recipe, result))
+    print_summary(runs, title="embedded digits SNN: LATS-pruned next to its dense baseline")
+    return 0
+
+
+_COMMANDS = {"train": _train, "recipes": _recipes, "demo": _demo}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
