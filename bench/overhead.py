@@ -1,0 +1,166 @@
+"""Training-step overhead of soft-threshold pruning versus dense training and fixed masks.
+
+Measures the median wall time of one full training step (zero_grad, forward, loss, backward,
+optimizer step, pruner step, SNN reset) for
+
+* SEW-ResNet-18 (SpikingJelly, IF neurons, ADD, multi-step), T=4, batch 8, 3x64x64 input;
+* torchvision ResNet-18 (the ANN), batch 32, 3x64x64 (the same number of images through the convs);
+
+each in four variants, interleaved round-robin in one process so that machine noise hits all alike:
+
+* ``dense``        — no pruning;
+* ``snnprune``     — ``Pruner(model, "soft_threshold", LATS(l1=...))`` (the shipped fast path);
+* ``torch_prune``  — ``torch.nn.utils.prune.global_unstructured`` 50 % L1 masks (a fixed mask);
+* ``naive_param``  — a plain soft-threshold parametrization ``θ − clamp(θ, −d, d).detach()``.
+
+Run:  python bench/overhead.py [--reps 15] [--threads 2]
+Writes bench/results/overhead.json and bench/results/overhead.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.utils.prune as torch_prune
+from spikingjelly.activation_based import functional, neuron, surrogate
+from spikingjelly.activation_based.model import sew_resnet
+from torch import nn
+from torch.nn.utils import parametrize
+from torchvision.models import resnet18
+
+from snnprune import LATS, Pruner, prunable_layers
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+class NaiveSoftThreshold(nn.Module):
+    """The textbook parametrization: value S_d(θ), gradient 1, three unfused ops."""
+
+    def __init__(self, d: float) -> None:
+        super().__init__()
+        self.register_buffer("d", torch.tensor(d))
+
+    def forward(self, theta):
+        return theta - torch.clamp(theta, -self.d, self.d).detach()
+
+
+def build_snn():
+    net = sew_resnet.sew_resnet18(
+        num_classes=1000, cnf="ADD", spiking_neuron=neuron.IFNode,
+        surrogate_function=surrogate.ATan(), detach_reset=True,
+    )
+    functional.set_step_mode(net, "m")
+    return net
+
+
+def make_variant(kind: str, model_name: str):
+    torch.manual_seed(0)
+    model = build_snn() if model_name == "sew_resnet18" else resnet18(num_classes=1000)
+    pruner = None
+    if kind == "snnprune":
+        pruner = Pruner(model, "soft_threshold", LATS(l1=1e-4))
+    elif kind == "torch_prune":
+        params = [(m, "weight") for _, m in prunable_layers(model)]
+        torch_prune.global_unstructured(params, pruning_method=torch_prune.L1Unstructured, amount=0.5)
+    elif kind == "naive_param":
+        for _, m in prunable_layers(model):
+            parametrize.register_parametrization(m, "weight", NaiveSoftThreshold(1e-3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    return model, optimizer, pruner
+
+
+def make_step(model_name, model, optimizer, pruner):
+    spiking = model_name == "sew_resnet18"
+    gen = torch.Generator().manual_seed(1)
+    if spiking:
+        x = torch.rand(4, 8, 3, 64, 64, generator=gen)
+    else:
+        x = torch.rand(32, 3, 64, 64, generator=gen)
+    y = torch.randint(0, 1000, (8 if spiking else 32,), generator=gen)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        out = model(x)
+        if spiking:
+            out = out.mean(0)
+        nn.functional.cross_entropy(out, y).backward()
+        optimizer.step()
+        if pruner is not None:
+            pruner.step(optimizer)
+        if spiking:
+            functional.reset_net(model)
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reps", type=int, default=15, help="timed steps per variant (after 2 warm-up steps)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--models", default="sew_resnet18,resnet18")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    kinds = ["dense", "snnprune", "torch_prune", "naive_param"]
+    results = {}
+    for model_name in args.models.split(","):
+        steps = {k: make_step(model_name, *make_variant(k, model_name)) for k in kinds}
+        for step in steps.values():  # warm-up
+            step(); step()
+        times = {k: [] for k in kinds}
+        for rep in range(args.reps):
+            order = kinds[rep % len(kinds):] + kinds[: rep % len(kinds)]  # rotate who goes first
+            for k in order:
+                t0 = time.perf_counter()
+                steps[k]()
+                times[k].append(time.perf_counter() - t0)
+        dense = statistics.median(times["dense"])
+        results[model_name] = {
+            k: {"median_s": statistics.median(v), "ratio_to_dense": statistics.median(v) / dense, "times_s": v}
+            for k, v in times.items()
+        }
+        print(model_name, {k: round(r["ratio_to_dense"], 3) for k, r in results[model_name].items()})
+
+    machine = {
+        "cpu": _cpu_model(), "nproc": os.cpu_count(), "torch": torch.__version__,
+        "python": platform.python_version(), "threads": args.threads,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    command = f"python bench/overhead.py --reps {args.reps} --threads {args.threads}"
+    (RESULTS / "overhead.json").write_text(json.dumps({"machine": machine, "command": command, "results": results}, indent=1))
+    lines = [
+        "# Training-step overhead (median step time, ratio to dense, interleaved in one run)",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {machine['cpu']}, {args.threads} threads, torch {machine['torch']}, Python {machine['python']}",
+        "",
+        "| model | dense (s) | snnprune soft threshold | torch.prune 50% mask | naive parametrization |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        lines.append(
+            f"| {name} | {r['dense']['median_s']:.3f} | {r['snnprune']['ratio_to_dense']:.3f}x "
+            f"| {r['torch_prune']['ratio_to_dense']:.3f}x | {r['naive_param']['ratio_to_dense']:.3f}x |"
+        )
+    (RESULTS / "overhead.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+if __name__ == "__main__":
+    main()
