@@ -1,0 +1,29 @@
+"""Data sets for snnprune: one registry over torchvision image sets, tonic event sets and two
+small data sets that need no download (``digits`` and its event-camera version ``digits_dvs``).
+
+Event data become frames ``[T, C, H, W]`` (tonic ``ToFrame``), cached on disk after the first
+epoch (tonic ``DiskCachedDataset``); :func:`make_loader` batches them time-major ``[T, N, C, H, W]``.
+
+Example:
+    >>> from snnprune.data import create_dataset, make_loader
+    >>> loader = make_loader(create_dataset("digits_dvs", "/tmp/snnprune-doc", "test", n_time_bins=4),
+    ...                      batch_size=8, train=False)
+    >>> frames, labels = next(iter(loader))
+    >>> tuple(frames.shape), tuple(labels.shape)
+    ((4, 8, 2, 24, 24), (8,))
+"""
+
+from .errors import DatasetNotFoundError
+from .framing import EventFrames, Framing
+from .loader import collate_time_major, make_loader
+from .registry import create_dataset, list_datasets
+
+__all__ = [
+    "DatasetNotFoundError",
+    "EventFrames",
+    "Framing",
+    "collate_time_major",
+    "create_dataset",
+    "list_datasets",
+    "make_loader",
+]

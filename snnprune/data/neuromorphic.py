@@ -1,0 +1,143 @@
+"""Recorded event-camera data sets read with tonic: DVS128 Gesture, CIFAR10-DVS and N-MNIST.
+
+tonic's classes are used as they are, with two changes made in a mixin: nothing is downloaded
+unless ``download=True`` is passed (tonic downloads whenever its file-count check fails, which a
+partial or re-organised copy does), and the recordings are put in natural path order, so indices,
+splits and caches are the same on every machine (tonic lists files in file-system order).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import tonic
+
+from .errors import DatasetNotFoundError
+from .framing import DEFAULT_TIME_BINS, EventFrames, Framing
+from .splits import canonical_split, stratified_split
+
+CIFAR10_DVS_TEST_FRACTION = 0.1
+
+
+def _natural_key(path: str):
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
+
+
+class _OnDisk:
+    """Mixin for a tonic data set: read what is on disk, download only when asked.
+
+    The subclasses keep tonic's class names: tonic stores a data set under ``save_to/<class name>``.
+    """
+
+    name = layout = source = suffix = ""
+    per_recording = ()  # tonic's per-recording lists that must stay aligned with ``data``
+
+    def __init__(self, save_to: str, *args, download: bool = False, **kwargs):
+        self.allow_download = download
+        super().__init__(save_to, *args, **kwargs)
+        lists = [self.data, self.targets] + [getattr(self, a) for a in self.per_recording]
+        order = sorted(range(len(self.data)), key=lambda i: _natural_key(self.data[i]))
+        for values in lists:
+            values[:] = [values[i] for i in order]
+
+    def _check_exists(self) -> bool:
+        if self.allow_download:  # tonic's own check: complete data set present
+            return super()._check_exists()
+        return self._folder_contains_at_least_n_files_of_type(1, self.suffix)
+
+    def download(self) -> None:
+        if not self.allow_download:
+            raise DatasetNotFoundError(
+                self.name, os.path.join(self.location_on_system, self.folder_name), self.layout, self.source
+            )
+        super().download()
+
+
+class DVSGesture(_OnDisk, tonic.datasets.DVSGesture):
+    """tonic ``DVSGesture`` (11 classes, 128x128) that never downloads implicitly.
+
+    Example:
+        >>> rec = DVSGesture("/data", train=False)  # doctest: +SKIP
+        >>> events, label = rec[0]  # doctest: +SKIP
+    """
+
+    name, suffix, per_recording = "dvs_gesture", ".npy", ("users", "lighting")
+    layout = "<root>/DVSGesture/ibmGesture{Train,Test}/userNN_<lighting>/<label>.npy"
+    source = "tonic's figshare copy (pass download=True); originals at https://research.ibm.com/dvsgesture/"
+
+
+class CIFAR10DVS(_OnDisk, tonic.datasets.CIFAR10DVS):
+    """tonic ``CIFAR10DVS`` (10 classes, 128x128, .aedat4 read with the ``aedat`` package).
+
+    Example:
+        >>> rec = CIFAR10DVS("/data")  # doctest: +SKIP
+    """
+
+    name, suffix = "cifar10_dvs", ".aedat4"
+    layout = "<root>/CIFAR10DVS/<class name>/*.aedat4"
+    source = "tonic's figshare copy (pass download=True)"
+
+    def __getitem__(self, index):
+        try:
+            import aedat  # noqa: F401  (tonic.io.read_aedat4 needs it)
+        except ImportError:
+            raise ImportError("reading CIFAR10-DVS (.aedat4) needs the 'aedat' package: pip install aedat") from None
+        return super().__getitem__(index)
+
+
+class NMNIST(_OnDisk, tonic.datasets.NMNIST):
+    """tonic ``NMNIST`` (10 classes, 34x34 sensor, three saccades per digit).
+
+    Example:
+        >>> rec = NMNIST("/data", train=True)  # doctest: +SKIP
+    """
+
+    name, suffix = "nmnist", ".bin"
+    layout = "<root>/NMNIST/{Train,Test}/<digit>/*.bin"
+    source = "https://www.garrickorchard.com/datasets/n-mnist (or pass download=True)"
+
+
+def _frames(recordings, root, cache_dir, n_time_bins, time_window, size, indices=None) -> EventFrames:
+    framing = Framing(n_time_bins=n_time_bins, time_window=time_window, size=size)
+    return EventFrames(recordings, framing, cache_dir or os.path.join(root, "cache"), indices)
+
+
+def dvs_gesture(root, split, n_time_bins=DEFAULT_TIME_BINS, time_window=None, size=None, cache_dir=None, download=False):
+    """DVS128 Gesture as frames [T, 2, H, W]; tonic's train (1077) / test (264) split.
+
+    ``n_time_bins`` frames per recording (or windows of ``time_window`` µs), optionally
+    downsampled to ``size x size``; frames are cached under ``cache_dir`` (default ``root/cache``).
+
+    Example:
+        >>> ds = dvs_gesture("/data", "train", n_time_bins=16, size=64)  # doctest: +SKIP
+        >>> ds[0][0].shape  # doctest: +SKIP
+        torch.Size([16, 2, 64, 64])
+    """
+    rec = DVSGesture(root, train=canonical_split(split) == "train", download=download)
+    return _frames(rec, root, cache_dir, n_time_bins, time_window, size)
+
+
+def cifar10_dvs(root, split, n_time_bins=DEFAULT_TIME_BINS, time_window=None, size=None, cache_dir=None, download=False):
+    """CIFAR10-DVS as frames [T, 2, H, W]; a deterministic stratified 9:1 train/test split.
+
+    The data set has no official split: recordings in natural path order are split per class
+    9:1 by :func:`snnprune.data.splits.stratified_split` (seed 0), so 900 / 100 per class.
+
+    Example:
+        >>> ds = cifar10_dvs("/data", "test", n_time_bins=10)  # doctest: +SKIP
+    """
+    rec = CIFAR10DVS(root, download=download)
+    train, test = stratified_split(rec.targets, CIFAR10_DVS_TEST_FRACTION)
+    indices = train if canonical_split(split) == "train" else test
+    return _frames(rec, root, cache_dir, n_time_bins, time_window, size, indices)
+
+
+def nmnist(root, split, n_time_bins=DEFAULT_TIME_BINS, time_window=None, size=None, cache_dir=None, download=False):
+    """N-MNIST as frames [T, 2, 34, 34]; the official 60 000 / 10 000 split.
+
+    Example:
+        >>> ds = nmnist("/data", "test", n_time_bins=10)  # doctest: +SKIP
+    """
+    rec = NMNIST(root, train=canonical_split(split) == "train", download=download)
+    return _frames(rec, root, cache_dir, n_time_bins, time_window, size)
