@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from snnprune.data import DatasetNotFoundError, Framing, collate_time_major, create_dataset, list_datasets, make_loader
+from snnprune.data import (DatasetNotFoundError, Framing, collate_time_major, create_dataset, dataset_info,
+                           list_datasets, make_loader)
 
 # ---------------------------------------------------------------- writers of the real formats
 
@@ -176,6 +177,14 @@ def test_registry_lists_every_data_set():
                                     "nmnist", "digits", "digits_dvs"}
 
 
+@pytest.mark.parametrize("name", ["digits", "digits_dvs"])
+def test_dataset_info_matches_what_the_builder_makes(name, digits_dvs_root):
+    info = dataset_info(name)
+    kwargs = {"n_time_bins": 4} if info.events else {}
+    x, y = create_dataset(name, str(digits_dvs_root), "test", **kwargs)[0]
+    assert tuple(x.shape[-3:]) == info.sample_shape and (x.dim() == 4) == info.events and 0 <= y < info.num_classes
+
+
 def test_unknown_name_suggests_the_closest_names():
     with pytest.raises(ValueError, match="did you mean 'cifar10'"):
         create_dataset("cifar_10", "/nonexistent", "train")
@@ -195,6 +204,12 @@ def test_missing_data_raises_one_line_naming_layout_and_readme(tmp_path, name):
     assert "\n" not in message and "<root>/" in message and "data/README.md" in message
     assert message.startswith(f"{name}: no data at {tmp_path}")
     assert not any(tmp_path.rglob("*.zip")) and not any(tmp_path.rglob("*.tar.gz"))  # nothing fetched
+
+
+def test_no_root_means_the_default_data_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("SNNPRUNE_DATA", str(tmp_path))
+    with pytest.raises(DatasetNotFoundError, match=f"no data at {tmp_path}/NMNIST/Train;"):
+        create_dataset("nmnist", None, "train")
 
 
 # ---------------------------------------------------------------- torchvision image sets

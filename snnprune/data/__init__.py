@@ -16,14 +16,17 @@ Example:
 from .errors import DatasetNotFoundError
 from .framing import EventFrames, Framing
 from .loader import collate_time_major, make_loader
-from .registry import create_dataset, list_datasets
+from .registry import DatasetInfo, create_dataset, dataset_info, default_root, list_datasets
 
 __all__ = [
+    "DatasetInfo",
     "DatasetNotFoundError",
     "EventFrames",
     "Framing",
     "collate_time_major",
     "create_dataset",
+    "dataset_info",
+    "default_root",
     "list_datasets",
     "make_loader",
 ]
