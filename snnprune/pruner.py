@@ -195,6 +195,10 @@ class Pruner:
             parametrize.register_parametrization(module, "weight", reparam)
             self._reparams.append(reparam)
         self.learnable = all(r.learnable for r in self._reparams)
+        #: whether :meth:`regularization` contributes anything (skip the call when it does not)
+        self.has_regularization = any(
+            type(r).regularization is not Reparameterization.regularization for r in self._reparams
+        )
 
         if self.learnable:
             if schedule is not None:

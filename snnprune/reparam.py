@@ -52,6 +52,23 @@ class _SoftShrinkSTE(torch.autograd.Function):
         return grad, None
 
 
+class _CachedWeight(torch.autograd.Function):
+    """Hand out the effective weight held in ``cache``; the gradient goes to the latent weight,
+    untouched (straight-through) or multiplied by a fixed mask."""
+
+    @staticmethod
+    def forward(latent: Tensor, cache: Tensor, grad_mask: Tensor | None) -> Tensor:
+        return cache.view_as(cache)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.grad_mask = inputs[2]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return (grad if ctx.grad_mask is None else grad * ctx.grad_mask), None, None
+
+
 class _SoftThresholdSTE(torch.autograd.Function):
     """Same map with a tensor threshold (the path traced by ``torch.compile``)."""
 
@@ -98,13 +115,26 @@ class Reparameterization(nn.Module):
     After :meth:`freeze` the mask is fixed: ``w = θ ⊙ m`` with the true (masked) gradient, i.e.
     sparse fine-tuning. The mask is a buffer, so it is saved with the model's ``state_dict`` and
     restored by ``load_state_dict`` even into a reparameterization that was not frozen yet.
+
+    Cached forward: a method whose effective weight depends only on ``θ`` and its threshold, and
+    whose gradient with respect to ``θ`` does not depend on ``θ`` (straight-through, or a frozen
+    mask), sets ``straight_through = True`` and implements :meth:`fill`. The base class then
+    computes ``w`` into one reused buffer, only when ``θ`` (tracked by its autograd version
+    counter, which every in-place update such as ``optimizer.step()`` or ``load_state_dict``
+    bumps) or the threshold changed since the last forward. This avoids allocating a fresh weight
+    tensor every forward (the dominant cost on CPU) and makes repeated reads of ``module.weight``
+    in one forward (single-step SNNs read it T times) free. Writing ``θ`` through ``.data``
+    bypasses the version counter: call :meth:`invalidate` after such a write.
     """
 
     learnable: bool = False
+    straight_through: bool = False
 
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("mask", None)
+        self._cache: Tensor | None = None
+        self._cache_key: tuple | None = None
 
     # -- the method ------------------------------------------------------------------------
     def transform(self, latent: Tensor) -> Tensor:  # pragma: no cover - abstract
@@ -122,11 +152,45 @@ class Reparameterization(nn.Module):
         """Differentiable penalty this method adds to the loss (0 by default)."""
         return latent.new_zeros(())
 
+    def fill(self, latent: Tensor, out: Tensor) -> None:
+        """Write the effective weight of ``latent`` into ``out`` (cached-forward methods)."""
+        raise NotImplementedError
+
+    def cache_token(self) -> object:
+        """Everything besides ``θ`` the effective weight depends on (e.g. the threshold)."""
+        return None
+
     # -- shared mechanics -----------------------------------------------------------------
     def forward(self, latent: Tensor) -> Tensor:
+        if torch.compiler.is_compiling():
+            return latent * self.mask if self.mask is not None else self.transform(latent)
         if self.mask is not None:
-            return latent * self.mask
+            return self._cached(latent, lambda out: torch.mul(latent, self.mask, out=out), self.mask)
+        if self.straight_through:
+            return self._cached(latent, lambda out: self.fill(latent, out), None)
         return self.transform(latent)
+
+    def invalidate(self) -> None:
+        """Forget the cached effective weight (after writing ``θ`` through ``.data``)."""
+        self._cache_key = None
+
+    def _cached(self, latent: Tensor, fill, grad_mask: Tensor | None) -> Tensor:
+        cache = self._cache
+        if (
+            cache is None
+            or cache.shape != latent.shape
+            or cache.stride() != latent.stride()
+            or cache.dtype != latent.dtype
+            or cache.device != latent.device
+        ):
+            cache = self._cache = torch.empty_like(latent, requires_grad=False)
+            self._cache_key = None
+        key = (latent.data_ptr(), latent._version, self.cache_token(), grad_mask is None)
+        if key != self._cache_key:
+            with torch.no_grad():
+                fill(cache)
+            self._cache_key = key
+        return _CachedWeight.apply(latent, cache, grad_mask)
 
     @property
     def frozen(self) -> bool:
@@ -139,12 +203,19 @@ class Reparameterization(nn.Module):
         weight = self.transform(latent)
         self.mask = (weight != 0).to(latent.dtype)
         latent.copy_(weight)
+        self.invalidate()
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         key = prefix + "mask"
         if key in state_dict and self.mask is None:
             self.mask = torch.empty_like(state_dict[key])
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.invalidate()
+
+    def __getstate__(self):  # the cache is derived state: never pickle or deep-copy it
+        state = dict(super().__getstate__())
+        state["_cache"], state["_cache_key"] = None, None
+        return state
 
 
 class SoftThreshold(Reparameterization):
@@ -157,10 +228,11 @@ class SoftThreshold(Reparameterization):
     SGD step on ``θ`` followed by raising ``d`` by ``λ·η`` is one proximal-gradient step on
     ``L(w) + λ‖w‖₁``.
 
-    The eager forward is a single fused ``softshrink`` kernel and the backward passes the gradient
-    through untouched, so the method costs about what a fixed mask costs. Under ``torch.compile``
-    the threshold is read from the ``threshold`` buffer instead of a Python float, so that a
-    changing threshold does not trigger recompilation.
+    The eager forward writes one fused ``softshrink`` kernel into a reused buffer, once per change
+    of ``θ`` or ``d`` (see :class:`Reparameterization`), and the backward passes the gradient
+    through untouched, so the method costs no more than a fixed mask. Under ``torch.compile`` the
+    threshold is read from the ``threshold`` buffer instead of a Python float, so that a changing
+    threshold does not trigger recompilation.
 
     Example::
 
@@ -173,6 +245,8 @@ class SoftThreshold(Reparameterization):
         >>> w.sum().backward(); theta.grad
         tensor([1., 1., 1., 1.])
     """
+
+    straight_through = True
 
     def __init__(self, threshold: float = 0.0) -> None:
         super().__init__()
@@ -190,6 +264,12 @@ class SoftThreshold(Reparameterization):
 
     def current_threshold(self) -> float:
         return self._d
+
+    def cache_token(self) -> object:
+        return self._d
+
+    def fill(self, latent: Tensor, out: Tensor) -> None:
+        torch.ops.aten.softshrink.out(latent, self._d, out=out)
 
     def transform(self, latent: Tensor) -> Tensor:
         if torch.compiler.is_compiling():

@@ -112,3 +112,66 @@ def test_compiled_path_matches_eager():
     theta = torch.randn(64)
     compiled = torch.compile(lambda t: reparam(t), backend="eager", fullgraph=True)
     assert torch.equal(compiled(theta), reparam(theta))
+
+
+def parametrized_linear(d=0.1):
+    layer = nn.Linear(6, 4)
+    parametrize.register_parametrization(layer, "weight", SoftThreshold(d))
+    return layer, layer.parametrizations.weight.original
+
+
+def test_cached_weight_is_reused_and_follows_every_optimizer_step():
+    layer, theta = parametrized_linear()
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.5)
+    first = layer.weight
+    for _ in range(3):
+        layer(torch.randn(5, 6)).sum().backward()
+        optimizer.step()
+        assert torch.equal(layer.weight, reference_soft_threshold(theta.detach(), 0.1))
+        assert layer.weight.data_ptr() == first.data_ptr()  # the same buffer, no new allocation
+    layer.parametrizations.weight[0].set_threshold(0.3)
+    assert torch.equal(layer.weight, reference_soft_threshold(theta.detach(), 0.3))
+
+
+def test_repeated_reads_in_one_forward_get_the_full_gradient():
+    layer, theta = parametrized_linear()
+    x = torch.randn(3, 6)
+    (layer(x).sum() + layer(x).sum()).backward()  # e.g. a single-step SNN reading the weight T times
+    dense = nn.Linear(6, 4)
+    with torch.no_grad():
+        dense.weight.copy_(layer.weight)
+        dense.bias.copy_(layer.bias)
+    (dense(x).sum() + dense(x).sum()).backward()
+    assert torch.allclose(theta.grad, dense.weight.grad)
+
+
+def test_a_stale_graph_fails_loudly_as_in_dense_training():
+    layer, theta = parametrized_linear()
+    x = torch.randn(3, 6, requires_grad=True)
+    out = layer(x).sum()
+    with torch.no_grad():
+        theta.add_(1.0)
+    layer(x)  # recomputes the buffer in place
+    with pytest.raises(RuntimeError, match="modified inplace|inplace operation"):
+        out.backward()
+
+
+def test_writes_through_data_need_invalidate():
+    layer, theta = parametrized_linear()
+    layer.weight
+    theta.data.fill_(1.0)  # bypasses the version counter
+    layer.parametrizations.weight[0].invalidate()
+    assert torch.equal(layer.weight, torch.full((4, 6), 0.9))
+
+
+def test_deepcopy_does_not_share_the_cache():
+    import copy
+
+    layer, _ = parametrized_linear()
+    layer.weight
+    twin = copy.deepcopy(layer)
+    with torch.no_grad():
+        twin.parametrizations.weight.original.fill_(2.0)
+    assert torch.equal(twin.weight, torch.full((4, 6), 1.9))
+    assert not torch.equal(layer.weight, twin.weight)
+    assert layer.parametrizations.weight[0]._cache is not None

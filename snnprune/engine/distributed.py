@@ -33,6 +33,14 @@ class DistContext:
         dist.all_reduce(t)
         return t.tolist()
 
+    def all_gather(self, value: float) -> list[float]:
+        """``value`` from every rank, in rank order (a one-element list without torchrun)."""
+        if not self.distributed:
+            return [value]
+        out = [None] * self.world_size
+        dist.all_gather_object(out, value)
+        return out
+
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()

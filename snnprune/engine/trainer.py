@@ -288,7 +288,7 @@ def _train(recipe, run_dir, resume, ctx, log, stop_after_steps) -> RunResult:
         (run_dir / "recipe.json").write_text(recipe.model_dump_json(indent=2))
     log.event("start", recipe=recipe.name, resume=bool(checkpoint), world_size=ctx.world_size, device=str(ctx.device))
 
-    def save(path_name: str, **extra) -> None:
+    def save(path_name: str) -> None:
         if not ctx.is_main:
             return
         payload = {
@@ -301,7 +301,6 @@ def _train(recipe, run_dir, resume, ctx, log, stop_after_steps) -> RunResult:
             "masks": {k: v.cpu() for k, v in previous_masks.items()},
             "rng": _rng_state(),
             **state,
-            **extra,
         }
         atomic_save(payload, run_dir / path_name)
 
@@ -310,7 +309,12 @@ def _train(recipe, run_dir, resume, ctx, log, stop_after_steps) -> RunResult:
     def on_signal(signum, frame):
         stop["signal"] = signum
 
-    handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    handlers = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            handlers[signum] = signal.signal(signum, on_signal)
+        except ValueError:  # not the main thread: signals stay with the caller
+            pass
     result = RunResult(run_dir, history=state["history"], best_acc=state["best_acc"])
     steps_this_call = 0
     try:
@@ -332,7 +336,7 @@ def _train(recipe, run_dir, resume, ctx, log, stop_after_steps) -> RunResult:
                     with torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else nullcontext():
                         out = net(x)
                         loss = criterion(out, y)
-                        if pruner is not None:
+                        if pruner is not None and pruner.has_regularization:
                             loss = loss + pruner.regularization()
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()
@@ -341,7 +345,7 @@ def _train(recipe, run_dir, resume, ctx, log, stop_after_steps) -> RunResult:
                     if pruner is not None:
                         pruner.step(optimizer)
                     scheduler.step()
-                    loss_sum += float(loss) * len(y)
+                    loss_sum += loss.item() * len(y)
                     correct += int((out.argmax(1) == y).sum())
                     seen += len(y)
                     state["step_in_epoch"] += 1
@@ -368,6 +372,9 @@ def _train(recipe, run_dir, resume, ctx, log, stop_after_steps) -> RunResult:
                 metrics["threshold"] = pruner.threshold
                 metrics["regrowth"] = _regrowth(previous_masks, masks)
                 previous_masks = masks
+                if ctx.distributed:  # the ranks must agree; recorded so that a divergence shows
+                    metrics["threshold_per_rank"] = ctx.all_gather(metrics["threshold"])
+                    metrics["sparsity_per_rank"] = ctx.all_gather(metrics["sparsity"])
             state.update(epoch=epoch + 1, step_in_epoch=0, partial=[0.0, 0, 0])
             state["history"].append(metrics)
             log.epoch(metrics)

@@ -1,0 +1,218 @@
+"""The training engine end to end: recipes run, logs and checkpoints land, resume is exact,
+torchrun works, bad input is one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from fakedata import write_cifar, write_cifar10_dvs, write_dvs_gesture, write_image_folder, write_nmnist
+from snnprune.cli import main
+from snnprune.engine import load_checkpoint, train
+from snnprune.models import create_model
+from snnprune.recipe import list_recipes, load_recipe
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def data_home(tmp_path_factory):
+    """A private default data root ($SNNPRUNE_DATA) with digits_dvs generated once."""
+    home = tmp_path_factory.mktemp("data_home")
+    old = os.environ.get("SNNPRUNE_DATA")
+    os.environ["SNNPRUNE_DATA"] = str(home)
+    from snnprune.data import create_dataset
+
+    create_dataset("digits_dvs", None, "train")
+    yield home
+    if old is None:
+        os.environ.pop("SNNPRUNE_DATA", None)
+    else:
+        os.environ["SNNPRUNE_DATA"] = old
+
+
+def fake_root(name: str, root: Path) -> Path:
+    """Small files in the real layout of data set ``name``."""
+    if name == "imagenet":
+        write_image_folder(root, "train")
+        write_image_folder(root, "val")
+    elif name == "cifar10":
+        write_cifar(root)
+    elif name == "dvs_gesture":
+        write_dvs_gesture(root, labels=range(2), n=200)
+    elif name == "cifar10_dvs":
+        write_cifar10_dvs(root, per_class=10, n=50)
+    elif name == "nmnist":
+        write_nmnist(root)
+    else:
+        raise AssertionError(f"no fake data for {name}")
+    return root
+
+
+SMALL = {  # overrides that make each shipped recipe one small step
+    "imagenet": ["data.kwargs.image_size=32", "data.T=2"],
+    "dvs_gesture": ["data.T=2"],
+    "cifar10_dvs": ["data.T=2"],
+}
+
+
+@pytest.mark.parametrize("path", list_recipes(), ids=lambda p: p.stem)
+def test_every_shipped_recipe_runs_a_step_on_generated_data(path, tmp_path, data_home):
+    recipe = load_recipe(path)
+    overrides = ["epochs=2", "batch_size=2", "data.limit=4", "data.workers=0", "lr_schedule.warmup_epochs=0"]
+    if recipe.data.name not in ("digits", "digits_dvs"):
+        overrides.append(f"data.root={fake_root(recipe.data.name, tmp_path / 'data')}")
+    overrides += SMALL.get(recipe.data.name, [])
+    if recipe.pruning.freeze_epoch is not None:
+        overrides.append("pruning.freeze_epoch=1")
+    result = train(load_recipe(path, overrides), tmp_path / "run", stop_after_steps=1)
+    assert result.interrupted  # stopped on purpose after one optimizer step, checkpoint written
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert state["global_step"] == 1 and state["step_in_epoch"] == 1
+    for value in state["model"].values():
+        assert torch.isfinite(value.float()).all()
+
+
+def test_digits_run_writes_logs_checkpoints_and_a_plain_final_model(tmp_path, data_home):
+    recipe = load_recipe("digits_snn_lats", ["epochs=2", "data.limit=96", "batch_size=32"])
+    result = train(recipe, tmp_path)
+    assert [m["epoch"] for m in result.history] == [1, 2]
+    lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    epochs = [l for l in lines if l["kind"] == "epoch"]
+    assert len(epochs) == 2 and {"train_loss", "test_acc", "threshold", "sparsity", "regrowth"} <= set(epochs[0])
+    assert epochs[1]["threshold"] == pytest.approx(0.05)  # LATS D-form lands on D at the last step
+    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tensorboard").iterdir())
+    assert json.loads((tmp_path / "recipe.json").read_text())["name"] == "digits_snn_lats"
+    for name in ("last.pt", "best.pt", "final_model.pt"):
+        torch.load(tmp_path / name, weights_only=True)
+    final = torch.load(tmp_path / "final_model.pt", weights_only=True)
+    fresh = create_model("sew_digits", in_channels=2, input_size=24, num_classes=10, T=4)
+    fresh.load_state_dict(final["model"], strict=True)
+    assert final["sparsity"] == pytest.approx(result.final["sparsity"])
+
+
+def test_early_pruning_freezes_the_mask(tmp_path, data_home):
+    recipe = load_recipe("digits_snn_early", ["epochs=3", "pruning.freeze_epoch=1", "data.limit=64", "batch_size=32"])
+    result = train(recipe, tmp_path)
+    after_freeze = [m["sparsity"] for m in result.history[1:]]
+    assert after_freeze[0] == after_freeze[1] > 0
+    assert result.history[2]["regrowth"] == 0.0
+
+
+def test_pruning_at_initialization_starts_at_the_target(tmp_path, data_home):
+    recipe = load_recipe("digits_ann_pai", ["epochs=1", "data.limit=64", "batch_size=32"])
+    train(recipe, tmp_path, stop_after_steps=1)
+    state = load_checkpoint(tmp_path / "last.pt")
+    masks = state["masks"]  # the masks at step 0, right after the threshold was set
+    kept = sum(int(m.sum()) for m in masks.values())
+    total = sum(m.numel() for m in masks.values())
+    assert 1 - kept / total == pytest.approx(0.8, abs=1 / total)
+    assert state["pruner"]["schedule"]["type"] == "Constant"  # and the threshold stays fixed
+
+
+def cli(*args, env=None, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "snnprune", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT, **kwargs)
+
+
+def weights(run: Path) -> dict:
+    return torch.load(run / "final_model.pt", weights_only=True)["model"]
+
+
+RESUME_ARGS = ["train", "digits_snn_lats", "--set", "epochs=3", "--set", "data.limit=320", "--set", "batch_size=16"]
+
+
+def test_kill_9_or_sigterm_then_resume_equals_the_uninterrupted_run_bit_for_bit(tmp_path, data_home):
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    whole = cli(*RESUME_ARGS, "--out", str(tmp_path / "whole"), env=env)
+    assert whole.wait(timeout=600) == 0, whole.stderr.read()
+
+    for how in (signal.SIGKILL, signal.SIGTERM):
+        out = tmp_path / how.name
+        run = cli(*RESUME_ARGS, "--out", str(out), env=env)
+        deadline = time.time() + 300
+        while not (out / "last.pt").exists() and time.time() < deadline:  # first epoch done
+            time.sleep(0.05)
+        time.sleep(0.3)  # into the second epoch
+        run.send_signal(how)
+        code = run.wait(timeout=120)
+        if how == signal.SIGTERM:
+            assert code == 130, run.stderr.read()
+            assert "--resume" in run.stderr.read()
+            saved = load_checkpoint(out / "last.pt")
+            assert 0 < saved["global_step"]
+        else:
+            assert code == -signal.SIGKILL
+        assert not (out / "final_model.pt").exists()
+        resumed = cli(*RESUME_ARGS, "--out", str(out), "--resume", env=env)
+        assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
+        a, b = weights(tmp_path / "whole"), weights(out)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), (how.name, key)
+
+
+def test_torchrun_two_processes_agree_and_match_one_process(tmp_path, data_home):
+    args = ["--set", "epochs=2", "--set", "data.limit=256", "--set", "batch_size=32"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    two = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+         "-m", "snnprune", "train", "digits_snn_lats", *args, "--out", str(tmp_path / "two")],
+        env=env, capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )
+    assert two.returncode == 0, two.stderr[-2000:]
+    one = cli("train", "digits_snn_lats", *args, "--out", str(tmp_path / "one"), env=env)
+    assert one.wait(timeout=600) == 0, one.stderr.read()
+
+    def epochs(run):
+        lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+        return [l for l in map(json.loads, lines) if l["kind"] == "epoch"]
+
+    for e_two, e_one in zip(epochs("two"), epochs("one")):
+        assert len(set(e_two["threshold_per_rank"])) == 1  # the same threshold on both ranks
+        assert len(set(e_two["sparsity_per_rank"])) == 1  # and the same masks
+        assert e_two["threshold"] == pytest.approx(e_one["threshold"], rel=1e-12)
+        assert e_two["sparsity"] == pytest.approx(e_one["sparsity"], abs=0.03)
+
+
+# -- bad input: one line on stderr, exit 2, nothing overwritten --------------------------------
+def run_main(args, capsys):
+    code = main(args)
+    err = capsys.readouterr().err
+    return code, err.strip().splitlines()
+
+
+def test_missing_data_folder_is_one_line(tmp_path, capsys):
+    code, lines = run_main(["train", "dvs_gesture_sew_lats", "--set", f"data.root={tmp_path}", "--out",
+                            str(tmp_path / "run")], capsys)
+    assert code == 2 and len(lines) == 1
+    assert "DVSGesture" in lines[0] and "data/README.md" in lines[0]
+
+
+def test_unreadable_checkpoint_is_one_line(tmp_path, capsys):
+    (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
+    code, lines = run_main(["train", "digits_snn_lats", "--out", str(tmp_path), "--resume"], capsys)
+    assert code == 2 and len(lines) == 1 and "cannot read checkpoint" in lines[0]
+
+
+def test_existing_run_is_not_overwritten(tmp_path, capsys, data_home):
+    recipe = load_recipe("digits_snn_lats", ["epochs=1", "data.limit=32", "batch_size=32"])
+    train(recipe, tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("*.pt")}
+    code, lines = run_main(["train", "digits_snn_lats", "--out", str(tmp_path)], capsys)
+    assert code == 2 and len(lines) == 1 and "--resume" in lines[0]
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("*.pt")} == before
+
+
+def test_resume_with_a_different_recipe_is_refused(tmp_path, capsys, data_home):
+    train(load_recipe("digits_snn_lats", ["epochs=1", "data.limit=32", "batch_size=32"]), tmp_path)
+    code, lines = run_main(["train", "digits_snn_lats", "--set", "epochs=5", "--out", str(tmp_path), "--resume"], capsys)
+    assert code == 2 and len(lines) == 1 and "different recipe" in lines[0]
