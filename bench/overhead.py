@@ -5,6 +5,7 @@ optimizer step, pruner step, SNN reset) for
 
 * SEW-ResNet-18 (SpikingJelly, IF neurons, ADD, multi-step), T=4, batch 8, 3x64x64 input;
 * torchvision ResNet-18 (the ANN), batch 32, 3x64x64 (the same number of images through the convs);
+* ``resnet18_224``: the same ANN at ImageNet resolution, batch 8, 3x224x224 (its training regime);
 
 each in four variants, interleaved round-robin in one process so that machine noise hits all alike:
 
@@ -62,7 +63,7 @@ def build_snn():
 
 def make_variant(kind: str, model_name: str):
     torch.manual_seed(0)
-    model = build_snn() if model_name == "sew_resnet18" else resnet18(num_classes=1000)
+    model = build_snn() if model_name == "sew_resnet18" else resnet18(num_classes=1000)  # also resnet18_224
     pruner = None
     if kind == "snnprune":
         pruner = Pruner(model, "soft_threshold", LATS(l1=1e-4))
@@ -81,9 +82,11 @@ def make_step(model_name, model, optimizer, pruner):
     gen = torch.Generator().manual_seed(1)
     if spiking:
         x = torch.rand(4, 8, 3, 64, 64, generator=gen)
+    elif model_name == "resnet18_224":
+        x = torch.rand(8, 3, 224, 224, generator=gen)
     else:
         x = torch.rand(32, 3, 64, 64, generator=gen)
-    y = torch.randint(0, 1000, (8 if spiking else 32,), generator=gen)
+    y = torch.randint(0, 1000, (x.shape[-4],), generator=gen)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
@@ -104,7 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=25, help="timed steps per variant (after 2 warm-up steps)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--models", default="sew_resnet18,resnet18")
+    parser.add_argument("--models", default="sew_resnet18,resnet18,resnet18_224")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     kinds = ["dense", "snnprune", "torch_prune", "naive_param"]

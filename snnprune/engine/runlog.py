@@ -39,6 +39,7 @@ class RunLog:
         self.console = console or make_console()
         self._jsonl = None
         self._tb = None
+        self._columns = None  # fixed at the first epoch, so the rows line up under one header
         if enabled:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._jsonl = open(self.run_dir / "metrics.jsonl", "a", buffering=1)
@@ -73,11 +74,13 @@ class RunLog:
             if key != "epoch" and isinstance(value, (int, float)):
                 self._tb.add_scalar(key, value, step)
         self._tb.flush()
-        table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-        shown = [(k, h, f) for k, h, f in EPOCH_COLUMNS if metrics.get(k) is not None]
-        for _, header, _ in shown:
-            table.add_column(header, justify="right")
-        table.add_row(*[fmt.format(metrics[k]) for k, _, fmt in shown])
+        first = self._columns is None
+        if first:
+            self._columns = [(k, h, f) for k, h, f in EPOCH_COLUMNS if metrics.get(k) is not None]
+        table = Table(show_header=first, header_style="bold", box=None, pad_edge=False)
+        for _, header, _ in self._columns:
+            table.add_column(header, justify="right", min_width=max(len(header), 9))
+        table.add_row(*["" if metrics.get(k) is None else fmt.format(metrics[k]) for k, _, fmt in self._columns])
         self.console.print(table)
 
     def event(self, kind: str, **fields) -> None:

@@ -287,6 +287,10 @@ def _train(recipe, run_dir, resume, ctx, log, stop_after_steps) -> RunResult:
     if ctx.is_main:
         (run_dir / "recipe.json").write_text(recipe.model_dump_json(indent=2))
     log.event("start", recipe=recipe.name, resume=bool(checkpoint), world_size=ctx.world_size, device=str(ctx.device))
+    log.print(
+        f"[bold]{recipe.name}[/bold] — {recipe.description or recipe.family} "
+        f"({ctx.world_size} process{'es' * (ctx.world_size > 1)} on {ctx.device}; run folder {run_dir})"
+    )
 
     def save(path_name: str) -> None:
         if not ctx.is_main:
