@@ -88,7 +88,7 @@ def test_digits_run_writes_logs_checkpoints_and_a_plain_final_model(tmp_path, da
     lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     epochs = [l for l in lines if l["kind"] == "epoch"]
     assert len(epochs) == 2 and {"train_loss", "test_acc", "threshold", "sparsity", "regrowth"} <= set(epochs[0])
-    assert epochs[1]["threshold"] == pytest.approx(0.05)  # LATS D-form lands on D at the last step
+    assert epochs[1]["threshold"] == recipe.pruning.final_threshold  # the D-form lands on D at the last step
     assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tensorboard").iterdir())
     assert json.loads((tmp_path / "recipe.json").read_text())["name"] == "digits_snn_lats"
     for name in ("last.pt", "best.pt", "final_model.pt"):
