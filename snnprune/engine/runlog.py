@@ -6,7 +6,6 @@ Only the main process (rank 0) writes; other ranks get a logger that does nothin
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -47,7 +46,8 @@ class RunLog:
 
             self._tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
 
-    def progress(self, description: str, total: int) -> Progress:
+    def progress(self) -> Progress:
+        """A progress display for one epoch (shown on a terminal only)."""
         return Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -95,7 +95,3 @@ class RunLog:
             self._tb.close()
             self._tb = None
 
-
-def err(message: str) -> None:
-    """One line on stderr (bad input)."""
-    print(message, file=sys.stderr)

@@ -332,7 +332,7 @@ def _train(recipe, run_dir, resume, ctx, log, stop_after_steps) -> RunResult:
             loss_sum, correct, seen = state["partial"]
             started = time.perf_counter()
             net.train()
-            with log.progress(f"epoch {epoch + 1}/{recipe.epochs}", steps_per_epoch) as progress:
+            with log.progress() as progress:
                 task = progress.add_task(f"epoch {epoch + 1}/{recipe.epochs}", total=steps_per_epoch,
                                          completed=state["step_in_epoch"], info="")
                 for x, y in train_loader:
