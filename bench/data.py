@@ -208,7 +208,7 @@ def markdown(r: dict) -> str:
         f"Command: `{r['command']}`  ",
         f"Machine: {mach['nproc']} CPUs ({mach['cpu']}), torch {mach['torch']} ({mach['torch_threads']} threads), "
         f"Python {mach['python']}; load average {r['load_average_before_after'][0]:.1f} before, "
-        f"{r['load_average_before_after'][1]:.1f} after (other jobs shared the machine).  ",
+        f"{r['load_average_before_after'][1]:.1f} after.  ",
         f"Data: {c['recordings']} synthetic DVS128 recordings (128x128x2, {c['duration_ms'] / 1000:g} s, "
         f"{c['events']:,} events each) in tonic's DVSGesture .npy format; model: {c['model']}.  ",
         f"Medians of {c['rounds']} interleaved rounds.",

@@ -197,6 +197,12 @@ def test_missing_data_folder_is_one_line(tmp_path, capsys):
     assert "DVSGesture" in lines[0] and "data/README.md" in lines[0]
 
 
+def test_unknown_builder_keyword_is_one_line(tmp_path, capsys, data_home):
+    code, lines = run_main(["train", "digits_snn_lats", "--set", "model.kwargs.widht=2", "--out", str(tmp_path)], capsys)
+    assert code == 2 and len(lines) == 1 and "model.kwargs" in lines[0] and "widht" in lines[0]
+    assert not (tmp_path / "last.pt").exists()
+
+
 def test_unreadable_checkpoint_is_one_line(tmp_path, capsys):
     (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
     code, lines = run_main(["train", "digits_snn_lats", "--out", str(tmp_path), "--resume"], capsys)

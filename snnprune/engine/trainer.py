@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler, Subset
 from .. import data as snn_data
 from .. import models as snn_models
 from ..pruner import Pruner, bake, sparsity
-from ..recipe import Recipe
+from ..recipe import Recipe, RecipeError
 from ..schedules import LATS, PGH, SLATS, Constant, Linear, Sine
 from . import distributed
 from .checkpoint import atomic_save, load_checkpoint
@@ -76,7 +76,7 @@ def build_datasets(recipe: Recipe):
             kwargs.setdefault("time_window", d.time_window_us)
     sets = []
     for split in ("train", "test"):
-        ds = snn_data.create_dataset(d.name, d.root, split, **kwargs)
+        ds = _call_with_kwargs("data.kwargs", snn_data.create_dataset, d.name, d.root, split, **kwargs)
         if d.limit is not None and d.limit < len(ds):
             keep = torch.randperm(len(ds), generator=torch.Generator().manual_seed(recipe.seed))[: d.limit]
             time_major = getattr(ds, "time_major", False)
@@ -93,7 +93,17 @@ def build_model(recipe: Recipe, num_classes: int) -> nn.Module:
     kwargs.setdefault("num_classes", m.num_classes or num_classes)
     if entry.spiking or entry.twin_of is not None:
         kwargs.setdefault("T", recipe.data.T)
-    return snn_models.create_model(m.name, twin=m.twin, **kwargs)
+    return _call_with_kwargs("model.kwargs", snn_models.create_model, m.name, twin=m.twin, **kwargs)
+
+
+def _call_with_kwargs(section: str, build, *args, **kwargs):
+    """Call a registry builder; a keyword it does not take becomes a one-line recipe error."""
+    try:
+        return build(*args, **kwargs)
+    except TypeError as exc:
+        if "argument" not in str(exc):
+            raise
+        raise RecipeError(f"bad recipe: {section}: {exc}") from None
 
 
 def build_optimizer(recipe: Recipe, model: nn.Module, pruner: Pruner | None) -> torch.optim.Optimizer:
