@@ -22,7 +22,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) bench/overhead.py
+	$(PY) bench/overhead.py --reps 40
+	$(PY) bench/data.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -50,14 +50,27 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError) as exc:
-        # RecipeError, RunExistsError, CheckpointError (ValueError) and DatasetNotFoundError
-        # (FileNotFoundError) carry a one-line message meant for the user.
-        if os.environ.get("SNNPRUNE_DEBUG"):
+    except Exception as exc:
+        if not isinstance(exc, _user_errors()) or os.environ.get("SNNPRUNE_DEBUG"):
             raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"snnprune: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors whose one-line message tells the user what to fix (everything else is a bug and
+    keeps its traceback)."""
+    from .data import DatasetNotFoundError
+    from .engine import CheckpointError
+    from .engine.trainer import RunExistsError
+    from .recipe import RecipeError
+
+    return RecipeError, RunExistsError, CheckpointError, DatasetNotFoundError
+
+
+def _is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _train(args) -> int:
@@ -71,7 +84,8 @@ def _train(args) -> int:
         return EXIT_INTERRUPTED
     from .report import print_summary
 
-    print_summary([(recipe, result)])
+    if _is_main_process():  # under torchrun, one table
+        print_summary([(recipe, result)])
     return 0
 
 

@@ -53,11 +53,17 @@ class ModelConfig(_Section):
 class DataConfig(_Section):
     name: str
     root: str | None = Field(default=None, description="data folder; default: the data set's own default")
-    T: int = Field(default=4, ge=1, description="time steps (frames per sample, or encoder repeats)")
+    T: int = Field(
+        default=4, ge=1,
+        description="time steps: frames per sample (with time_window framing, samples are cut or zero-padded to T), "
+        "or encoder repeats for static images",
+    )
     framing: Literal["bins", "time_window"] = "bins"
     time_window_us: float | None = Field(default=None, gt=0)
     workers: int = Field(default=0, ge=0)
-    limit: int | None = Field(default=None, ge=1, description="use only the first N samples of each split")
+    limit: int | None = Field(
+        default=None, ge=1, description="use a fixed random subset (seeded by the recipe's seed) of N samples per split"
+    )
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -93,6 +99,11 @@ class PruningConfig(_Section):
     exclude: list[str] | None = None
     s_init: float = Field(default=-3200.0, description="STR: initial s (d = sigmoid(s))")
     target_sparsity: float | None = Field(default=None, ge=0, lt=1, description="pruning at initialization")
+    fixed_mask: bool = Field(
+        default=True,
+        description="pruning at initialization: True freezes the mask at step 0 (the sparsity stays exactly "
+        "target_sparsity); False keeps only the threshold fixed (straight-through: weights may regrow)",
+    )
     freeze_epoch: int | None = Field(default=None, ge=1, description="early pruning: freeze the mask here")
 
 
@@ -125,6 +136,8 @@ class Recipe(_Section):
             return self
         if p.method == "none":
             raise ValueError(f"family {family!r} needs a pruning.method ('soft_threshold' or 'str')")
+        if p.method == "str" and (p.final_threshold is not None or p.l1 is not None):
+            raise ValueError("method 'str' learns its thresholds: drop pruning.final_threshold / pruning.l1")
         if p.method == "soft_threshold":
             if family != "pruning_at_initialization" and (p.final_threshold is None) == (p.l1 is None):
                 raise ValueError("soft_threshold needs exactly one of pruning.final_threshold (D) or pruning.l1 (λ)")

@@ -156,6 +156,8 @@ class Reparameterization(nn.Module):
         if torch.compiler.is_compiling():
             return latent * self.mask if self.mask is not None else self.transform(latent)
         if self.mask is not None:
+            if self.mask.device != latent.device or self.mask.dtype != latent.dtype:
+                self.mask = self.mask.to(latent)  # loaded from a CPU checkpoint into a GPU model
             return self._cached(latent, lambda out: torch.mul(latent, self.mask, out=out), self.mask)
         if self.straight_through:
             return self._cached(latent, lambda out: self.fill(latent, out), None)

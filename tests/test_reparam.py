@@ -175,3 +175,15 @@ def test_deepcopy_does_not_share_the_cache():
     assert torch.equal(twin.weight, torch.full((4, 6), 1.9))
     assert not torch.equal(layer.weight, twin.weight)
     assert layer.parametrizations.weight[0]._cache is not None
+
+
+def test_frozen_mask_follows_the_latent_device_and_dtype_after_loading():
+    layer, theta = parametrized_linear()
+    layer.parametrizations.weight[0].freeze(theta)
+    state = layer.state_dict()
+    fresh, _ = parametrized_linear(0.0)
+    fresh = fresh.double()  # a model on another dtype (or device) than the checkpoint
+    fresh.load_state_dict(state)
+    out = fresh(torch.randn(2, 6, dtype=torch.float64))
+    assert out.dtype == torch.float64
+    assert torch.equal(fresh.weight.float(), layer.weight)

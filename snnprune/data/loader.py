@@ -34,6 +34,8 @@ def make_loader(
     pin_memory: bool | None = None,
     drop_last: bool = False,
     seed: int | None = None,
+    sampler=None,
+    persistent_workers: bool | None = None,
 ) -> DataLoader:
     """A DataLoader for a data set made by :func:`snnprune.data.create_dataset`.
 
@@ -41,7 +43,10 @@ def make_loader(
     ``[T, N, C, H, W]`` by :func:`collate_time_major`, image sets into the usual ``[N, C, H, W]``.
     With ``distributed=True`` a ``DistributedSampler`` shards the data over the process group
     (call ``loader.sampler.set_epoch(epoch)`` each epoch so shuffles differ). ``pin_memory``
-    defaults to whether CUDA is available; ``seed`` fixes the shuffle order.
+    defaults to whether CUDA is available; ``seed`` fixes the shuffle order and the seeds of the
+    worker processes (re-seed ``loader.generator`` before an epoch to make that epoch repeatable).
+    A ``sampler`` given here replaces the shuffling/sharding above; ``persistent_workers`` defaults
+    to ``workers > 0``.
 
     Example:
         >>> from snnprune.data import create_dataset
@@ -50,7 +55,8 @@ def make_loader(
         >>> tuple(x.shape), tuple(y.shape)
         ((32, 1, 8, 8), (32,))
     """
-    sampler = DistributedSampler(dataset, shuffle=train, seed=seed or 0) if distributed else None
+    if sampler is None and distributed:
+        sampler = DistributedSampler(dataset, shuffle=train, seed=seed or 0)
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -60,6 +66,6 @@ def make_loader(
         collate_fn=collate_time_major if getattr(dataset, "time_major", False) else None,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         drop_last=drop_last,
-        persistent_workers=workers > 0,
+        persistent_workers=workers > 0 if persistent_workers is None else persistent_workers and workers > 0,
         generator=None if seed is None else torch.Generator().manual_seed(seed),
     )

@@ -41,10 +41,6 @@ class DistContext:
         dist.all_gather_object(out, value)
         return out
 
-    def barrier(self) -> None:
-        if self.distributed:
-            dist.barrier()
-
 
 def setup(device: str = "auto") -> DistContext:
     """Read torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK), start the process group (nccl

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, Sampler, Subset
+from torch.utils.data import DistributedSampler, Sampler, Subset
 
 from .. import data as snn_data
 from .. import models as snn_models
@@ -72,38 +72,70 @@ def build_datasets(recipe: Recipe):
             kwargs.setdefault("n_time_bins", d.T)
         else:
             if d.time_window_us is None:
-                raise ValueError("data.framing = 'time_window' needs data.time_window_us")
+                raise RecipeError("bad recipe: data.framing = 'time_window' needs data.time_window_us")
             kwargs.setdefault("time_window", d.time_window_us)
     sets = []
     for split in ("train", "test"):
         ds = _call_with_kwargs("data.kwargs", snn_data.create_dataset, d.name, d.root, split, **kwargs)
+        time_major = getattr(ds, "time_major", False)
         if d.limit is not None and d.limit < len(ds):
             keep = torch.randperm(len(ds), generator=torch.Generator().manual_seed(recipe.seed))[: d.limit]
-            time_major = getattr(ds, "time_major", False)
             ds = Subset(ds, sorted(keep.tolist()))
-            ds.time_major = time_major
+        if info.events and d.framing == "time_window":
+            ds = _FixedSteps(ds, d.T)
+        ds.time_major = time_major
         sets.append(ds)
     return sets[0], sets[1], info
 
 
-def build_model(recipe: Recipe, num_classes: int) -> nn.Module:
+class _FixedSteps(torch.utils.data.Dataset):
+    """Cut or zero-pad every frame sequence to ``T`` steps, so that with time-window framing a
+    sample's output does not depend on which recordings share its batch."""
+
+    def __init__(self, dataset, steps: int) -> None:
+        self.dataset, self.steps = dataset, steps
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        frames, label = self.dataset[index]
+        frames = torch.as_tensor(frames)[: self.steps]
+        if frames.shape[0] < self.steps:
+            pad = frames.new_zeros((self.steps - frames.shape[0], *frames.shape[1:]))
+            frames = torch.cat([frames, pad])
+        return frames, label
+
+
+def model_kwargs(recipe: Recipe, num_classes: int) -> dict:
+    """The keyword arguments ``create_model`` gets for this recipe (saved with the final model)."""
     m = recipe.model
-    entry = snn_models.model_entry(m.name)
+    entry = _call_with_kwargs("model.name", snn_models.model_entry, m.name)
     kwargs = dict(m.kwargs)
     kwargs.setdefault("num_classes", m.num_classes or num_classes)
     if entry.spiking or entry.twin_of is not None:
         kwargs.setdefault("T", recipe.data.T)
-    return _call_with_kwargs("model.kwargs", snn_models.create_model, m.name, twin=m.twin, **kwargs)
+    return kwargs
+
+
+def build_model(recipe: Recipe, num_classes: int) -> nn.Module:
+    kwargs = model_kwargs(recipe, num_classes)
+    return _call_with_kwargs("model.kwargs", snn_models.create_model, recipe.model.name, twin=recipe.model.twin, **kwargs)
 
 
 def _call_with_kwargs(section: str, build, *args, **kwargs):
-    """Call a registry builder; a keyword it does not take becomes a one-line recipe error."""
+    """Call a registry builder: a keyword it does not take, an unknown name or a value it rejects
+    is the recipe's fault and becomes a one-line :class:`RecipeError`."""
     try:
         return build(*args, **kwargs)
     except TypeError as exc:
         if "argument" not in str(exc):
             raise
         raise RecipeError(f"bad recipe: {section}: {exc}") from None
+    except snn_data.DatasetNotFoundError:
+        raise
+    except ValueError as exc:
+        raise RecipeError(f"bad recipe: {section}: {str(exc).splitlines()[0]}") from None
 
 
 def build_optimizer(recipe: Recipe, model: nn.Module, pruner: Pruner | None) -> torch.optim.Optimizer:
@@ -188,6 +220,7 @@ def _rng_state() -> dict:
         "python_pos": random.getstate()[2],
         "numpy": torch.from_numpy(np_state[1].astype(np.int64)),
         "numpy_pos": int(np_state[2]),
+        "numpy_gauss": [int(np_state[3]), float(np_state[4])],
     }
 
 
@@ -196,7 +229,8 @@ def _set_rng_state(state: dict) -> None:
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     random.setstate((3, tuple(state["python"]), state["python_pos"]))
-    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    has_gauss, gauss = state["numpy_gauss"]
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], has_gauss, gauss))
 
 
 def _seed_everything(seed: int) -> None:
@@ -220,7 +254,7 @@ def train(
 
     ``stop_after_steps`` ends the run after that many optimizer steps as if interrupted (tests).
     """
-    ctx = distributed.setup(recipe.device)
+    ctx = _call_with_kwargs("device", distributed.setup, recipe.device)
     run_dir = Path(out) if out is not None else Path("runs") / recipe.name
     try:
         return _train(recipe, run_dir, resume, ctx, log, stop_after_steps)
@@ -235,7 +269,7 @@ def _train(recipe, run_dir, resume, ctx, log, stop_after_steps) -> RunResult:
     if checkpoint is not None and checkpoint["recipe"] != recipe.model_dump(mode="json"):
         raise RunExistsError(f"{run_dir} holds a run of a different recipe: resume it with the recipe.json saved there")
     if recipe.batch_size % ctx.world_size:
-        raise ValueError(f"batch_size {recipe.batch_size} does not split over {ctx.world_size} processes")
+        raise RecipeError(f"bad recipe: batch_size {recipe.batch_size} does not split over {ctx.world_size} processes")
 
     _seed_everything(recipe.seed)
     train_set, test_set, info = build_datasets(recipe)
@@ -244,17 +278,19 @@ def _train(recipe, run_dir, resume, ctx, log, stop_after_steps) -> RunResult:
     train_sampler = DistributedSampler(
         train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=recipe.seed
     )
-    test_sampler = DistributedSampler(test_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=False)
+    # every test sample exactly once over the ranks (a DistributedSampler would pad with repeats)
+    test_indices = list(range(ctx.rank, len(test_set), ctx.world_size))
     skipper = _SkipFirst(train_sampler)
 
     def loader(ds, sampler):
-        collate = snn_data.collate_time_major if getattr(ds, "time_major", False) else None
-        return DataLoader(
-            ds, batch_size=per_rank_batch, sampler=sampler, num_workers=recipe.data.workers,
-            collate_fn=collate, pin_memory=cuda, drop_last=False,
+        # Non-persistent workers whose seeds come from the loader's generator, re-seeded every
+        # epoch: an epoch's augmentation is the same whether or not the run was resumed.
+        return snn_data.make_loader(
+            ds, per_rank_batch, train=False, workers=recipe.data.workers, pin_memory=cuda,
+            seed=recipe.seed, sampler=sampler, persistent_workers=False,
         )
 
-    train_loader, test_loader = loader(train_set, skipper), loader(test_set, test_sampler)
+    train_loader, test_loader = loader(train_set, skipper), loader(test_set, test_indices)
     steps_per_epoch = math.ceil(len(train_sampler) / per_rank_batch)
 
     model = build_model(recipe, info.num_classes).to(ctx.device)
@@ -263,7 +299,7 @@ def _train(recipe, run_dir, resume, ctx, log, stop_after_steps) -> RunResult:
     # The optimizer exists before the pruner only to let LATS(final=D) simulate the LR schedule.
     probe_opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=recipe.optim.lr)
     probe_sched = build_scheduler(recipe, probe_opt, steps_per_epoch)
-    pruner = build_pruner(recipe, model, probe_sched, steps_per_epoch)
+    pruner = _call_with_kwargs("pruning", build_pruner, recipe, model, probe_sched, steps_per_epoch)
     optimizer = build_optimizer(recipe, model, pruner)
     scheduler = build_scheduler(recipe, optimizer, steps_per_epoch)
     amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if cuda and recipe.amp else None
@@ -282,10 +318,20 @@ def _train(recipe, run_dir, resume, ctx, log, stop_after_steps) -> RunResult:
             previous_masks = {k: v.to(ctx.device) for k, v in checkpoint["masks"].items()}
         for key in state:
             state[key] = checkpoint[key]
-        _set_rng_state(checkpoint["rng"])
-    elif recipe.family == "pruning_at_initialization":
-        pruner.prune_to(recipe.pruning.target_sparsity)
-        previous_masks = pruner.masks()
+        saved_rng = checkpoint["rng"]
+        if len(saved_rng) == ctx.world_size:
+            _set_rng_state(saved_rng[ctx.rank])
+        else:  # resumed on another number of processes: fresh, still rank-specific, streams
+            _seed_everything(recipe.seed + 1_000_003 * state["global_step"] + ctx.rank)
+    else:
+        if recipe.family == "pruning_at_initialization":
+            pruner.prune_to(recipe.pruning.target_sparsity)
+            if recipe.pruning.fixed_mask:
+                pruner.freeze()
+            previous_masks = pruner.masks()
+        # The model is built identically on every rank; from here on each rank draws its own
+        # random numbers (Poisson coding, dropout), or all ranks would repeat the same noise.
+        _seed_everything(recipe.seed + ctx.rank)
 
     net = model
     if ctx.distributed:
@@ -303,6 +349,7 @@ def _train(recipe, run_dir, resume, ctx, log, stop_after_steps) -> RunResult:
     )
 
     def save(path_name: str) -> None:
+        rng = ctx.all_gather(_rng_state())  # a collective: every rank calls save
         if not ctx.is_main:
             return
         payload = {
@@ -313,7 +360,7 @@ def _train(recipe, run_dir, resume, ctx, log, stop_after_steps) -> RunResult:
             "scaler": scaler.state_dict(),
             "pruner": pruner.state_dict() if pruner is not None else None,
             "masks": {k: v.cpu() for k, v in previous_masks.items()},
-            "rng": _rng_state(),
+            "rng": rng,
             **state,
         }
         atomic_save(payload, run_dir / path_name)
@@ -338,6 +385,7 @@ def _train(recipe, run_dir, resume, ctx, log, stop_after_steps) -> RunResult:
                     pruner.freeze()
                     log.event("freeze", epoch=epoch, sparsity=pruner.sparsity().total)
             train_sampler.set_epoch(epoch)
+            train_loader.generator.manual_seed(recipe.seed + 1_000_003 * epoch + 7919 * ctx.rank)
             skipper.skip = state["step_in_epoch"] * per_rank_batch
             loss_sum, correct, seen = state["partial"]
             started = time.perf_counter()
@@ -354,9 +402,11 @@ def _train(recipe, run_dir, resume, ctx, log, stop_after_steps) -> RunResult:
                             loss = loss + pruner.regularization()
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()
+                    scale = scaler.get_scale() if scaler.is_enabled() else None
                     scaler.step(optimizer)
                     scaler.update()
-                    if pruner is not None:
+                    stepped = scale is None or scaler.get_scale() >= scale  # fp16 overflow skips the step
+                    if pruner is not None and stepped:
                         pruner.step(optimizer)
                     scheduler.step()
                     loss_sum += loss.item() * len(y)
@@ -391,14 +441,14 @@ def _train(recipe, run_dir, resume, ctx, log, stop_after_steps) -> RunResult:
                     metrics["sparsity_per_rank"] = ctx.all_gather(metrics["sparsity"])
             state.update(epoch=epoch + 1, step_in_epoch=0, partial=[0.0, 0, 0])
             state["history"].append(metrics)
-            log.epoch(metrics)
-            save(LAST)
             if test_acc >= state["best_acc"]:
                 state["best_acc"] = test_acc
-                save(BEST)
+                save(BEST)  # before last.pt: a run killed in between replays this epoch
+            save(LAST)
+            log.epoch(metrics)
         result.best_acc = state["best_acc"]
         if ctx.is_main:
-            _save_final(recipe, model, run_dir)
+            _save_final(recipe, model, model_kwargs(recipe, info.num_classes), run_dir)
         log.event("end", best_acc=state["best_acc"], final=state["history"][-1] if state["history"] else None)
     except Interrupted:
         save(LAST)
@@ -443,12 +493,12 @@ def _regrowth(before: dict, after: dict) -> float:
     return regrown / sum(v.numel() for v in after.values())
 
 
-def _save_final(recipe: Recipe, model: nn.Module, run_dir: Path) -> None:
-    """The plain model: parametrizations removed, zeros baked in; loads strictly into
-    ``create_model(...)`` of the recipe."""
+def _save_final(recipe: Recipe, model: nn.Module, kwargs: dict, run_dir: Path) -> None:
+    """The plain model: parametrizations removed, zeros baked in; its ``model`` state_dict loads
+    strictly into ``create_model(model_name, twin=twin, **model_kwargs)``."""
     plain = bake(copy.deepcopy(model))
     atomic_save(
         {"model": plain.state_dict(), "model_name": recipe.model.name, "twin": recipe.model.twin,
-         "sparsity": sparsity(plain).total},
+         "model_kwargs": kwargs, "sparsity": sparsity(plain).total},
         run_dir / FINAL,
     )
