@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -32,7 +34,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 __all__ = ["Recipe", "RecipeError", "load_recipe", "recipe_dir", "list_recipes", "parse_override"]
 
-RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes"
+def _find_recipe_dir() -> Path:
+    """$SNNPRUNE_RECIPES, else the repository's recipes/ (source checkout, editable install), else
+    the copy a wheel installs under <prefix>/share/snnprune/recipes."""
+    env = os.environ.get("SNNPRUNE_RECIPES")
+    candidates = [Path(env)] if env else []
+    candidates += [
+        Path(__file__).resolve().parent.parent / "recipes",
+        Path(sys.prefix) / "share" / "snnprune" / "recipes",
+    ]
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+RECIPE_DIR = _find_recipe_dir()
 
 
 class RecipeError(ValueError):
