@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -93,16 +94,15 @@ def _recipes(args) -> int:
     from rich.table import Table
 
     from .recipe import list_recipes, load_recipe
-    from .report import make_console
+    from .report import make_console, method_label
 
     table = Table(title="shipped recipes (snnprune train NAME)")
     for column in ("name", "family", "model", "data", "method / schedule", "epochs"):
         table.add_column(column)
     for path in list_recipes():
         r = load_recipe(path)
-        method = "dense" if r.pruning.method == "none" else f"{r.pruning.method} / {r.pruning.schedule}"
         table.add_row(path.stem, r.family, r.model.name + (" (twin)" if r.model.twin else ""), r.data.name,
-                      method, str(r.epochs))
+                      method_label(r), str(r.epochs))
     make_console().print(table)
     return 0
 
@@ -116,6 +116,9 @@ def _demo(args) -> int:
     for name in ("digits_snn_dense", "digits_snn_lats"):
         recipe = load_recipe(name)
         out = args.out / name
+        saved = out / "recipe.json"
+        if saved.exists() and load_recipe(saved) != recipe:  # the demo's own folder: start afresh
+            shutil.rmtree(out)
         result = train(recipe, out, resume=(out / "last.pt").exists())
         if result.interrupted:
             print(f"snnprune: interrupted; run `make demo` again to continue", file=sys.stderr)

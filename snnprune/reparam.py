@@ -76,6 +76,14 @@ class _SoftThresholdSTE(torch.autograd.Function):
         return grad, None
 
 
+def check_nonnegative(name: str, value: float) -> float:
+    """``float(value)`` if it is a finite number >= 0, else a ValueError naming ``name``."""
+    value = float(value)
+    if not value >= 0 or math.isinf(value):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return value
+
+
 def soft_threshold(latent: Tensor, threshold: float, straight_through: bool = True) -> Tensor:
     """Soft-threshold operator ``S_d(θ) = sign(θ)·max(|θ| − d, 0)`` (METHODS.md §1).
 
@@ -89,10 +97,9 @@ def soft_threshold(latent: Tensor, threshold: float, straight_through: bool = Tr
         >>> soft_threshold(torch.tensor([-0.3, 0.05, 0.2]), 0.1)
         tensor([-0.2000,  0.0000,  0.1000])
     """
-    if threshold < 0:
-        raise ValueError(f"threshold must be >= 0, got {threshold}")
+    threshold = check_nonnegative("threshold", threshold)
     if straight_through:
-        return _SoftShrinkSTE.apply(latent, float(threshold))
+        return _SoftShrinkSTE.apply(latent, threshold)
     return torch.sign(latent) * F.relu(latent.abs() - threshold)
 
 
@@ -249,9 +256,7 @@ class SoftThreshold(Reparameterization):
         self.register_load_state_dict_post_hook(_sync_threshold_mirror)
 
     def set_threshold(self, value: float) -> None:
-        value = float(value)
-        if not value >= 0 or math.isinf(value):
-            raise ValueError(f"threshold must be a finite number >= 0, got {value}")
+        value = check_nonnegative("threshold", value)
         self._d = value
         self.threshold.fill_(value)
 

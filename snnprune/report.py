@@ -17,6 +17,16 @@ def make_console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 160)
 
 
+def method_label(recipe) -> str:
+    """How a recipe prunes, in a few words: "dense", "str (learned)", "soft_threshold / lats"."""
+    p = recipe.pruning
+    if p.method == "none":
+        return "dense"
+    if p.method == "str":
+        return "str (learned)"
+    return f"{p.method} / {p.schedule}" + (" (fixed mask)" if recipe.family == "pruning_at_initialization" and p.fixed_mask else "")
+
+
 def print_summary(runs, title: str = "result", console: Console | None = None) -> Table:
     """One row per ``(recipe, RunResult)``: final and best test accuracy, total sparsity (zeros
     over every conv/linear weight), final threshold and where the run lives."""
@@ -25,14 +35,12 @@ def print_summary(runs, title: str = "result", console: Console | None = None) -
         table.add_column(column, justify="right" if column in ("test acc", "best acc", "sparsity", "threshold") else "left")
     for recipe, result in runs:
         final = result.final
-        p = recipe.pruning
-        method = "—" if p.method == "none" else f"{p.method} / {p.schedule}"
         threshold = final.get("threshold")
         table.add_row(
             recipe.name,
             recipe.model.name + (" (ANN twin)" if recipe.model.twin else ""),
             recipe.family,
-            method,
+            method_label(recipe),
             f"{final.get('test_acc', float('nan')):.2%}",
             f"{result.best_acc:.2%}",
             f"{final.get('sparsity', float('nan')):.2%}",

@@ -30,6 +30,8 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 
+from .reparam import check_nonnegative
+
 __all__ = [
     "ThresholdSchedule",
     "LATS",
@@ -42,13 +44,6 @@ __all__ = [
 ]
 
 
-def _check_nonnegative(name: str, value: float) -> float:
-    value = float(value)
-    if not value >= 0 or math.isinf(value):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-    return value
-
-
 class ThresholdSchedule:
     """Base class: ``schedule(step, lr_sum) -> d``.
 
@@ -59,7 +54,7 @@ class ThresholdSchedule:
     needs_total_steps: bool = True
 
     def __init__(self, final: float, total_steps: int | None = None) -> None:
-        self.final = _check_nonnegative("final threshold", final)
+        self.final = check_nonnegative("final threshold", final)
         self.total_steps: int | None = None
         if total_steps is not None:
             self.bind(total_steps)
@@ -201,7 +196,7 @@ class LATS(ThresholdSchedule):
         self._lr_source = lr
         self._steps_per_lr_step = int(steps_per_lr_step)
         if l1 is not None:
-            self.l1 = _check_nonnegative("LATS l1 (λ)", l1)
+            self.l1 = check_nonnegative("LATS l1 (λ)", l1)
             self.final = math.inf
             self.needs_total_steps = False
             self.total_steps = total_steps

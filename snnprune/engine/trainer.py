@@ -266,7 +266,7 @@ def _train(recipe, run_dir, resume, ctx, log, stop_after_steps) -> RunResult:
     if (run_dir / LAST).exists() and not resume:
         raise RunExistsError(f"{run_dir} already holds a run: pass --resume to continue it, or --out elsewhere")
     checkpoint = load_checkpoint(run_dir / LAST) if resume else None
-    if checkpoint is not None and checkpoint["recipe"] != recipe.model_dump(mode="json"):
+    if checkpoint is not None and not _same_recipe(checkpoint["recipe"], recipe):
         raise RunExistsError(f"{run_dir} holds a run of a different recipe: resume it with the recipe.json saved there")
     if recipe.batch_size % ctx.world_size:
         raise RecipeError(f"bad recipe: batch_size {recipe.batch_size} does not split over {ctx.world_size} processes")
@@ -461,6 +461,15 @@ def _train(recipe, run_dir, resume, ctx, log, stop_after_steps) -> RunResult:
             log.close()
     result.history = state["history"]
     return result
+
+
+def _same_recipe(saved: dict, recipe: Recipe) -> bool:
+    """Compared as validated recipes, so that a key added to the schema later (with its default)
+    does not orphan an older run."""
+    try:
+        return Recipe.model_validate(saved) == recipe
+    except ValueError:
+        return False
 
 
 def _should_stop(ctx, stop, stop_after_steps, steps_this_call) -> bool:
