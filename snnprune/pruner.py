@@ -80,7 +80,7 @@ class SparsityReport:
     """Sparsity of the effective weights.
 
     ``total`` is the fraction of zero weights over *every* conv and linear weight of the model,
-    layers kept dense included (the convention of METHODS.md §1); ``layers`` maps each such layer
+    layers kept dense included (the convention of the LATS code); ``layers`` maps each such layer
     name to its own zero fraction; ``zeros``/``numel`` are the raw counts.
     """
 

@@ -4,7 +4,7 @@ The schema below is the single place where every default lives; a recipe file st
 differs. Validation is done by pydantic (unknown keys, wrong types and out-of-range values are
 rejected with the offending key named); :func:`load_recipe` turns its report into one line.
 
-Families (METHODS.md §1):
+Families (after Chen et al., "A Unified Framework for Soft Threshold Pruning", ICLR 2023):
 
 * ``dense`` — the reference row: same recipe, no pruning;
 * ``sparsify_during_training`` — the threshold rises over the whole run (LATS / S-LATS);

@@ -85,7 +85,7 @@ def check_nonnegative(name: str, value: float) -> float:
 
 
 def soft_threshold(latent: Tensor, threshold: float, straight_through: bool = True) -> Tensor:
-    """Soft-threshold operator ``S_d(θ) = sign(θ)·max(|θ| − d, 0)`` (METHODS.md §1).
+    """Soft-threshold operator ``S_d(θ) = sign(θ)·max(|θ| − d, 0)``.
 
     With ``straight_through=True`` (LATS/STDS) the gradient is 1 everywhere, a latent weight of
     exactly 0 included, so pruned weights keep learning and can regrow. With
@@ -224,7 +224,7 @@ class SoftThreshold(Reparameterization):
     The gradient is straight-through (``∂w/∂θ = 1`` everywhere, a latent weight of exactly 0
     included): pruned weights keep receiving the loss gradient and can regrow. The threshold ``d``
     is not learned; a :mod:`snnprune.schedules` schedule sets it through the
-    :class:`~snnprune.pruner.Pruner` after every optimizer step. Read as ISTA (METHODS.md §1), one
+    :class:`~snnprune.pruner.Pruner` after every optimizer step. Read as ISTA (Chen et al., ICLR 2023), one
     SGD step on ``θ`` followed by raising ``d`` by ``λ·η`` is one proximal-gradient step on
     ``L(w) + λ‖w‖₁``.
 

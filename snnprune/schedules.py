@@ -1,9 +1,10 @@
 """Threshold schedules: how the soft threshold ``d`` grows during training.
 
-Reading soft-threshold pruning as ISTA (METHODS.md §1, after Chen et al., ICLR 2023): one SGD step
-on the latent weight followed by raising the threshold from ``d_t`` to ``d_{t+1}`` is one
-proximal-gradient step on ``L(w) + λ_t‖w‖₁`` with ``λ_t = (d_{t+1} − d_t)/η_t``. Every schedule is
-therefore an implicit L1-coefficient schedule; the optimal one keeps ``λ`` constant (:class:`LATS`).
+Reading soft-threshold pruning as ISTA (Chen et al., "A Unified Framework for Soft Threshold
+Pruning", ICLR 2023; arXiv 2302.13019): one SGD step on the latent weight followed by raising
+the threshold from ``d_t`` to ``d_{t+1}`` is one proximal-gradient step on ``L(w) + λ_t‖w‖₁``
+with ``λ_t = (d_{t+1} − d_t)/η_t``. Every schedule is therefore an implicit L1-coefficient
+schedule; the optimal one keeps ``λ`` constant (:class:`LATS`).
 
 A schedule is asked for the global threshold after ``step`` optimizer steps, given ``lr_sum``,
 the sum of the learning rates those steps used (``Σ_{i<step} η_i``, tracked by the
@@ -162,7 +163,7 @@ class PGH(ThresholdSchedule):
 class LATS(ThresholdSchedule):
     """Learning-rate-aware threshold scheduler (LATS): the ISTA-optimal schedule, constant λ.
 
-    Two equivalent forms (METHODS.md §1):
+    Two equivalent forms:
 
     * **λ-form** ``LATS(l1=λ)``: after every optimizer step ``d += λ·η_t`` with ``η_t`` the learning
       rate that step used, read from the optimizer. Needs no knowledge of the future and is exact

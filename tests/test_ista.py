@@ -1,4 +1,4 @@
-"""Soft-threshold pruning with LATS(l1=λ) is ISTA: it solves the Lasso (METHODS.md §1)."""
+"""Soft-threshold pruning with LATS(l1=λ) is ISTA: it solves the Lasso (Chen et al., ICLR 2023)."""
 
 import numpy as np
 import torch

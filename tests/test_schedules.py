@@ -43,7 +43,7 @@ def test_pgh_closed_form_matches_numerical_integral_and_front_loads():
     total = sum(f(u) for u in us) / n
     half = sum(f(u) for u in us[: n // 2]) / n
     assert pgh(n // 2, 0.0) == pytest.approx(2.0 * half / total, rel=1e-6)
-    assert pgh(n // 2, 0.0) / 2.0 == pytest.approx(0.92, abs=0.01)  # METHODS.md: d(0.5) = 0.92·D
+    assert pgh(n // 2, 0.0) / 2.0 == pytest.approx(0.92, abs=0.01)  # LATS paper: β = 0.1 gives d(0.5) ≈ 0.92·D
     assert pgh(0, 0.0) == 0.0 and pgh(n, 0.0) == pytest.approx(2.0)
 
 
