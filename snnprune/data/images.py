@@ -52,7 +52,7 @@ class _LocalCIFAR:
     torchvision refuses files whose md5 differs from the published archive's; that makes
     regenerated or test files unusable, so by default only their existence is checked
     (``verify_md5=True`` restores torchvision's check). Nothing is downloaded unless
-    ``download=True``.
+    the ``download`` flag is set to True.
     """
 
     name = ""

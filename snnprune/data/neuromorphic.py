@@ -1,8 +1,8 @@
 """Recorded event-camera data sets read with tonic: DVS128 Gesture, CIFAR10-DVS and N-MNIST.
 
 tonic's classes are used as they are, with two changes made in a mixin: nothing is downloaded
-unless ``download=True`` is passed (tonic downloads whenever its file-count check fails, which a
-partial or re-organised copy does), and the recordings are put in natural path order, so indices,
+unless the ``download`` flag is set to True (tonic downloads whenever its file-count check fails,
+which a partial or re-organised copy does), and the recordings are put in natural path order, so indices,
 splits and caches are the same on every machine (tonic lists files in file-system order).
 """
 
@@ -64,7 +64,7 @@ class DVSGesture(_OnDisk, tonic.datasets.DVSGesture):
 
     name, suffix, per_recording = "dvs_gesture", ".npy", ("users", "lighting")
     layout = "<root>/DVSGesture/ibmGesture{Train,Test}/userNN_<lighting>/<label>.npy"
-    source = "tonic's figshare copy (pass download=True); originals at https://research.ibm.com/dvsgesture/"
+    source = "tonic's figshare copy (set the download flag to True); originals at https://research.ibm.com/dvsgesture/"
 
 
 class CIFAR10DVS(_OnDisk, tonic.datasets.CIFAR10DVS):
@@ -76,7 +76,7 @@ class CIFAR10DVS(_OnDisk, tonic.datasets.CIFAR10DVS):
 
     name, suffix = "cifar10_dvs", ".aedat4"
     layout = "<root>/CIFAR10DVS/<class name>/*.aedat4"
-    source = "tonic's figshare copy (pass download=True)"
+    source = "tonic's figshare copy (set the download flag to True)"
 
     def __getitem__(self, index):
         try:
@@ -95,7 +95,7 @@ class NMNIST(_OnDisk, tonic.datasets.NMNIST):
 
     name, suffix = "nmnist", ".bin"
     layout = "<root>/NMNIST/{Train,Test}/<digit>/*.bin"
-    source = "https://www.garrickorchard.com/datasets/n-mnist (or pass download=True)"
+    source = "https://www.garrickorchard.com/datasets/n-mnist (or set the download flag to True)"
 
 
 def _frames(recordings, root, cache_dir, n_time_bins, time_window, size, indices=None) -> EventFrames:
