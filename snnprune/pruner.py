@@ -415,12 +415,10 @@ def _schedule_state(schedule: ThresholdSchedule) -> dict:
 
 
 def _schedule_from_state(state: dict, current: ThresholdSchedule | None) -> ThresholdSchedule:
-    if state["type"] == "Constant" and (current is None or not isinstance(current, Constant)):
+    if state["type"] == "Constant":  # also what prune_to leaves behind, whatever the pruner began with
         return Constant(state["final"])
     if current is None or type(current).__name__ != state["type"]:
         raise ValueError(f"saved schedule is {state['type']}, this pruner has {type(current).__name__}")
-    if isinstance(current, Constant):
-        return Constant(state["final"])
     current.load_state_dict({k: v for k, v in state.items() if k not in ("type", "final")})
     return current
 

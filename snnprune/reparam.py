@@ -36,13 +36,17 @@ from torch import Tensor, nn
 __all__ = ["Reparameterization", "SoftThreshold", "STR", "soft_threshold"]
 
 
-class _SoftShrinkSTE(torch.autograd.Function):
-    """``softshrink`` forward (one fused kernel), identity backward (straight-through)."""
+class _SoftThresholdSTE(torch.autograd.Function):
+    """Soft threshold forward, identity backward (straight-through). A float threshold runs one
+    fused ``softshrink`` kernel; a tensor threshold (the path ``torch.compile`` traces, so that a
+    changing threshold does not recompile) uses ``θ − clamp(θ, −d, d)``."""
 
     # (classic ctx-first style: the setup_context style binds arguments with inspect on every
     # call, which costs ~50 µs per layer and forward)
     @staticmethod
-    def forward(ctx, latent: Tensor, threshold: float) -> Tensor:
+    def forward(ctx, latent: Tensor, threshold: float | Tensor) -> Tensor:
+        if isinstance(threshold, Tensor):
+            return latent - latent.clamp(-threshold, threshold)
         return F.softshrink(latent, threshold)
 
     @staticmethod
@@ -62,18 +66,6 @@ class _CachedWeight(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         return (grad if ctx.grad_mask is None else grad * ctx.grad_mask), None, None
-
-
-class _SoftThresholdSTE(torch.autograd.Function):
-    """Same map with a tensor threshold (the path traced by ``torch.compile``)."""
-
-    @staticmethod
-    def forward(ctx, latent: Tensor, threshold: Tensor) -> Tensor:
-        return latent - latent.clamp(-threshold, threshold)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        return grad, None
 
 
 def check_nonnegative(name: str, value: float) -> float:
@@ -99,7 +91,7 @@ def soft_threshold(latent: Tensor, threshold: float, straight_through: bool = Tr
     """
     threshold = check_nonnegative("threshold", threshold)
     if straight_through:
-        return _SoftShrinkSTE.apply(latent, threshold)
+        return _SoftThresholdSTE.apply(latent, threshold)
     return torch.sign(latent) * F.relu(latent.abs() - threshold)
 
 
@@ -272,7 +264,7 @@ class SoftThreshold(Reparameterization):
     def transform(self, latent: Tensor) -> Tensor:
         if torch.compiler.is_compiling():
             return _SoftThresholdSTE.apply(latent, self.threshold.to(latent.dtype))
-        return _SoftShrinkSTE.apply(latent, self._d)
+        return _SoftThresholdSTE.apply(latent, self._d)
 
     def extra_repr(self) -> str:
         return f"threshold={self._d:.4g}"
