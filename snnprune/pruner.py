@@ -1,4 +1,4 @@
-"""The Pruner: attach a pruning reparameterization to a model's layers and drive its threshold.
+"""The Pruner: attach a pruning method to a model's layers and drive it.
 
 Three lines take any PyTorch or SpikingJelly model from dense to soft-threshold pruned::
 
@@ -8,11 +8,18 @@ Three lines take any PyTorch or SpikingJelly model from dense to soft-threshold 
 
 and ``pruner.finalize()`` hands back the plain model with the zeros baked in.
 
+The Pruner dispatches on the method's ``control``: a ``"threshold"`` method gets its threshold
+from a :mod:`snnprune.schedules` threshold schedule after every step; a ``"sparsity"`` method
+gets masks from a target sparsity (``prune_to(s)`` once, or a sparsity schedule such as GMP's
+:class:`~snnprune.schedules.Cubic`) through :func:`snnprune.selection.magnitude_masks`; a
+``"learned"`` method is moved by the optimizer alone.
+
 Example::
 
     >>> import torch
     >>> from torch import nn
-    >>> from snnprune import Pruner, LATS
+    >>> from snnprune import Pruner
+    >>> from snnprune.schedules import LATS
     >>> model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
     >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
     >>> pruner = Pruner(model, "soft_threshold", LATS(l1=0.5))
@@ -28,123 +35,83 @@ Example::
 
 from __future__ import annotations
 
-import fnmatch
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+import copy
+import inspect
+import math
+import warnings
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .reparam import STR, Reparameterization, SoftThreshold
-from .schedules import Constant, ThresholdSchedule
+from ._validation import check_fraction, did_you_mean
+from .metrics.sparsity import SparsityReport, regrowth, sparsity
+from .reparam import METHODS, Reparameterization, get_method
+from .schedules import Constant, SparsitySchedule, ThresholdSchedule
+from .selection import (
+    PRUNABLE_TYPES,
+    Selector,
+    magnitude_masks,
+    magnitude_threshold,
+    matches,
+    prunable_layers,
+    prunable_tensors,
+)
 
-__all__ = ["Pruner", "SparsityReport", "prune", "bake", "prunable_layers", "sparsity", "METHODS"]
+__all__ = [
+    "Pruner",
+    "SparsityReport",
+    "prune",
+    "bake",
+    "plain_state_dict",
+    "prunable_layers",
+    "sparsity",
+    "regrowth",
+    "METHODS",
+    "PRUNABLE_TYPES",
+]
 
-#: Layer types whose ``weight`` can be pruned (SpikingJelly's layer.Conv2d/Linear subclass these).
-PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.modules.conv._ConvNd, nn.Linear)
-
-#: Pruning methods known by name.
-METHODS: dict[str, type[Reparameterization]] = {
-    "soft_threshold": SoftThreshold,
-    "str": STR,
-}
-
-Selector = None | str | type | tuple | Callable[[str, nn.Module], bool] | Iterable
-
-
-def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Every ``nn.Conv*``/``nn.Linear`` (and subclass) with a weight, in registration order."""
-    return [
-        (name, m)
-        for name, m in model.named_modules()
-        if isinstance(m, PRUNABLE_TYPES) and getattr(m, "weight", None) is not None
-    ]
-
-
-def _matches(selector: Selector, name: str, module: nn.Module) -> bool:
-    """A selector is a glob on the module name, a layer type, a predicate, or a list of these."""
-    if isinstance(selector, str):
-        return fnmatch.fnmatchcase(name, selector)
-    if isinstance(selector, type):
-        return isinstance(module, selector)
-    if callable(selector):
-        return bool(selector(name, module))
-    if isinstance(selector, Iterable):
-        return any(_matches(s, name, module) for s in selector)
-    raise TypeError(f"cannot select layers with {selector!r}: use a name glob, a layer type or a predicate")
-
-
-@dataclass
-class SparsityReport:
-    """Sparsity of the effective weights.
-
-    ``total`` is the fraction of zero weights over *every* conv and linear weight of the model,
-    layers kept dense included (the convention of the LATS code); ``layers`` maps each such layer
-    name to its own zero fraction; ``zeros``/``numel`` are the raw counts.
-    """
-
-    total: float
-    layers: dict[str, float] = field(default_factory=dict)
-    zeros: int = 0
-    numel: int = 0
-
-    def __str__(self) -> str:
-        return f"sparsity {100 * self.total:.2f}% ({self.zeros}/{self.numel} weights are zero)"
-
-
-@torch.no_grad()
-def sparsity(model: nn.Module) -> SparsityReport:
-    """Zero fraction of the effective weights of every conv/linear layer of ``model`` (pruned or
-    not, parametrized or plain), as a :class:`SparsityReport`.
-
-    Example::
-
-        >>> from torch import nn
-        >>> layer = nn.Linear(4, 4)
-        >>> _ = nn.init.zeros_(layer.weight[:2])
-        >>> sparsity(layer).total
-        0.5
-    """
-    layers, zeros, numel = {}, 0, 0
-    for name, module in prunable_layers(model):
-        w = module.weight
-        z = int((w == 0).sum())
-        layers[name or type(module).__name__] = z / w.numel()
-        zeros += z
-        numel += w.numel()
-    return SparsityReport(total=zeros / max(numel, 1), layers=layers, zeros=zeros, numel=numel)
+_PRUNER_KEYWORDS = ("include", "exclude", "scope", "keep_first", "keep_last", "total_steps", "method_kwargs")
 
 
 class Pruner:
-    """Attach pruning to ``model`` and schedule its threshold.
+    """Attach pruning to ``model`` and drive it.
 
     Args:
         model: any ``nn.Module``; every ``nn.Conv*``/``nn.Linear`` (SpikingJelly's layers and
-            layers inside ``SeqToANNContainer`` included) is a candidate.
-        method: ``"soft_threshold"`` (LATS/STDS, straight-through), ``"str"``, a
-            :class:`~snnprune.reparam.Reparameterization` subclass, or a callable
-            ``(name, module) -> Reparameterization``. ``method_kwargs`` go to its constructor.
-        schedule: a :mod:`snnprune.schedules` schedule for schedule-driven methods (required for
-            ``"soft_threshold"``); ``None`` for methods that learn their threshold.
+            layers inside ``SeqToANNContainer`` included) and ``nn.MultiheadAttention`` input
+            projection is a candidate.
+        method: a registered name (``"soft_threshold"``, ``"str"``, ``"magnitude"``, ``"gmp"``,
+            ``"random"``, ...; see :data:`snnprune.reparam.METHODS`), a
+            :class:`~snnprune.reparam.Reparameterization` subclass, or an instance of one (a
+            prototype, deep-copied for every layer). Method options go on the instance or in
+            ``method_kwargs``.
+        schedule: a threshold schedule for ``control = "threshold"`` methods (required), a sparsity
+            schedule or ``None`` (then :meth:`prune_to`) for ``"sparsity"`` methods, ``None`` for
+            ``"learned"`` ones. The Pruner works on its own copy.
         include / exclude: which candidates to prune: a name glob (``"layer4.*"``), a layer type,
             a predicate ``(name, module) -> bool``, or a list of these. ``include=None`` takes all.
-        scope: ``"global"``: one threshold ``d`` for every pruned layer (LATS). ``"layer"``: layer
-            ``l`` uses ``d·s_l`` with ``s_l`` the RMS of its initial weights, so ``d`` is relative
-            to each layer's scale (under the λ-form this is ISTA on the weighted norm
-            ``Σ_l s_l‖w_l‖₁``); :meth:`prune_to` then sets each layer to the target on its own.
-        keep_first / keep_last: keep the first / last candidate layer dense (stem conv, classifier).
+        scope: ``"global"``: one threshold (or one magnitude ranking) over every pruned layer
+            (LATS). ``"layer"``: thresholds are relative to each layer's initial weight RMS (under
+            the λ-form this is ISTA on ``Σ_l s_l‖w_l‖₁``), and :meth:`prune_to` sets each layer to
+            the target on its own.
+        keep_first / keep_last: keep the first / last candidate dense, in the order the modules
+            were *registered* (``model.named_modules()``), which is the stem and the classifier in
+            every common architecture but not in a model that defines its head first.
         total_steps: number of optimizer steps of the run, for schedules normalised to end on D.
+        method_kwargs: options of the method's constructor when ``method`` is a name or a class.
 
     Call :meth:`step` right after every ``optimizer.step()`` (and before ``scheduler.step()``, so
-    that the learning rate read is the one the step used).
+    that the learning rate read is the one the step used). Tied weights (one tensor in two
+    layers) are refused: exclude all but one of the layers sharing it.
     """
 
     def __init__(
         self,
         model: nn.Module,
-        method: str | type[Reparameterization] | Callable[..., Reparameterization] = "soft_threshold",
-        schedule: ThresholdSchedule | None = None,
+        method: str | type[Reparameterization] | Reparameterization = "soft_threshold",
+        schedule: ThresholdSchedule | SparsitySchedule | None = None,
         *,
         include: Selector = None,
         exclude: Selector = None,
@@ -152,81 +119,69 @@ class Pruner:
         keep_first: bool = False,
         keep_last: bool = False,
         total_steps: int | None = None,
-        **method_kwargs,
+        method_kwargs: dict | None = None,
+        **unknown,
     ) -> None:
+        if unknown:
+            key = next(iter(unknown))
+            raise TypeError(
+                f"Pruner got an unexpected keyword {key!r}{did_you_mean(key, _PRUNER_KEYWORDS)}; "
+                "options of the method go in method_kwargs={...} or on a method instance"
+            )
         if scope not in ("global", "layer"):
             raise ValueError(f"unknown scope {scope!r}: use 'global' or 'layer'")
+        # Everything is validated and built before the model is touched: a failing Pruner(...)
+        # leaves the model as it was.
+        prototype, self.method_name = _prototype(method, method_kwargs)
+        self.control = type(prototype).control
+        self.schedule = _check_schedule(self.control, schedule, total_steps, self.method_name)
+        selected = _select(model, include, exclude, keep_first, keep_last)
+        _check_attachable(model, selected)
+        reparams = [copy.deepcopy(prototype) for _ in selected]
+
         self.model = model
         self.scope = scope
-        self._factory, self.method_name = _method_factory(method, method_kwargs)
-
-        candidates = prunable_layers(model)
-        if not candidates:
-            raise ValueError(
-                f"{type(model).__name__} has no prunable layer (nn.Conv*/nn.Linear with a weight)"
-            )
-        if any(parametrize.is_parametrized(m, "weight") for _, m in candidates):
-            raise ValueError("the model already has a parametrized weight: attach one Pruner per model")
-        dense = set()
-        if keep_first:
-            dense.add(candidates[0][0])
-        if keep_last:
-            dense.add(candidates[-1][0])
-        selected = [
-            (name, m)
-            for name, m in candidates
-            if name not in dense
-            and (include is None or _matches(include, name, m))
-            and not (exclude is not None and _matches(exclude, name, m))
-        ]
-        if not selected:
-            raise ValueError(
-                "no layer selected for pruning: include/exclude/keep_first/keep_last leave none of "
-                f"the {len(candidates)} conv/linear layers"
-            )
-
-        self.layer_names = [name for name, _ in selected]
-        self._modules = [m for _, m in selected]
+        self.layer_names = [name for name, _, _ in selected]
+        self._targets = [(module, tensor) for _, module, tensor in selected]
         self._reparams: list[Reparameterization] = []
-        for name, module in selected:
-            reparam = self._factory(name, module)
-            if not isinstance(reparam, Reparameterization):
-                raise TypeError(f"method must build a Reparameterization, got {type(reparam).__name__}")
-            parametrize.register_parametrization(module, "weight", reparam)
-            self._reparams.append(reparam)
-        self.learnable = all(r.learnable for r in self._reparams)
+        try:
+            for (module, tensor), reparam in zip(self._targets, reparams):
+                parametrize.register_parametrization(module, tensor, reparam, unsafe=True)
+                self._reparams.append(reparam)
+            for i, reparam in enumerate(self._reparams):
+                reparam.setup(self._latent(i))
+        except BaseException:
+            self._detach()
+            raise
+
         #: whether :meth:`regularization` contributes anything (skip the call when it does not)
         self.has_regularization = any(
             type(r).regularization is not Reparameterization.regularization for r in self._reparams
         )
-
-        if self.learnable:
-            if schedule is not None:
-                raise ValueError(f"method {self.method_name!r} learns its threshold; do not pass a schedule")
-        elif schedule is None:
-            raise ValueError(f"method {self.method_name!r} needs a threshold schedule (e.g. LATS(l1=...))")
-        elif not isinstance(schedule, ThresholdSchedule):
-            raise TypeError(f"schedule must be a ThresholdSchedule, got {type(schedule).__name__}")
-        else:
-            schedule.bind(total_steps)
-        self.schedule = schedule
-
-        if scope == "layer":
+        if scope == "layer" and self.control == "threshold":
             self._scales = [float(self._latent(i).detach().pow(2).mean().sqrt()) or 1.0 for i in range(len(selected))]
         else:
             self._scales = [1.0] * len(selected)
         self.steps = 0
         self._lr_sums = [0.0] * len(selected)
+        self._groups = [0] * len(selected)
         self._checked_optimizer: int | None = None
         self._finalized = False
-        self._apply_thresholds()
+        self._frozen_threshold: float | None = None
+        self._warned: set[str] = set()
+        self._apply_control()
 
     # -- introspection ---------------------------------------------------------------------
     def _latent(self, i: int) -> nn.Parameter:
-        return self._modules[i].parametrizations.weight.original
+        module, tensor = self._targets[i]
+        return module.parametrizations[tensor].original
+
+    @property
+    def _modules(self) -> list[nn.Module]:
+        return [module for module, _ in self._targets]
 
     def layers(self) -> Iterator[tuple[str, nn.Module, Reparameterization]]:
-        """``(name, module, reparameterization)`` of every pruned layer."""
+        """``(name, module, reparameterization)`` of every pruned tensor."""
         return zip(self.layer_names, self._modules, self._reparams)
 
     def parameters(self) -> Iterator[nn.Parameter]:
@@ -235,28 +190,35 @@ class Pruner:
             yield from r.parameters()
 
     @property
-    def threshold(self) -> float:
-        """The global threshold ``d`` (for learned per-layer thresholds, their mean).
+    def learnable(self) -> bool:
+        return self.control == "learned"
 
-        In ``scope="layer"`` it is in units of each layer's scale; :meth:`thresholds` gives the
-        absolute value per layer."""
-        if self.learnable:
-            values = list(self.thresholds().values())
-            return sum(values) / len(values)
-        return self._global_threshold()
+    @property
+    def threshold(self) -> float | None:
+        """The global threshold ``d`` in force (for learned per-layer thresholds, their mean;
+        ``None`` for methods without a threshold). After :meth:`freeze` it is the threshold
+        the mask was frozen at. In ``scope="layer"`` it is in units of each layer's scale;
+        :meth:`thresholds` gives the absolute value per layer."""
+        if self._frozen_threshold is not None:
+            return self._frozen_threshold
+        if self.control == "threshold":
+            return self._global_threshold()
+        values = [v for v in self.thresholds().values() if v is not None]
+        return sum(values) / len(values) if values else None
 
-    def thresholds(self) -> dict[str, float]:
+    def thresholds(self) -> dict[str, float | None]:
         """Absolute threshold in force in each pruned layer."""
         return {name: r.current_threshold() for name, _, r in self.layers()}
 
     def sparsity(self) -> SparsityReport:
-        """Zero fraction of the effective weights of every conv/linear layer of the model."""
+        """Sparsity of every conv/linear weight of the model (``.total``) and of the pruned layers
+        (``.pruned``: what :meth:`prune_to` and a target sparsity refer to)."""
         return sparsity(self.model)
 
     @torch.no_grad()
     def masks(self) -> dict[str, torch.Tensor]:
-        """Boolean mask of the non-zero effective weights of each pruned layer."""
-        return {name: module.weight != 0 for name, module, _ in self.layers()}
+        """Boolean mask of the kept weights of each pruned layer (what finalize keeps)."""
+        return {name: r.kept(self._latent(i)) for i, (name, r) in enumerate(zip(self.layer_names, self._reparams))}
 
     def regularization(self) -> torch.Tensor:
         """Sum of the methods' differentiable penalties (add it to the loss; 0 for soft threshold)."""
@@ -264,80 +226,156 @@ class Pruner:
         return torch.stack(terms).sum()
 
     # -- the training loop -----------------------------------------------------------------
-    def step(self, optimizer: torch.optim.Optimizer | None = None, *, lr: float | None = None) -> None:
+    def step(self, optimizer: torch.optim.Optimizer | None = None, *, lr: float | None = None, scaler=None) -> None:
         """Advance one optimizer step: read the learning rate each pruned layer's parameter group
-        used and move the thresholds (λ-form: ``d += λ·η``). Call right after ``optimizer.step()``.
-        ``lr=`` overrides the learning rate read from the optimizer."""
+        used and move the control (λ-form: ``d += λ·η``; GMP: new masks at update steps). Call
+        right after ``optimizer.step()``. ``lr=`` overrides the learning rate read from the
+        optimizer. With AMP, pass the ``GradScaler`` (``scaler.step(opt); pruner.step(opt,
+        scaler=scaler); scaler.update()``): a step the scaler skipped does not count."""
         self._check_alive()
         if optimizer is None and lr is None:
             raise ValueError("Pruner.step needs the optimizer (or lr=) to read the learning rate")
+        if optimizer is not None and not hasattr(optimizer, "param_groups"):
+            kind = "an LR scheduler" if hasattr(optimizer, "get_last_lr") else "not an optimizer"
+            raise TypeError(
+                f"Pruner.step expects the optimizer, got a {type(optimizer).__name__} ({kind}): call "
+                "pruner.step(optimizer) after optimizer.step() and before scheduler.step()"
+            )
+        if scaler is not None and optimizer is not None and _scaler_skipped(scaler, optimizer):
+            return
         if optimizer is not None and self._checked_optimizer != id(optimizer):
             self._check_optimizer(optimizer)
         if lr is not None:
-            step_lrs = [float(lr)] * len(self._modules)
+            step_lrs = [lr] * len(self._reparams)
         else:
             group_lr = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
-            step_lrs = [float(group_lr[id(self._latent(i))]) for i in range(len(self._modules))]
+            step_lrs = [group_lr[id(self._latent(i))] for i in range(len(self._reparams))]
+        step_lrs = [float(v) for v in step_lrs]
+        if not all(math.isfinite(v) and v >= 0 for v in step_lrs):
+            bad = next(v for v in step_lrs if not (math.isfinite(v) and v >= 0))
+            raise ValueError(f"learning rate must be a finite number >= 0, got {bad}")
+        self._check_thresholds_in_model()
+        self._check_expected_lr(step_lrs)
         self.steps += 1
         for i, step_lr in enumerate(step_lrs):
             self._lr_sums[i] += step_lr
-        self._apply_thresholds()
+        self._apply_control()
+        for r, step_lr in zip(self._reparams, step_lrs):
+            r.on_step(self.steps, step_lr)
+            r.invalidate()  # optimizers that write p.data do not bump the version counter
 
     def _check_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
-        in_optimizer = {id(p) for g in optimizer.param_groups for p in g["params"]}
-        missing_latent = [n for i, n in enumerate(self.layer_names) if id(self._latent(i)) not in in_optimizer]
+        group_of = {id(p): g for g, group in enumerate(optimizer.param_groups) for p in group["params"]}
+        missing_latent = [n for i, n in enumerate(self.layer_names) if id(self._latent(i)) not in group_of]
         if missing_latent:
             raise ValueError(
                 f"the optimizer does not update the pruned weight of {missing_latent[0]!r}: "
                 "build it from model.parameters()"
             )
-        if any(id(p) not in in_optimizer for p in self.parameters()):
+        if any(id(p) not in group_of for p in self.parameters()):
             raise ValueError(
-                f"the optimizer does not train the thresholds of {self.method_name!r}: build it after "
+                f"the optimizer does not train the parameters of {self.method_name!r}: build it after "
                 "the Pruner from model.parameters(), or add pruner.parameters() to it"
             )
+        self._groups = [group_of[id(self._latent(i))] for i in range(len(self._reparams))]
         self._checked_optimizer = id(optimizer)
 
-    def _global_threshold(self) -> float:
-        return self.schedule(self.steps, self._lr_sums[0])
-
-    def _apply_thresholds(self) -> None:
-        if self.learnable or self.frozen:
+    def _check_thresholds_in_model(self) -> None:
+        """Warn once when the thresholds held by the model are not the ones this Pruner set: the
+        model's state was loaded without ``pruner.load_state_dict`` (the Pruner's values win)."""
+        if self.control != "threshold" or self.frozen or "stale" in self._warned:
             return
-        # Per layer, because the λ-forms integrate the learning rate of each layer's own group.
-        for r, lr_sum, scale in zip(self._reparams, self._lr_sums, self._scales):
-            r.set_threshold(self.schedule(self.steps, lr_sum) * scale)
+        expected = self._expected_thresholds()
+        for name, r, want in zip(self.layer_names, self._reparams, expected):
+            have = r.current_threshold()
+            if not math.isclose(have, want, rel_tol=1e-5, abs_tol=1e-12):
+                self._warned.add("stale")
+                warnings.warn(
+                    f"layer {name!r} holds threshold {have:.6g} but this Pruner is at {want:.6g}: was the model "
+                    "loaded without pruner.load_state_dict(...)? The Pruner's schedule wins from this step on",
+                    stacklevel=3,
+                )
+                return
+
+    def _check_expected_lr(self, step_lrs: list[float]) -> None:
+        expected = getattr(self.schedule, "expected_lr", None)
+        if expected is None or "lr" in self._warned:
+            return
+        for i, lr in enumerate(step_lrs):
+            want = expected(self.steps, self._groups[i])
+            if want is not None and not math.isclose(lr, want, rel_tol=1e-6, abs_tol=1e-12):
+                self._warned.add("lr")
+                warnings.warn(
+                    f"step {self.steps} used learning rate {lr:.6g} but LATS(final=D) was given {want:.6g} for it: "
+                    "the threshold will not land on D. A per-epoch LR scheduler needs steps_per_lr_step= "
+                    "(iterations per epoch); or use the λ-form LATS(l1=λ)",
+                    stacklevel=3,
+                )
+                return
+
+    def _global_threshold(self) -> float:
+        return self.schedule(self.steps, self._lr_sums[0], self._groups[0])
+
+    def _expected_thresholds(self) -> list[float]:
+        return [
+            self.schedule(self.steps, lr_sum, group) * scale
+            for lr_sum, group, scale in zip(self._lr_sums, self._groups, self._scales)
+        ]
+
+    def _apply_control(self) -> None:
+        if self.frozen:
+            return
+        if self.control == "threshold":
+            # per layer: the λ-forms integrate the learning rate of each layer's own group
+            for r, d in zip(self._reparams, self._expected_thresholds()):
+                r.set_threshold(d)
+        elif self.control == "sparsity" and self.schedule is not None and self.schedule.updates_at(self.steps):
+            self._set_masks(self.schedule(self.steps))
+
+    @torch.no_grad()
+    def _set_masks(self, target: float) -> None:
+        scores = [r.score(self._latent(i)) for i, r in enumerate(self._reparams)]
+        for r, keep in zip(self._reparams, magnitude_masks(scores, target, self.scope)):
+            r.set_mask(keep)
 
     # -- families: pruning at initialization, early pruning ---------------------------------
     @torch.no_grad()
-    def prune_to(self, sparsity: float, *, shift: bool = True) -> float:
-        """Set the threshold that makes the pruned layers ``sparsity`` sparse, then keep it fixed
-        (pruning at initialization). ``scope="global"``: one threshold over all pruned weights;
-        ``scope="layer"``: each layer reaches ``sparsity`` on its own. With ``shift=True`` the
-        surviving latent weights are moved out by ``d`` so that their effective weights equal the
-        current weights (up to float rounding of ``(θ + d) − d``); only the pruned ones change, to
-        0. Returns the global threshold.
+    def prune_to(self, sparsity: float, *, shift: bool = True) -> float | None:
+        """Make the pruned layers ``sparsity`` sparse now (pruning at initialization, one-shot
+        magnitude pruning). ``scope="global"``: over all pruned weights together;
+        ``scope="layer"``: each layer on its own. The target counts the pruned layers only
+        (``pruner.sparsity().pruned``); ``.total`` also counts layers kept dense.
+
+        Soft threshold: the smallest current weights are pruned by the threshold that gives the
+        target, which then stays fixed; with ``shift=True`` the surviving latent weights are moved
+        out by it, so their effective weights stay exactly what they were (any number of calls,
+        at any point of training). Returns the global threshold. Sparsity-controlled methods: the
+        masks are set (returns ``None``). A frozen pruner refuses.
         """
         self._check_alive()
-        if self.learnable:
-            raise TypeError(f"{self.method_name!r} learns its threshold; prune_to needs a schedule-driven method")
-        if not 0.0 <= sparsity < 1.0:
-            raise ValueError(f"target sparsity must be in [0, 1), got {sparsity}")
-        latents = [self._latent(i).detach() for i in range(len(self._modules))]
+        sparsity = check_fraction("target sparsity", sparsity)
+        if self.frozen:
+            raise RuntimeError("this Pruner's mask is frozen: prune_to would not change it; attach a new Pruner")
+        if self.control == "sparsity":
+            self._set_masks(sparsity)
+            return None
+        if self.control != "threshold":
+            raise TypeError(f"{self.method_name!r} learns its threshold; prune_to needs a threshold- or sparsity-driven method")
+        weights = [self._reparams[i].finished_weight(self._latent(i)) for i in range(len(self._reparams))]
+        cuts = [max(t, 0.0) for t in magnitude_threshold([w.abs() for w in weights], sparsity, self.scope)]
         if self.scope == "global":
-            magnitudes = torch.cat([t.abs().flatten().float() for t in latents])
-            d = _kth_magnitude(magnitudes, sparsity)
-            self._scales = [1.0] * len(latents)
+            d, self._scales = cuts[0], [1.0] * len(weights)
         else:
-            self._scales = [_kth_magnitude(t.abs().flatten().float(), sparsity) for t in latents]
-            d = 1.0
+            d, self._scales = 1.0, [c if c > 0 else 0.0 for c in cuts]
         self.schedule = Constant(d)
-        self._apply_thresholds()
-        if shift:
-            for i, latent in enumerate(latents):
-                layer_d = d * self._scales[i]
-                keep = latent.abs() > layer_d
-                self._latent(i).add_(torch.sign(latent) * keep * layer_d)
+        for i, w in enumerate(weights):
+            layer_d = d * self._scales[i]
+            latent = self._latent(i)
+            if shift:  # θ' = w + sign(w)·d on the survivors: S_d(θ') = w exactly there
+                keep = w.abs() > layer_d
+                latent.copy_(torch.where(keep, w + torch.sign(w) * layer_d, w))
+            self._reparams[i].set_threshold(layer_d)
+        self._apply_control()
         return d
 
     @property
@@ -347,9 +385,12 @@ class Pruner:
     @torch.no_grad()
     def freeze(self) -> None:
         """Fix the current mask for sparse fine-tuning (early pruning): from now on ``w = θ ⊙ m``
-        with ``θ`` set to the current effective weight; pruned weights get no gradient and the
-        threshold no longer moves."""
+        with ``θ`` set to the current final weight; pruned weights get no gradient and the
+        threshold no longer moves (:attr:`threshold` keeps reporting the one frozen in)."""
         self._check_alive()
+        if self.frozen:
+            return
+        self._frozen_threshold = self.threshold if self.control == "threshold" else None
         for i, r in enumerate(self._reparams):
             r.freeze(self._latent(i))
 
@@ -364,29 +405,40 @@ class Pruner:
             "steps": self.steps,
             "lr_sums": list(self._lr_sums),
             "scales": list(self._scales),
-            "schedule": None if self.schedule is None else _schedule_state(self.schedule),
+            "groups": list(self._groups),
+            "frozen_threshold": self._frozen_threshold,
+            "schedule": None if self.schedule is None else {"type": type(self.schedule).__name__, **self.schedule.state_dict()},
         }
 
     def load_state_dict(self, state: dict) -> None:
-        if state["layers"] != self.layer_names or state["method"] != self.method_name:
+        """Restore :meth:`state_dict`. The checkpoint's values win over the constructor's (the
+        schedule's too), with a warning when they differ."""
+        if state["method"] != self.method_name:
+            raise ValueError(f"pruner state is of method {state['method']!r}, this Pruner runs {self.method_name!r}")
+        if state["layers"] != self.layer_names:
+            saved, here = set(state["layers"]), set(self.layer_names)
+            only_saved, only_here = sorted(saved - here)[:3], sorted(here - saved)[:3]
             raise ValueError(
-                "pruner state does not match this pruner (different method or pruned layers): "
-                f"saved {state['method']!r} on {len(state['layers'])} layers, "
-                f"this one {self.method_name!r} on {len(self.layer_names)}"
+                "pruner state does not match this pruner's layers: "
+                f"only in the checkpoint {only_saved or '(same names, other order)'}, only here {only_here or '-'}"
+                + (" (a torch.compile'd model prefixes names with '_orig_mod.')" if any("_orig_mod" in n for n in saved ^ here) else "")
             )
         self.steps = int(state["steps"])
         self._lr_sums = [float(v) for v in state["lr_sums"]]
         self._scales = [float(v) for v in state["scales"]]
+        self._groups = [int(v) for v in state.get("groups", self._groups)]
+        self._frozen_threshold = state.get("frozen_threshold")
         if state["schedule"] is not None:
             self.schedule = _schedule_from_state(state["schedule"], self.schedule)
-        self._apply_thresholds()
+        self._apply_control()
 
     # -- the end ---------------------------------------------------------------------------
     def finalize(self) -> nn.Module:
-        """Remove the parametrizations, baking the zeros into plain ``weight`` parameters.
+        """Remove the parametrizations, baking the final weights (zeros where the method prunes)
+        into plain ``weight`` parameters.
 
         The returned model (the same object) has exactly the state_dict keys of the original
-        architecture and computes exactly what the pruned model computed."""
+        architecture; deep copies taken before (a best model, an EMA copy) keep working."""
         self._check_alive()
         self._finalized = True
         return bake(self.model)
@@ -394,6 +446,18 @@ class Pruner:
     def _check_alive(self) -> None:
         if self._finalized:
             raise RuntimeError("this Pruner was finalized; attach a new one to prune again")
+        module, tensor = self._targets[0]
+        if not parametrize.is_parametrized(module, tensor):
+            self._finalized = True
+            raise RuntimeError("the model was finalized (snnprune.bake or finalize): attach a new Pruner to prune again")
+
+    def _detach(self) -> None:
+        """Undo a partial attach (a Pruner whose construction failed)."""
+        for (module, tensor), reparam in zip(self._targets, self._reparams):
+            if parametrize.is_parametrized(module, tensor):
+                _own_class(module)
+                parametrize.remove_parametrizations(module, tensor, leave_parametrized=False)
+        self._reparams = []
 
     def __repr__(self) -> str:
         return (
@@ -402,64 +466,198 @@ class Pruner:
         )
 
 
-def _kth_magnitude(magnitudes: torch.Tensor, sparsity: float) -> float:
-    """Threshold ``d`` such that a ``sparsity`` fraction of ``magnitudes`` is ``<= d``."""
-    k = int(round(sparsity * magnitudes.numel()))
-    if k == 0:
-        return 0.0
-    return float(torch.kthvalue(magnitudes, k).values)
+# -- construction helpers --------------------------------------------------------------------
+def _prototype(method, method_kwargs) -> tuple[Reparameterization, str]:
+    kwargs = dict(method_kwargs or {})
+    if isinstance(method, (ThresholdSchedule, SparsitySchedule)):
+        raise TypeError(
+            f"got the schedule {method!r} where the method goes: write Pruner(model, 'soft_threshold', {method!r})"
+        )
+    if isinstance(method, Reparameterization):
+        if kwargs:
+            raise TypeError("method_kwargs go with a method name or class; set the options on the instance instead")
+        return method, type(method).name or type(method).__name__
+    if isinstance(method, str):
+        cls = get_method(method)
+    elif isinstance(method, type) and issubclass(method, Reparameterization):
+        cls = method
+    else:
+        raise TypeError(
+            f"method must be a registered name ({', '.join(sorted(METHODS))}), a Reparameterization subclass "
+            f"or an instance of one, got {method!r}"
+        )
+    try:
+        inspect.signature(cls).bind(**kwargs)
+    except TypeError:
+        params = [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
+        bad = next((k for k in kwargs if k not in params), None)
+        if bad is None:
+            raise
+        raise TypeError(
+            f"{cls.__name__} has no option {bad!r}{did_you_mean(bad, params)}; its options: {', '.join(params) or 'none'}"
+        ) from None
+    return cls(**kwargs), cls.name or cls.__name__
 
 
-def _schedule_state(schedule: ThresholdSchedule) -> dict:
-    return {"type": type(schedule).__name__, "final": schedule.final, **schedule.state_dict()}
+def _check_schedule(control: str, schedule, total_steps, method_name: str):
+    if control == "learned":
+        if schedule is not None:
+            raise ValueError(f"method {method_name!r} learns its threshold; do not pass a schedule")
+        return None
+    if control == "sparsity":
+        if schedule is None:
+            return None
+        if not isinstance(schedule, SparsitySchedule):
+            raise TypeError(
+                f"method {method_name!r} is driven by a sparsity schedule (e.g. Cubic(final=0.9, ...)) or "
+                f"prune_to(s), got {type(schedule).__name__}"
+            )
+        schedule = copy.copy(schedule)
+        schedule.bind(total_steps)
+        return schedule
+    if schedule is None:
+        raise ValueError(f"method {method_name!r} needs a threshold schedule (e.g. LATS(l1=...))")
+    if isinstance(schedule, type):
+        raise TypeError(f"schedule must be an instance, e.g. {schedule.__name__}(...), not the class")
+    if not isinstance(schedule, ThresholdSchedule):
+        raise TypeError(f"schedule must be a ThresholdSchedule, got {type(schedule).__name__}")
+    schedule = copy.copy(schedule)  # the caller's object stays as it was (one schedule, many pruners)
+    schedule.bind(total_steps)
+    return schedule
 
 
-def _schedule_from_state(state: dict, current: ThresholdSchedule | None) -> ThresholdSchedule:
-    if state["type"] == "Constant":  # also what prune_to leaves behind, whatever the pruner began with
+def _select(model, include, exclude, keep_first, keep_last) -> list[tuple[str, nn.Module, str]]:
+    candidates = prunable_tensors(model)
+    if not candidates:
+        raise ValueError(f"{type(model).__name__} has no prunable layer (nn.Conv*/nn.Linear with a weight)")
+    dense = set()
+    if keep_first:
+        dense.add(candidates[0][0])
+    if keep_last:
+        dense.add(candidates[-1][0])
+    selected = [
+        (name, m, t)
+        for name, m, t in candidates
+        if name not in dense
+        and (include is None or matches(include, name, m))
+        and not (exclude is not None and matches(exclude, name, m))
+    ]
+    if not selected:
+        raise ValueError(
+            "no layer selected for pruning: include/exclude/keep_first/keep_last leave none of "
+            f"the {len(candidates)} conv/linear layers"
+        )
+    return selected
+
+
+def _check_attachable(model: nn.Module, selected) -> None:
+    """Refuse, naming the layer, what snnprune cannot prune correctly."""
+    owners: dict[int, list[str]] = {}
+    for path, module in model.named_modules(remove_duplicate=False):
+        for pname, p in module.named_parameters(recurse=False, remove_duplicate=False):
+            owners.setdefault(id(p), []).append(f"{path}.{pname}".lstrip("."))
+    for name, module, tensor in selected:
+        label = name or type(module).__name__
+        if parametrize.is_parametrized(module, tensor):
+            if any(isinstance(p, Reparameterization) for p in module.parametrizations[tensor]):
+                raise ValueError(f"layer {label!r} is already pruned: attach one Pruner per model (or bake it first)")
+            raise ValueError(
+                f"layer {label!r} already has a parametrization on {tensor} "
+                f"({type(module.parametrizations[tensor][0]).__name__}, e.g. weight_norm): snnprune cannot stack on it; "
+                "remove it or exclude the layer"
+            )
+        param = module._parameters.get(tensor)
+        if param is None:
+            raise ValueError(
+                f"layer {label!r} computes its {tensor} from other parameters (legacy weight_norm/spectral_norm "
+                "hooks): remove the hook or exclude the layer"
+            )
+        if isinstance(param, nn.parameter.UninitializedParameter):
+            raise ValueError(f"layer {label!r} is lazy and not initialised yet: run one forward before attaching the Pruner")
+        shared = owners.get(id(param), [])
+        if len(shared) > 1:
+            raise ValueError(
+                f"the {tensor} of {label!r} is shared by {', '.join(shared)} (tied weights): snnprune prunes one tensor "
+                f"per layer; exclude those layers (exclude=[...]) to keep the tied tensor dense"
+            )
+
+
+def _scaler_skipped(scaler, optimizer) -> bool:
+    if not scaler.is_enabled():
+        return False
+    found = scaler._found_inf_per_device(optimizer)
+    return bool(sum(float(v) for v in found.values()))
+
+
+def _schedule_from_state(state: dict, current):
+    kind = state["type"]
+    if kind == "Constant":  # also what prune_to leaves behind, whatever the pruner began with
         return Constant(state["final"])
-    if current is None or type(current).__name__ != state["type"]:
-        raise ValueError(f"saved schedule is {state['type']}, this pruner has {type(current).__name__}")
-    current.load_state_dict({k: v for k, v in state.items() if k not in ("type", "final")})
+    if current is None or type(current).__name__ != kind:
+        raise ValueError(f"saved schedule is {kind}, this pruner has {type(current).__name__}")
+    new = {k: v for k, v in state.items() if k != "type"}
+    old = current.state_dict()
+    differs = [k for k in new if k in old and old[k] is not None and new[k] != old[k] and k not in ("group_l1", "l1")]
+    if differs:
+        warnings.warn(
+            f"the checkpoint's {kind} has {', '.join(f'{k}={new[k]!r}' for k in differs)} where this Pruner was built "
+            f"with {', '.join(f'{k}={old[k]!r}' for k in differs)}: the checkpoint's values are used",
+            stacklevel=3,
+        )
+    current.load_state_dict(new)
     return current
 
 
-def _method_factory(method, kwargs) -> tuple[Callable[[str, nn.Module], Reparameterization], str]:
-    if isinstance(method, str):
-        key = method.lower().replace("-", "_")
-        if key not in METHODS:
-            raise ValueError(f"unknown pruning method {method!r}; known: {', '.join(sorted(METHODS))}")
-        cls = METHODS[key]
-        return (lambda name, module: cls(**kwargs)), key
-    if isinstance(method, type) and issubclass(method, Reparameterization):
-        return (lambda name, module: method(**kwargs)), method.__name__
-    if callable(method):
-        return method, getattr(method, "__name__", "custom")
-    raise TypeError(f"method must be a name, a Reparameterization subclass or a factory, got {method!r}")
+# -- finalize ---------------------------------------------------------------------------------
+def _own_class(module: nn.Module) -> None:
+    """Give ``module`` its own parametrized class before removing a parametrization: torch's
+    ``remove_parametrizations`` deletes the property from the class, which ``copy.deepcopy``
+    shares between the original and its copies."""
+    cls = module.__class__
+    module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
 
 
+@torch.no_grad()
 def bake(model: nn.Module) -> nn.Module:
-    """Remove every pruning parametrization of ``model`` in place, leaving plain ``weight``
-    parameters that hold the effective (pruned) weights. Used by :meth:`Pruner.finalize`; call it
-    on a ``copy.deepcopy`` of a model under training to export without stopping the run.
+    """Remove every pruning parametrization of ``model`` in place, leaving plain parameters that
+    hold the final weights (what the method's :meth:`~snnprune.reparam.Reparameterization.
+    final_weight` says: zeros where it prunes). Used by :meth:`Pruner.finalize`. Safe on a
+    ``copy.deepcopy`` of a model under training (the live model and other copies keep working),
+    which is how to export without stopping a run (:func:`plain_state_dict`).
 
     Example::
 
         >>> import copy
         >>> from torch import nn
-        >>> from snnprune import Pruner, Constant
+        >>> from snnprune import Pruner
+        >>> from snnprune.schedules import Constant
         >>> model = nn.Sequential(nn.Linear(4, 4))
         >>> _ = Pruner(model, "soft_threshold", Constant(0.3))
         >>> sorted(bake(copy.deepcopy(model)).state_dict())
         ['0.bias', '0.weight']
+        >>> model[0].weight.shape                 # the live model still works
+        torch.Size([4, 4])
     """
-    for _, module in prunable_layers(model):
-        if parametrize.is_parametrized(module, "weight") and any(
-            isinstance(p, Reparameterization) for p in module.parametrizations.weight
-        ):
-            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+    for _, module, tensor in prunable_tensors(model):
+        if not parametrize.is_parametrized(module, tensor):
+            continue
+        plist = module.parametrizations[tensor]
+        reparam = next((p for p in plist if isinstance(p, Reparameterization)), None)
+        if reparam is None:
+            continue
+        final = reparam.finished_weight(plist.original)
+        _own_class(module)
+        parametrize.remove_parametrizations(module, tensor, leave_parametrized=False)
+        getattr(module, tensor).copy_(final)
     return model
 
 
-def prune(model: nn.Module, method="soft_threshold", schedule: ThresholdSchedule | None = None, **kwargs) -> Pruner:
+def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state_dict of the plain (finalized) model, without touching ``model``: it loads
+    strictly into the original architecture."""
+    return bake(copy.deepcopy(model)).state_dict()
+
+
+def prune(model: nn.Module, method="soft_threshold", schedule=None, **kwargs) -> Pruner:
     """Functional front: ``prune(model, "soft_threshold", LATS(l1=λ))`` is ``Pruner(model, ...)``."""
     return Pruner(model, method, schedule, **kwargs)

@@ -159,7 +159,7 @@ def test_optimizer_built_after_the_pruner_works_too():
 def test_str_needs_its_thresholds_in_the_optimizer():
     model = mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    pruner = Pruner(model, "str", s_init=-3.0)
+    pruner = Pruner(model, "str", method_kwargs={"s_init": -3.0})
     with pytest.raises(ValueError, match="pruner.parameters"):
         pruner.step(optimizer)
     optimizer.add_param_group({"params": list(pruner.parameters()), "weight_decay": 0.1})
@@ -209,11 +209,14 @@ def test_pruner_state_dict_resumes_mid_training():
 
 def test_functional_front_and_custom_method():
     model = mlp()
-    pruner = prune(model, SoftThreshold, Constant(0.2), threshold=0.0)
+    pruner = prune(model, SoftThreshold, Constant(0.2), method_kwargs={"threshold": 0.0})
     assert pruner.threshold == 0.2
     model = mlp()
-    pruner = prune(model, lambda name, module: SoftThreshold(), Constant(0.1))
+    pruner = prune(model, SoftThreshold(), Constant(0.1))  # an instance is a prototype, copied per layer
     assert pruner.layer_names == ["0", "2", "4"]
+    assert len({id(r) for _, _, r in pruner.layers()}) == 3
+    with pytest.raises(TypeError, match="method must be a registered name"):
+        prune(mlp(), lambda name, module: SoftThreshold(), Constant(0.1))
 
 
 def test_freeze_fixes_mask_for_sparse_finetuning():

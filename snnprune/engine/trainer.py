@@ -177,7 +177,7 @@ def build_pruner(recipe: Recipe, model: nn.Module, optimizer_lrs, steps_per_epoc
         scope=p.scope, keep_first=p.keep_first, keep_last=p.keep_last, include=p.include, exclude=p.exclude
     )
     if p.method == "str":
-        return Pruner(model, "str", None, s_init=p.s_init, **common)
+        return Pruner(model, "str", None, method_kwargs={"s_init": p.s_init}, **common)
     total = recipe.epochs * steps_per_epoch
     if family == "early_pruning":
         total = p.freeze_epoch * steps_per_epoch  # the continuation reaches D when the mask freezes

@@ -27,11 +27,12 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from collections.abc import Callable, Sequence
 
-from .reparam import check_nonnegative
+from .._validation import check_nonnegative, check_positive_int
 
 __all__ = [
     "ThresholdSchedule",
@@ -69,9 +70,13 @@ class ThresholdSchedule:
                     f"pass total_steps= to the schedule or to the Pruner"
                 )
             return
-        if int(total_steps) < 1:
-            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
-        self.total_steps = int(total_steps)
+        total_steps = check_positive_int("total_steps", total_steps)
+        if self.total_steps is not None and self.total_steps != total_steps:
+            raise ValueError(
+                f"{type(self).__name__} was built with total_steps={self.total_steps} but is asked to run "
+                f"{total_steps} steps: give total_steps once, to the schedule or to the Pruner"
+            )
+        self.total_steps = total_steps
 
     def progress(self, step: int) -> float:
         return min(max(step / self.total_steps, 0.0), 1.0)
@@ -80,14 +85,19 @@ class ThresholdSchedule:
         """Normalised curve ``d(x)/D`` on ``[0, 1]`` with ``shape(0) = 0`` and ``shape(1) = 1``."""
         raise NotImplementedError
 
-    def __call__(self, step: int, lr_sum: float) -> float:
+    def __call__(self, step: int, lr_sum: float, group: int = 0) -> float:
         return self.final * self.shape(self.progress(step))
 
     def state_dict(self) -> dict:
-        return {"total_steps": self.total_steps}
+        """Everything that defines the schedule, as plain data (the checkpoint's values win over
+        the constructor's on :meth:`load_state_dict`, for every schedule alike)."""
+        return {"final": self.final, "total_steps": self.total_steps}
 
     def load_state_dict(self, state: dict) -> None:
-        self.total_steps = state["total_steps"]
+        for key, value in state.items():
+            if key in ("type",):
+                continue
+            setattr(self, key, value)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(final={self.final:g}, total_steps={self.total_steps})"
@@ -98,7 +108,7 @@ class Constant(ThresholdSchedule):
 
     needs_total_steps = False
 
-    def __call__(self, step: int, lr_sum: float) -> float:
+    def __call__(self, step: int, lr_sum: float, group: int = 0) -> float:
         return self.final
 
 
@@ -145,6 +155,9 @@ class PGH(ThresholdSchedule):
         self.beta = beta
         super().__init__(final, total_steps)
 
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "beta": self.beta}
+
     def _integral(self, x: float) -> float:
         a = math.log(self.beta)
         if abs(a) < 1e-9:
@@ -166,20 +179,22 @@ class LATS(ThresholdSchedule):
     Two equivalent forms:
 
     * **λ-form** ``LATS(l1=λ)``: after every optimizer step ``d += λ·η_t`` with ``η_t`` the learning
-      rate that step used, read from the optimizer. Needs no knowledge of the future and is exact
-      under any LR schedule (warmup, step, cosine, plateau).
+      rate that step used, read from the optimizer (each layer from its own parameter group).
+      Needs no knowledge of the future and is exact under any LR schedule (warmup, step, cosine,
+      plateau).
     * **D-form** ``LATS(final=D, total_steps=N, lr=...)``: ``d_t = D·Σ_{i<t} η_i / Σ_{i<N} η_i``,
       i.e. the λ-form with ``λ = D / Σ_{i<N} η_i``. ``lr`` gives the learning rate of every step:
       a sequence of ``N`` floats, a callable ``step -> lr``, or the ``torch.optim.lr_scheduler``
-      the run will use (its trajectory is simulated, then its state restored; see
-      :func:`lr_trajectory`). The threshold lands exactly on ``D`` at step ``N``.
+      the run will use (its trajectory is simulated for every parameter group, then its state
+      restored; see :func:`lr_trajectory`). Each layer's threshold lands exactly on ``D`` at step
+      ``N`` (with several parameter groups, each group has its own λ) and stays there.
 
     Example::
 
         >>> import torch
         >>> lats = LATS(final=1.0, total_steps=4, lr=[0.1, 0.2, 0.3, 0.4])
-        >>> [round(lats(t, lr_sum=s), 3) for t, s in [(1, 0.1), (2, 0.3), (4, 1.0)]]
-        [0.1, 0.3, 1.0]
+        >>> [round(lats(t, lr_sum=s), 3) for t, s in [(1, 0.1), (2, 0.3), (4, 1.0), (5, 1.1)]]
+        [0.1, 0.3, 1.0, 1.0]
     """
 
     def __init__(
@@ -195,14 +210,22 @@ class LATS(ThresholdSchedule):
             raise ValueError("LATS takes exactly one of l1=λ (λ-form) or final=D (D-form)")
         self.l1: float | None = None
         self._lr_source = lr
-        self._steps_per_lr_step = int(steps_per_lr_step)
+        self._steps_per_lr_step = check_positive_int("steps_per_lr_step", steps_per_lr_step)
+        #: per parameter group: the learning rate of every step (D-form)
+        self.trajectories: list[list[float]] = []
+        self._group_l1: list[float] = []
         if l1 is not None:
             self.l1 = check_nonnegative("LATS l1 (λ)", l1)
             self.final = math.inf
             self.needs_total_steps = False
-            self.total_steps = total_steps
+            self.total_steps = None if total_steps is None else check_positive_int("total_steps", total_steps)
         else:
             self.needs_total_steps = True
+            if lr is not None and _is_plateau(lr):
+                raise ValueError(
+                    "LATS(final=D) needs the learning rate of every step in advance, and ReduceLROnPlateau "
+                    "decides it during the run: use the λ-form LATS(l1=λ)"
+                )
             super().__init__(final, total_steps)
 
     @property
@@ -211,32 +234,58 @@ class LATS(ThresholdSchedule):
 
     def bind(self, total_steps: int | None) -> None:
         super().bind(total_steps)
-        if self.is_lambda_form or self.total_steps is None:
+        if self.is_lambda_form or self.total_steps is None or self._group_l1:
             return
         if self._lr_source is None:
             raise ValueError(
                 "LATS(final=D) needs the learning rate of every step: pass lr= (the LR scheduler, "
                 "a list of per-step learning rates, or a callable step -> lr)"
             )
-        lrs = _resolve_lrs(self._lr_source, self.total_steps, self._steps_per_lr_step)
-        total = math.fsum(lrs)
-        if not total > 0:
-            raise ValueError("LATS(final=D): the learning rates sum to 0 over the run")
-        self.l1 = self.final / total
+        self.trajectories = _resolve_lrs(self._lr_source, self.total_steps, self._steps_per_lr_step)
+        self._group_l1 = []
+        for lrs in self.trajectories:
+            total = math.fsum(lrs)
+            if not total > 0:
+                raise ValueError("LATS(final=D): the learning rates sum to 0 over the run")
+            self._group_l1.append(self.final / total)
+        self.l1 = self._group_l1[0]
 
-    def __call__(self, step: int, lr_sum: float) -> float:
+    def group_l1(self, group: int) -> float:
+        """λ of parameter group ``group`` (the D-form's λ differs per group when their LRs do)."""
+        if self.is_lambda_form:
+            return self.l1
         if self.l1 is None:
             self.bind(None)
-        if not self.is_lambda_form and step == self.total_steps:
+        if group >= len(self._group_l1):
+            raise ValueError(
+                f"LATS(final=D) was given the learning rates of {len(self._group_l1)} parameter group(s) but a "
+                f"pruned layer sits in group {group}: pass lr= the LR scheduler of the optimizer (it covers every "
+                "group), or use the λ-form LATS(l1=λ)"
+            )
+        return self._group_l1[group]
+
+    def expected_lr(self, step: int, group: int = 0) -> float | None:
+        """The learning rate the D-form expects at ``step`` (``None`` for the λ-form)."""
+        if self.is_lambda_form or not self.trajectories or step >= self.total_steps:
+            return None
+        return self.trajectories[min(group, len(self.trajectories) - 1)][step]
+
+    def __call__(self, step: int, lr_sum: float, group: int = 0) -> float:
+        l1 = self.group_l1(group)
+        if self.is_lambda_form:
+            return l1 * lr_sum
+        if step >= self.total_steps:  # lands on D and stays there, like the closed forms
             return self.final
-        return self.l1 * lr_sum
+        return min(l1 * lr_sum, self.final)
 
     def state_dict(self) -> dict:
-        return {"total_steps": self.total_steps, "l1": self.l1}
+        return {"final": self.final, "total_steps": self.total_steps, "l1": self.l1, "group_l1": list(self._group_l1)}
 
     def load_state_dict(self, state: dict) -> None:
+        self.final = state.get("final", self.final)
         self.total_steps = state["total_steps"]
         self.l1 = state["l1"]
+        self._group_l1 = list(state.get("group_l1") or ([] if self.is_lambda_form else [state["l1"]]))
 
     def __repr__(self) -> str:
         if self.is_lambda_form:
@@ -244,24 +293,32 @@ class LATS(ThresholdSchedule):
         return f"LATS(final={self.final:g}, total_steps={self.total_steps})"
 
 
-def _resolve_lrs(source, total_steps: int, steps_per_lr_step: int) -> list[float]:
-    if callable(source) and not hasattr(source, "step"):
-        return [float(source(t)) for t in range(total_steps)]
+def _is_plateau(source) -> bool:
+    return type(source).__name__ == "ReduceLROnPlateau"
+
+
+def _resolve_lrs(source, total_steps: int, steps_per_lr_step: int) -> list[list[float]]:
+    """Per parameter group, the learning rate of each of the ``total_steps`` steps."""
     if hasattr(source, "step") and hasattr(source, "optimizer"):
-        return lr_trajectory(source, total_steps, steps_per_lr_step=steps_per_lr_step)
+        groups = len(source.optimizer.param_groups)
+        return lr_trajectories(source, total_steps, steps_per_lr_step=steps_per_lr_step)[:groups]
+    if callable(source):
+        return [[float(source(t)) for t in range(total_steps)]]
     lrs = [float(v) for v in source]
     if len(lrs) < total_steps:
         raise ValueError(f"lr= lists {len(lrs)} learning rates but the run has {total_steps} steps")
-    return lrs[:total_steps]
+    return [lrs[:total_steps]]
 
 
 def lr_trajectory(scheduler, total_steps: int, *, group: int = 0, steps_per_lr_step: int = 1) -> list[float]:
     """Learning rate of each of the next ``total_steps`` optimizer steps under ``scheduler``.
 
     The scheduler is stepped ahead (once every ``steps_per_lr_step`` optimizer steps; use the
-    number of iterations per epoch for a per-epoch scheduler), then its state and the optimizer's
-    learning rates are restored, so the run itself is unaffected. Works for every scheduler that
-    implements ``state_dict``/``load_state_dict`` (LambdaLR, SequentialLR, CosineAnnealingLR, ...).
+    number of iterations per epoch for a per-epoch scheduler), then its state and every
+    hyperparameter of the optimizer's parameter groups (learning rate, momentum, betas, which
+    OneCycleLR and CyclicLR also move) are restored, so the run itself is unaffected. Works for every
+    scheduler that implements ``state_dict``/``load_state_dict`` (LambdaLR, SequentialLR,
+    CosineAnnealingLR, OneCycleLR, ...).
 
     Example::
 
@@ -273,19 +330,27 @@ def lr_trajectory(scheduler, total_steps: int, *, group: int = 0, steps_per_lr_s
         >>> opt.param_groups[0]["lr"]
         1.0
     """
+    return lr_trajectories(scheduler, total_steps, steps_per_lr_step=steps_per_lr_step)[group]
+
+
+def lr_trajectories(scheduler, total_steps: int, *, steps_per_lr_step: int = 1) -> list[list[float]]:
+    """:func:`lr_trajectory` for every parameter group at once."""
+    if _is_plateau(scheduler):
+        raise ValueError("ReduceLROnPlateau decides the learning rate during the run: it has no trajectory to simulate")
     optimizer = scheduler.optimizer
     saved_state = scheduler.state_dict()
-    saved_lrs = [g["lr"] for g in optimizer.param_groups]
-    lrs = []
+    saved_groups = [{k: copy.deepcopy(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    lrs: list[list[float]] = [[] for _ in optimizer.param_groups]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for t in range(total_steps):
-                lrs.append(float(optimizer.param_groups[group]["lr"]))
+                for g, group in enumerate(optimizer.param_groups):
+                    lrs[g].append(float(group["lr"]))
                 if (t + 1) % steps_per_lr_step == 0:
                     scheduler.step()
     finally:
         scheduler.load_state_dict(saved_state)
-        for g, lr in zip(optimizer.param_groups, saved_lrs):
-            g["lr"] = lr
+        for group, saved in zip(optimizer.param_groups, saved_groups):
+            group.update(saved)
     return lrs

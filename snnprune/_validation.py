@@ -1,0 +1,58 @@
+"""Argument checks shared by the methods, the schedules and the pruner: one message per mistake."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+
+__all__ = ["check_nonnegative", "check_positive_int", "check_fraction", "did_you_mean", "normalise_name"]
+
+
+def check_nonnegative(name: str, value) -> float:
+    """``float(value)`` if it is a finite number >= 0, else a ValueError naming ``name``.
+
+    Example::
+
+        >>> check_nonnegative("threshold", 0.5)
+        0.5
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        try:
+            value = float(value)  # 0-d tensors, numpy scalars
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}") from None
+    value = float(value)
+    if not value >= 0 or math.isinf(value):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return value
+
+
+def check_positive_int(name: str, value) -> int:
+    """``int(value)`` if it is an integer >= 1 (``2.0`` passes, ``2.7`` does not)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or float(value) != int(value) or int(value) < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def check_fraction(name: str, value, *, closed: bool = False) -> float:
+    """A number in ``[0, 1)`` (``[0, 1]`` with ``closed=True``)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in [0, 1{']' if closed else ')'}, got {value!r}") from None
+    if not (0.0 <= value <= 1.0 if closed else 0.0 <= value < 1.0):
+        raise ValueError(f"{name} must be in [0, 1{']' if closed else ')'}, got {value}")
+    return value
+
+
+def normalise_name(name: str) -> str:
+    """Names are compared case-insensitively, with ``-`` and ``_`` alike: ``"Soft-Threshold"`` is
+    ``"soft_threshold"``."""
+    return str(name).strip().lower().replace("-", "_")
+
+
+def did_you_mean(word: str, choices) -> str:
+    """``" (did you mean 'x'?)"`` for the closest of ``choices``, else ``""``."""
+    hint = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""

@@ -1,0 +1,196 @@
+"""Soft thresholding: LATS/STDS (:class:`SoftThreshold`, threshold set by a schedule) and STR
+(:class:`STR`, threshold learned).
+
+Example::
+
+    >>> import torch
+    >>> from torch import nn
+    >>> from torch.nn.utils import parametrize
+    >>> from snnprune.reparam import SoftThreshold
+    >>> layer = nn.Linear(4, 2)
+    >>> st = SoftThreshold(threshold=0.1)
+    >>> parametrize.register_parametrization(layer, "weight", st)
+    ParametrizedLinear(...)
+    >>> bool(((layer.weight == 0) == (layer.parametrizations.weight.original.abs() <= 0.1)).all())
+    True
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .._validation import check_nonnegative
+from ._cache import CachedForward, is_plain_tensor
+from .base import Reparameterization
+
+__all__ = ["SoftThreshold", "STR", "soft_threshold", "check_nonnegative"]
+
+
+class _SoftThresholdSTE(torch.autograd.Function):
+    """Soft threshold forward, identity backward (straight-through). A float threshold runs one
+    fused ``softshrink`` kernel; a tensor threshold (the path ``torch.compile`` and ``torch.func``
+    trace, so that a changing threshold does not recompile) uses ``θ − clamp(θ, −d, d)``."""
+
+    @staticmethod
+    def forward(ctx, latent: Tensor, threshold: float | Tensor) -> Tensor:
+        if isinstance(threshold, Tensor):
+            return latent - latent.clamp(-threshold, threshold)
+        return F.softshrink(latent, threshold)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return grad, None
+
+
+def soft_threshold(latent: Tensor, threshold: float, straight_through: bool = True) -> Tensor:
+    """Soft-threshold operator ``S_d(θ) = sign(θ)·max(|θ| − d, 0)``.
+
+    With ``straight_through=True`` (LATS/STDS) the gradient is 1 everywhere, a latent weight of
+    exactly 0 included, so pruned weights keep learning and can regrow. With
+    ``straight_through=False`` it is the true derivative (1 where ``|θ| > d``, else 0), as in STR.
+
+    Example::
+
+        >>> import torch
+        >>> soft_threshold(torch.tensor([-0.3, 0.05, 0.2]), 0.1)
+        tensor([-0.2000,  0.0000,  0.1000])
+    """
+    threshold = check_nonnegative("threshold", threshold)
+    if straight_through:
+        return _SoftThresholdSTE.apply(latent, threshold)
+    return torch.sign(latent) * F.relu(latent.abs() - threshold)
+
+
+class SoftThreshold(CachedForward, Reparameterization):
+    """Soft-threshold reparameterization of LATS/STDS: ``w = sign(θ)·max(|θ| − d, 0)``.
+
+    The gradient is straight-through (``∂w/∂θ = 1`` everywhere, a latent weight of exactly 0
+    included): pruned weights keep receiving the loss gradient and can regrow. The threshold ``d``
+    is not learned; a :mod:`snnprune.schedules` schedule sets it through the
+    :class:`~snnprune.pruner.Pruner` after every optimizer step. Read as ISTA (Chen et al., ICLR
+    2023, eq. 5), one SGD step on ``θ`` followed by raising ``d`` by ``λ·η`` is one
+    proximal-gradient step on ``L(w) + λ‖w‖₁``.
+
+    The ``threshold`` buffer is the one source of truth (``state_dict``, EMA copies with
+    ``use_buffers=True``, ``functional_call`` and ``threshold.fill_`` all act through it); the eager
+    forward reads it as a float only when it changed, and writes one fused ``softshrink`` kernel
+    into a reused buffer (see :mod:`snnprune.reparam._cache`), so the method costs no more than a
+    fixed mask.
+
+    Example::
+
+        >>> import torch
+        >>> st = SoftThreshold(threshold=0.1)
+        >>> theta = torch.tensor([-0.3, 0.0, 0.05, 0.2], requires_grad=True)
+        >>> w = st(theta)
+        >>> w.detach()
+        tensor([-0.2000,  0.0000,  0.0000,  0.1000])
+        >>> w.sum().backward(); theta.grad
+        tensor([1., 1., 1., 1.])
+    """
+
+    name = "soft_threshold"
+    control = "threshold"
+
+    def __init__(self, threshold: float = 0.0) -> None:
+        super().__init__()
+        self.register_buffer("threshold", torch.tensor(0.0))
+        self._d = 0.0
+        self._d_key: tuple = ()
+        self.set_threshold(threshold)
+
+    def set_threshold(self, value: float) -> None:
+        value = check_nonnegative("threshold", value)
+        self.threshold.fill_(value)
+        self._d = value
+        self._d_key = self._threshold_key()
+
+    def _threshold_key(self) -> tuple:
+        t = self.threshold
+        return (t.data_ptr(), t._version)
+
+    def current_threshold(self) -> float:
+        return self._float_threshold()
+
+    def _float_threshold(self) -> float:
+        # the float mirror follows the buffer: re-read (one .item()) only when the buffer changed
+        key = self._threshold_key()
+        if key != self._d_key:
+            self._d = float(self.threshold)
+            self._d_key = key
+        return self._d
+
+    def cacheable(self) -> bool:
+        return is_plain_tensor(self.threshold)
+
+    def cache_token(self) -> object:
+        return self._float_threshold()
+
+    def fill(self, latent: Tensor, out: Tensor) -> None:
+        torch.ops.aten.softshrink.out(latent, self._float_threshold(), out=out)
+
+    def transform(self, latent: Tensor) -> Tensor:
+        return _SoftThresholdSTE.apply(latent, self.threshold.to(latent.dtype))
+
+    def hard_mask(self, latent: Tensor) -> Tensor:
+        return latent.abs() > self.threshold.to(latent.dtype)
+
+    def final_weight(self, latent: Tensor) -> Tensor:
+        with torch.no_grad():
+            return F.softshrink(latent, self._float_threshold()) if is_plain_tensor(latent) else self.transform(latent)
+
+    def right_inverse(self, weight: Tensor) -> Tensor:
+        return weight + torch.sign(weight) * self.threshold.to(weight.dtype)
+
+    def extra_repr(self) -> str:
+        return f"threshold={self._d:.4g}"
+
+
+class STR(Reparameterization):
+    """Soft Threshold Reparameterization (Kusupati et al., ICML 2020, eq. 3).
+
+    ``w = sign(θ)·ReLU(|θ| − d)`` with a learnable per-layer threshold ``d = sigmoid(s)``. Unlike
+    :class:`SoftThreshold` the gradient is the true ReLU gradient: a pruned coordinate receives no
+    loss gradient. ``s`` starts very negative (``s_init``; STR used −3200 for ResNet-50 and −12800
+    for MobileNet-V1) and sparsity is steered only indirectly, through ``s_init`` and the weight
+    decay applied to ``s`` (which pulls ``s`` towards 0, i.e. raises ``d``).
+
+    ``s`` is a parameter of the model (``...parametrizations.weight.0.s``): build the optimizer
+    after attaching the pruner, or add ``pruner.parameters()`` to it.
+
+    Example::
+
+        >>> import torch
+        >>> str_ = STR(s_init=-2.0)          # d = sigmoid(-2) ≈ 0.119
+        >>> theta = torch.tensor([-0.3, 0.05, 0.2], requires_grad=True)
+        >>> str_(theta).sum().backward(); theta.grad
+        tensor([1., 0., 1.])
+    """
+
+    name = "str"
+    control = "learned"
+
+    def __init__(self, s_init: float = -3200.0) -> None:
+        super().__init__()
+        s_init = float(s_init)
+        if s_init != s_init or abs(s_init) == float("inf"):
+            raise ValueError(f"STR s_init must be a finite number, got {s_init}")
+        self.s = nn.Parameter(torch.tensor(s_init))
+
+    def current_threshold(self) -> float:
+        return float(torch.sigmoid(self.s.detach()))
+
+    def transform(self, latent: Tensor) -> Tensor:
+        d = torch.sigmoid(self.s).to(latent.dtype)
+        return torch.sign(latent) * F.relu(latent.abs() - d)
+
+    def hard_mask(self, latent: Tensor) -> Tensor:
+        return latent.abs() > torch.sigmoid(self.s.detach()).to(latent.dtype)
+
+    def right_inverse(self, weight: Tensor) -> Tensor:
+        return weight + torch.sign(weight) * torch.sigmoid(self.s.detach()).to(weight.dtype)
+
+    def extra_repr(self) -> str:
+        return f"s={float(self.s):.4g}"

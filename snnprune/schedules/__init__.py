@@ -1,0 +1,20 @@
+"""Schedules: how the control of a pruning method moves, as pure functions of the step and the
+learning rates.
+
+* :mod:`~snnprune.schedules.threshold` — threshold schedules (LATS and its relatives), the ISTA
+  reading of soft-threshold pruning;
+* :mod:`~snnprune.schedules.sparsity` — sparsity schedules (GMP's cubic, one-shot) for the
+  sparsity-controlled methods.
+
+Example::
+
+    >>> from snnprune.schedules import SLATS
+    >>> round(SLATS(final=0.5, total_steps=100)(50, lr_sum=0.0), 4)
+    0.4092
+"""
+
+from .sparsity import Cubic, OneShot, SparsitySchedule
+from .threshold import PGH, SLATS, Constant, LATS, Linear, Sine, ThresholdSchedule, lr_trajectory
+
+__all__ = ["ThresholdSchedule", "LATS", "SLATS", "PGH", "Sine", "Linear", "Constant", "lr_trajectory",
+           "SparsitySchedule", "Cubic", "OneShot"]
