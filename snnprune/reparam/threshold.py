@@ -29,14 +29,11 @@ __all__ = ["SoftThreshold", "STR", "soft_threshold", "check_nonnegative"]
 
 
 class _SoftThresholdSTE(torch.autograd.Function):
-    """Soft threshold forward, identity backward (straight-through). A float threshold runs one
-    fused ``softshrink`` kernel; a tensor threshold (the path ``torch.compile`` and ``torch.func``
-    trace, so that a changing threshold does not recompile) uses ``θ − clamp(θ, −d, d)``."""
+    """Soft threshold forward (one fused ``softshrink`` kernel), identity backward
+    (straight-through)."""
 
     @staticmethod
-    def forward(ctx, latent: Tensor, threshold: float | Tensor) -> Tensor:
-        if isinstance(threshold, Tensor):
-            return latent - latent.clamp(-threshold, threshold)
+    def forward(ctx, latent: Tensor, threshold: float) -> Tensor:
         return F.softshrink(latent, threshold)
 
     @staticmethod
@@ -132,7 +129,10 @@ class SoftThreshold(CachedForward, Reparameterization):
         torch.ops.aten.softshrink.out(latent, self._float_threshold(), out=out)
 
     def transform(self, latent: Tensor) -> Tensor:
-        return _SoftThresholdSTE.apply(latent, self.threshold.to(latent.dtype))
+        # θ − clamp(θ, −d, d).detach(): the same value with gradient 1 everywhere, in plain ops
+        # that torch.compile and torch.func trace (a tensor d: no recompile when it changes)
+        d = self.threshold.to(latent.dtype)
+        return latent - latent.clamp(-d, d).detach()
 
     def hard_mask(self, latent: Tensor) -> Tensor:
         return latent.abs() > self.threshold.to(latent.dtype)
