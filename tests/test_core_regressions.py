@@ -585,7 +585,7 @@ def test_a_toy_method_registered_by_one_attribute_trains_through_the_pruner_by_n
         assert snnprune.get_method("Toy-Core-Test") is Toy
         m = mlp()
         opt = torch.optim.SGD(m.parameters(), lr=0.1)
-        p = Pruner(m, "toy_core_test", LATS(l1=1.0))
+        p = Pruner(m, "toy_core_test", LATS(l1=0.1))
         for _ in range(5):
             one_step(m, opt, p)
         assert 0 < p.sparsity().total < 1
