@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -40,7 +41,9 @@ def test_overrides_are_read_as_toml_values():
         ("epochs=0", "epochs: input should be greater than or equal to 1"),
         ("pruning.beta=0", "pruning.beta: input should be greater than 0"),
         ("pruning.freeze_epoch=3", "freeze_epoch belongs to family 'early_pruning'"),
-        ("pruning.l1=0.001", "exactly one of pruning.final_threshold"),
+        ("pruning.l1=0.001", "give one of pruning.final_threshold (D) or pruning.l1"),
+        ("pruning.fixed_mask=false", "pruning.fixed_mask belongs to family 'pruning_at_initialization'"),
+        ("pruning.target_sparsity=0.5", "pruning.target_sparsity belongs to family 'pruning_at_initialization'"),
     ],
 )
 def test_bad_values_give_one_line_naming_the_key(override, message):
@@ -48,6 +51,110 @@ def test_bad_values_give_one_line_naming_the_key(override, message):
         load_recipe("digits_snn_lats", [override])
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "pruning, message",
+    [
+        ("{method='soft_threshold', final_threshold=0.1, s_init=-5}",
+         "unknown key 'pruning.s_init' for method 'soft_threshold' (s_init is a key of method 'str')"),
+        ("{method='soft_threshold', final_treshold=0.1}",
+         "unknown key 'pruning.final_treshold' (did you mean 'pruning.final_threshold'?)"),
+        ("{method='str', final_threshold=0.1}",
+         "unknown key 'pruning.final_threshold' for method 'str' (final_threshold is a key of method 'soft_threshold')"),
+        ("{method='str', s_int=-5}", "unknown key 'pruning.s_int' (did you mean 'pruning.s_init'?)"),
+        ("{method='ltp', temperature=2}", "unknown key 'pruning.temperature' (did you mean 'pruning.temperature_scale'?)"),
+        ("{method='ltp', beta=2}", "unknown key 'pruning.beta' for method 'ltp' (beta is a key of method"),
+        ("{method='smooth_threshold', threshold_regularization=1}",
+         "unknown key 'pruning.threshold_regularization' (did you mean 'pruning.threshold_reg'?)"),
+        ("{method='magnitude', target_sparsity=0.5, schedule='lats'}",
+         "unknown key 'pruning.schedule' for method 'magnitude' (schedule is a key of method 'soft_threshold')"),
+        ("{method='magnitude'}", "missing key 'pruning.target_sparsity'"),
+        ("{method='gmp', final_sparsity=0.9, update_evry=10}",
+         "unknown key 'pruning.update_evry' (did you mean 'pruning.update_every'?)"),
+        ("{method='gmp', final_sparsity=0.5, initial_sparsity=0.6}", "initial_sparsity must not exceed"),
+        ("{method='gmp', final_sparsity=0.5, end_epoch=20}", "pruning.end_epoch must not exceed epochs"),
+        ("{method='random', target_sparsity=1.5}", "pruning.target_sparsity: input should be less than 1"),
+        ("{method='my_method', options={a=1}, foo=2}", "unknown key 'pruning.foo' (a registered method's own"),
+        ("{method='none'}", "family 'sparsify_during_training' needs a pruning.method"),
+    ],
+)
+def test_each_method_takes_only_its_own_keys(pruning, message):
+    with pytest.raises(RecipeError) as info:
+        load_recipe("digits_snn_lats", [f"pruning={pruning}"])
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "pruning, label",
+    [
+        ("{method='str', s_init=-5}", "str (learned)"),
+        ("{method='ltp', l0=0.1, temperature_scale=2}", "ltp (learned)"),
+        ("{method='smooth_threshold', beta=5, threshold_reg=1e-3, t_init=0.01}", "smooth_threshold (learned)"),
+        ("{method='magnitude', target_sparsity=0.5}", "magnitude / one-shot"),
+        ("{method='random', target_sparsity=0.5}", "random / one-shot"),
+        ("{method='gmp', final_sparsity=0.9, start_epoch=1, end_epoch=10, update_every=5}", "gmp / cubic"),
+        ("{method='Soft-Threshold', l1=1e-4}", "soft_threshold / lats"),
+        ("{method='toy', options={a=1}, final_threshold=0.1}", "toy / lats"),
+        ("{method='toy_learned'}", "toy_learned"),
+    ],
+)
+def test_every_method_config_validates_and_round_trips(pruning, label, tmp_path):
+    from snnprune.report import method_label
+
+    recipe = load_recipe("digits_snn_lats", [f"pruning={pruning}"])
+    assert method_label(recipe) == label
+    path = tmp_path / "recipe.json"
+    path.write_text(recipe.model_dump_json())
+    assert load_recipe(path) == recipe
+
+
+def test_family_keys_stay_with_their_family():
+    early = load_recipe("digits_snn_early")
+    assert early.pruning.freeze_epoch == 6
+    pai = load_recipe("digits_snn_pai")
+    assert (pai.pruning.target_sparsity, pai.pruning.fixed_mask) == (0.8, True)  # fixed_mask defaults to True
+    with pytest.raises(RecipeError, match="drop pruning.final_threshold"):
+        load_recipe("digits_snn_pai", ["pruning.final_threshold=0.1"])
+    with pytest.raises(RecipeError, match="method 'str' learns its own"):
+        load_recipe("digits_snn_pai", ["pruning={method='str', target_sparsity=0.5}"])
+    # magnitude's target sparsity is its own key, whatever the family
+    assert load_recipe("digits_snn_lats", ["pruning={method='magnitude', target_sparsity=0.5}"]).pruning.target_sparsity
+
+
+LEGACY = Path(__file__).resolve().parent / "fixtures" / "legacy_run"
+
+
+def test_a_recipe_saved_by_the_flat_schema_still_loads():
+    """recipe.json of a run made at 7f94dc1: every old pruning key with its default (s_init,
+    fixed_mask, ... on a LATS recipe); the ones that are not the method's are dropped."""
+    saved = json.loads((LEGACY / "recipe.json").read_text())
+    assert saved["pruning"]["s_init"] == -3200.0 and saved["pruning"]["fixed_mask"] is True
+    recipe = load_recipe(LEGACY / "recipe.json")
+    assert type(recipe.pruning).__name__ == "SoftThresholdConfig"
+    assert recipe == load_recipe("digits_snn_lats", ["epochs=1", "data.limit=64", "batch_size=32", "optim.momentum=0"])
+    # a hand-written section is not migrated: a foreign key is reported even with the old default
+    with pytest.raises(RecipeError, match="unknown key 'pruning.s_init'"):
+        load_recipe("digits_snn_lats", ["pruning.s_init=-3200.0"])
+    # an old STR and an old dense section
+    for method, extra in (("str", {}), ("none", {})):
+        old = {**saved["pruning"], "method": method, "final_threshold": None, **extra}
+        data = {**saved, "pruning": old, "family": "dense" if method == "none" else saved["family"]}
+        assert load_recipe(data).pruning.method == method
+
+
+def test_the_recipe_package_imports_pydantic_only():
+    """snnprune.recipe loads (and validates) with torch made unimportable."""
+    code = (
+        "import sys, types; sys.modules['torch'] = None; "
+        f"pkg = types.ModuleType('snnprune'); pkg.__path__ = [{str(Path(__file__).parents[1] / 'snnprune')!r}]; "
+        "sys.modules['snnprune'] = pkg; "
+        "from snnprune.recipe import load_recipe; print(load_recipe('digits_snn_lats').pruning.label)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "soft_threshold / lats"
 
 
 def test_family_rules():

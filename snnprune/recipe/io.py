@@ -1,0 +1,201 @@
+"""Reading recipes: discovery of the shipped ones, ``--set key=value`` overrides, one-line errors.
+
+Example::
+
+    >>> r = load_recipe("digits_snn_lats", overrides=["epochs=2", "optim.lr=0.05"])
+    >>> r.epochs, r.optim.lr, r.pruning.schedule
+    (2, 0.05, 'lats')
+    >>> load_recipe("digits_snn_lats", overrides=["pruning.s_init=-100"])
+    Traceback (most recent call last):
+    ...
+    snnprune.recipe.io.RecipeError: bad recipe: unknown key 'pruning.s_init' for method 'soft_threshold' (s_init is a key of method 'str')
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import sys
+import tomllib
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .schema import _CUSTOM, METHOD_CONFIGS, Recipe
+
+__all__ = ["RecipeError", "load_recipe", "recipe_dir", "list_recipes", "parse_override", "RECIPE_DIR"]
+
+
+def _find_recipe_dir() -> Path:
+    """$SNNPRUNE_RECIPES, else the repository's recipes/ (source checkout, editable install), else
+    the copy a wheel installs under <prefix>/share/snnprune/recipes."""
+    env = os.environ.get("SNNPRUNE_RECIPES")
+    candidates = [Path(env)] if env else []
+    candidates += [
+        Path(__file__).resolve().parents[2] / "recipes",
+        Path(sys.prefix) / "share" / "snnprune" / "recipes",
+    ]
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+RECIPE_DIR = _find_recipe_dir()
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be used; the message is one line naming the key and the fix."""
+
+
+def recipe_dir() -> Path:
+    """The folder of the shipped recipes."""
+    return RECIPE_DIR
+
+
+def list_recipes() -> list[Path]:
+    """The shipped recipe files, sorted by name."""
+    return sorted(RECIPE_DIR.glob("*.toml"))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"optim.lr=0.05"`` -> ``(["optim", "lr"], 0.05)``; the value is read as TOML, else as text.
+
+    Example::
+
+        >>> parse_override("pruning={method='str'}")
+        (['pruning'], {'method': 'str'})
+    """
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise RecipeError(f"--set expects key=value, got {text!r}")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return key.strip().split("."), parsed
+
+
+def _resolve_path(spec: str | Path) -> Path:
+    path = Path(spec)
+    if path.is_file():
+        return path
+    shipped = RECIPE_DIR / f"{Path(spec).stem}.toml"
+    if shipped.is_file() and path.suffix in ("", ".toml") and len(path.parts) == 1:
+        return shipped
+    names = [p.stem for p in list_recipes()]
+    hint = difflib.get_close_matches(str(spec), names, n=1)
+    extra = f" (did you mean {hint[0]!r}?)" if hint else "; `snnprune recipes` lists the shipped ones"
+    raise RecipeError(f"no recipe file or shipped recipe named {str(spec)!r}{extra}")
+
+
+def load_recipe(spec: str | Path | dict, overrides: list[str] = ()) -> Recipe:
+    """Read a recipe (a .toml or .json path, the name of a shipped recipe, or a dict), apply ``key=value``
+    overrides, validate. Raises :class:`RecipeError` with a one-line message.
+
+    A table value replaces the whole section (``pruning={method="str"}`` switches the method
+    without the old method's keys)."""
+    if isinstance(spec, dict):
+        data = spec
+    else:
+        path = _resolve_path(spec)
+        try:
+            text = path.read_text()
+            data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RecipeError(f"cannot read recipe {path}: {exc}") from None
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+            kind = "JSON" if path.suffix == ".json" else "TOML"
+            raise RecipeError(f"recipe {path} is not valid {kind}: {exc}") from None
+        if not isinstance(data, dict):
+            raise RecipeError(f"recipe {path} is not a table of settings")
+    data = _deep_copy(data)
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for k in keys[:-1]:
+            child = node.setdefault(k, {})
+            if not isinstance(child, dict):
+                raise RecipeError(f"--set {text!r}: {k!r} is not a section")
+            node = child
+        node[keys[-1]] = value
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise RecipeError(_one_line(exc)) from None
+
+
+def _deep_copy(d: dict) -> dict:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in d.items()}
+
+
+def _union_tags(annotation) -> dict[str, type[BaseModel]]:
+    """``tag -> class`` of a tagged union annotation (``Annotated[Union[Annotated[C, Tag(t)], ...], ...]``)."""
+    tags = {}
+    for member in typing.get_args(annotation):
+        args = typing.get_args(member)
+        tag = next((getattr(a, "tag", None) for a in args[1:] if getattr(a, "tag", None)), None)
+        if tag is not None and isinstance(args[0], type):
+            tags[tag] = args[0]
+    return tags
+
+
+def _walk(loc: tuple) -> tuple[tuple[str, ...], type[BaseModel] | None, str | None]:
+    """Follow an error location through the schema: the key as the user wrote it (union tags
+    removed), the model the last part belongs to, and the tag taken on the way (if any)."""
+    model: type[BaseModel] | None = Recipe
+    shown, tag_taken, i = [], None, 0
+    parts = [str(p) for p in loc]
+    while i < len(parts):
+        part = parts[i]
+        shown.append(part)
+        field = model.model_fields.get(part) if model is not None else None
+        model = None
+        if field is not None:
+            tags = _union_tags(field.annotation)
+            if tags and i + 1 < len(parts) and parts[i + 1] in tags:
+                tag_taken = parts[i + 1]
+                model = tags[tag_taken]
+                i += 1
+            elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                model = field.annotation
+        i += 1
+    return tuple(shown), model, tag_taken
+
+
+def _unknown_key(raw_loc: tuple, loc: tuple[str, ...]) -> str:
+    """"unknown key 'a.b'" with the closest key of the same section, or, in a method's section,
+    the methods the key belongs to."""
+    _, parent, tag = _walk(raw_loc[:-1])
+    fields = list(parent.model_fields) if parent is not None else []
+    message = f"unknown key {'.'.join(loc)!r}"
+    hint = difflib.get_close_matches(loc[-1], fields, n=1)
+    if hint:
+        return message + f" (did you mean {'.'.join(loc[:-1] + (hint[0],))!r}?)"
+    if tag is None:
+        return message
+    if tag == _CUSTOM:
+        return message + " (a registered method's own arguments go under pruning.options)"
+    message += f" for method {tag!r}"
+    owners = [name for name, cls in METHOD_CONFIGS.items() if loc[-1] in cls.model_fields and name != tag]
+    if owners:
+        return message + f" ({loc[-1]} is a key of method {' / '.join(map(repr, owners))})"
+    return message + f" (its keys: {', '.join(k for k in fields if k != 'method')})"
+
+
+def _one_line(exc: ValidationError) -> str:
+    errors = exc.errors()
+    first = errors[0]
+    loc, model, _ = _walk(tuple(first["loc"]))
+    key = ".".join(loc) or "recipe"
+    if first["type"] == "extra_forbidden":
+        message = _unknown_key(tuple(first["loc"]), loc)
+    elif first["type"] == "missing":
+        message = f"missing key {key!r}"
+    elif first["type"] == "value_error":
+        message = first["msg"].removeprefix("Value error, ")
+    else:
+        message = f"{key}: {first['msg'][0].lower()}{first['msg'][1:]} (got {first.get('input')!r})"
+    more = len(errors) - 1
+    return "bad recipe: " + message + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
+

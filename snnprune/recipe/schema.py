@@ -1,0 +1,519 @@
+"""The recipe schema: every default of snnprune's training, and one config class per pruning method.
+
+The ``pruning`` section is a discriminated union on ``method``: each method's config carries only
+its own keys (plus the layer-selection keys every method shares), so a key of another method is an
+"unknown key" error. A method registered at runtime without a config class here (a user's own
+:class:`~snnprune.reparam.Reparameterization` with ``name = "toy"``) is taken by
+:class:`CustomMethodConfig`: ``{method = "toy", options = {...}}`` plus the threshold-schedule keys;
+the engine looks the name up in :data:`snnprune.reparam.METHODS` when it builds the pruner.
+
+Each method config says how it becomes a :class:`~snnprune.pruner.Pruner` through
+:meth:`PruningMethodConfig.spec` — the registered method name, the keyword arguments of its
+constructor and its schedule — so the engine has no per-method branch. This module imports
+pydantic only: schedules come from the engine through the :class:`BuildContext` it passes in.
+
+Families (after Chen et al., "A Unified Framework for Soft Threshold Pruning", ICLR 2023):
+
+* ``dense`` — the reference row: same recipe, no pruning (``pruning.method = "none"``);
+* ``sparsify_during_training`` — the method prunes over the whole run (LATS / S-LATS, STR, GMP, ...);
+* ``early_pruning`` — continuation (PGH with ``beta < 1``) reaches most of ``D`` early, the mask is
+  frozen at ``pruning.freeze_epoch`` and the rest is sparse fine-tuning;
+* ``pruning_at_initialization`` — the mask giving ``pruning.target_sparsity`` is set at step 0
+  (surviving weights unchanged), then kept (``pruning.fixed_mask``).
+
+Example::
+
+    >>> r = Recipe.model_validate({"name": "x", "family": "sparsify_during_training", "epochs": 2,
+    ...     "batch_size": 8, "model": {"name": "sew_digits"}, "data": {"name": "digits"},
+    ...     "pruning": {"method": "str", "s_init": -100}})
+    >>> type(r.pruning).__name__, r.pruning.label
+    ('STRConfig', 'str (learned)')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar, Literal, Protocol, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from .._validation import normalise_name
+
+__all__ = [
+    "Recipe",
+    "ModelConfig",
+    "DataConfig",
+    "OptimConfig",
+    "LRConfig",
+    "PruningConfig",
+    "PruningMethodConfig",
+    "NoPruningConfig",
+    "SoftThresholdConfig",
+    "STRConfig",
+    "LTPConfig",
+    "SmoothThresholdConfig",
+    "MagnitudeConfig",
+    "RandomConfig",
+    "GMPConfig",
+    "CustomMethodConfig",
+    "METHOD_CONFIGS",
+    "FAMILIES",
+    "FAMILY_KEYS",
+    "BuildContext",
+    "PrunerSpec",
+]
+
+FAMILIES = ("dense", "sparsify_during_training", "early_pruning", "pruning_at_initialization")
+#: pruning keys that belong to a family rather than to a method: key -> the family they belong to
+FAMILY_KEYS = {"freeze_epoch": "early_pruning", "target_sparsity": "pruning_at_initialization",
+               "fixed_mask": "pruning_at_initialization"}
+THRESHOLD_SCHEDULES = ("lats", "slats", "pgh", "sine", "linear", "constant")
+# recipe name -> class in snnprune.schedules
+_SCHEDULE_CLASSES = {"lats": "LATS", "slats": "SLATS", "pgh": "PGH", "sine": "Sine", "linear": "Linear",
+                     "constant": "Constant"}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# -- how a method config becomes a Pruner -----------------------------------------------------
+class BuildContext(Protocol):
+    """What the engine hands a method config when it builds the pruner (torch-side objects)."""
+
+    schedules: Any  #: the :mod:`snnprune.schedules` module
+    lr: Any  #: the LR schedule of the run (LATS's D-form simulates it)
+    steps_per_epoch: int
+    total_steps: int  #: steps the pruning schedule spans (the family decides: early pruning ends at freeze)
+
+
+@dataclass(frozen=True)
+class PrunerSpec:
+    """``Pruner(model, method, schedule, method_kwargs=kwargs, ...)``: what a method config asks for."""
+
+    method: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    schedule: Any = None
+
+
+class ModelConfig(_Section):
+    name: str
+    twin: bool = False
+    num_classes: int | None = Field(default=None, ge=1, description="default: the data set's")
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="extra arguments of create_model; in_channels, input_size and T default to the data set's",
+    )
+
+
+class DataConfig(_Section):
+    name: str
+    root: str | None = Field(default=None, description="data folder; default: the data set's own default")
+    T: int = Field(
+        default=4, ge=1,
+        description="time steps: frames per sample (with time_window framing, samples are cut or zero-padded to T), "
+        "or encoder repeats for static images",
+    )
+    framing: Literal["bins", "time_window"] = "bins"
+    time_window_us: float | None = Field(default=None, gt=0)
+    workers: int = Field(default=0, ge=0)
+    limit: int | None = Field(
+        default=None, ge=1, description="use a fixed random subset (seeded by the recipe's seed) of N samples per split"
+    )
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class OptimConfig(_Section):
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(default=0.1, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    nesterov: bool = False
+    weight_decay: float = Field(default=0.0, ge=0)
+    threshold_weight_decay: float | None = Field(
+        default=None, ge=0, description="weight decay on learned thresholds (STR's s); default weight_decay"
+    )
+
+
+class LRConfig(_Section):
+    name: Literal["cosine", "step", "constant"] = "cosine"
+    warmup_epochs: int = Field(default=0, ge=0)
+    warmup_start_factor: float = Field(default=0.01, gt=0, le=1)
+    milestones: list[int] = Field(default_factory=list, description="epochs where 'step' multiplies by gamma")
+    gamma: float = Field(default=0.1, gt=0, le=1)
+
+
+# -- the pruning section: one config per method -----------------------------------------------
+def _normalised(value):
+    return normalise_name(value) if isinstance(value, str) else value
+
+
+class NoPruningConfig(_Section):
+    """``method = "none"``: the dense reference row; no other key."""
+
+    method: Literal["none"] = "none"
+    control: ClassVar[str | None] = None
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _normalise(cls, value: Any) -> Any:
+        return _normalised(value)
+
+    @property
+    def label(self) -> str:
+        return "dense"
+
+    def spec(self, ctx: BuildContext) -> PrunerSpec | None:
+        return None
+
+    def check(self, recipe: Recipe) -> None:
+        pass
+
+
+class PruningMethodConfig(_Section):
+    """Keys every pruning method shares (which layers), and the family keys (checked against the
+    recipe's family). Subclasses add their own keys, ``control`` and :meth:`spec`."""
+
+    method: str
+    scope: Literal["global", "layer"] = "global"
+    keep_first: bool = False
+    keep_last: bool = False
+    include: list[str] | None = None
+    exclude: list[str] | None = None
+    freeze_epoch: int | None = Field(default=None, ge=1, description="early pruning: freeze the mask here")
+    target_sparsity: float | None = Field(default=None, ge=0, lt=1, description="pruning at initialization")
+    fixed_mask: bool | None = Field(
+        default=None,
+        description="pruning at initialization: True (default) freezes the mask at step 0 (the sparsity stays "
+        "exactly target_sparsity); False keeps only the threshold fixed (straight-through: weights may regrow)",
+    )
+
+    #: "threshold" | "sparsity" | "learned" (None: decided by the registered class)
+    control: ClassVar[str | None] = None
+    #: family keys that are this method's own keys too (magnitude's target_sparsity)
+    own_family_keys: ClassVar[tuple[str, ...]] = ()
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _normalise(cls, value: Any) -> Any:
+        return _normalised(value)
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the method's constructor."""
+        return {}
+
+    def make_schedule(self, ctx: BuildContext) -> Any:
+        """The schedule the Pruner drives the method with (None: the method learns its threshold)."""
+        return None
+
+    def spec(self, ctx: BuildContext) -> PrunerSpec | None:
+        return PrunerSpec(self.method, self.kwargs(), self.make_schedule(ctx))
+
+    @property
+    def label(self) -> str:
+        """How the recipe prunes, in a few words (tables)."""
+        return f"{self.method} (learned)" if self.control == "learned" else self.method
+
+    def check(self, recipe: Recipe) -> None:
+        """Rules that need the whole recipe (epochs, family); raise ValueError."""
+
+    def selection(self) -> dict[str, Any]:
+        """The Pruner's layer-selection arguments."""
+        return dict(scope=self.scope, keep_first=self.keep_first, keep_last=self.keep_last, include=self.include,
+                    exclude=self.exclude)
+
+
+class _ThresholdKeys(PruningMethodConfig):
+    """A threshold moved by a closed-form schedule (Chen et al. 2023): ``final_threshold`` (D) or
+    ``l1`` (λ of the LATS λ-form)."""
+
+    schedule: Literal["lats", "slats", "pgh", "sine", "linear", "constant"] | None = "lats"
+    final_threshold: float | None = Field(default=None, ge=0, description="D: threshold at the last step")
+    l1: float | None = Field(default=None, ge=0, description="λ of the LATS λ-form (instead of D)")
+    beta: float = Field(default=0.1, gt=0, description="PGH continuation factor")
+
+    @model_validator(mode="after")
+    def _one_form(self):
+        if self.final_threshold is not None and self.l1 is not None:
+            raise ValueError("give one of pruning.final_threshold (D) or pruning.l1 (λ), not both")
+        if self.l1 is not None and (self.schedule or "lats") != "lats":
+            raise ValueError("pruning.l1 (λ-form) goes with pruning.schedule = 'lats'")
+        return self
+
+    @property
+    def scheduled(self) -> bool:
+        return self.schedule is not None or self.final_threshold is not None or self.l1 is not None
+
+    def make_schedule(self, ctx: BuildContext) -> Any:
+        if not self.scheduled:
+            return None
+        S, name = ctx.schedules, self.schedule or "lats"
+        if self.l1 is not None:
+            return S.LATS(l1=self.l1)
+        if self.final_threshold is None:  # pruning at initialization: prune_to sets it, then it stays
+            return S.Constant(0.0)
+        extra = {"lats": {"lr": ctx.lr}, "pgh": {"beta": self.beta}}.get(name, {})
+        return getattr(S, _SCHEDULE_CLASSES[name])(final=self.final_threshold, **extra)
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} / {self.schedule or 'lats'}" if self.scheduled else super().label
+
+
+class SoftThresholdConfig(_ThresholdKeys):
+    """``method = "soft_threshold"``: ``w = sign(θ)·max(|θ|−d, 0)`` with a scheduled ``d`` (LATS, S-LATS,
+    PGH, Sine, Linear, Constant)."""
+
+    method: Literal["soft_threshold"] = "soft_threshold"
+    schedule: Literal["lats", "slats", "pgh", "sine", "linear", "constant"] = "lats"
+    control: ClassVar[str] = "threshold"
+
+    def check(self, recipe: Recipe) -> None:
+        family = recipe.family
+        if family == "pruning_at_initialization":
+            if self.final_threshold is not None or self.l1 is not None:
+                raise ValueError("pruning_at_initialization sets the threshold from pruning.target_sparsity: "
+                                 "drop pruning.final_threshold / pruning.l1")
+        elif self.final_threshold is None and self.l1 is None:
+            raise ValueError("soft_threshold needs exactly one of pruning.final_threshold (D) or pruning.l1 (λ)")
+        if family == "early_pruning" and not (self.schedule == "pgh" and self.beta < 1):
+            raise ValueError("early_pruning uses method 'soft_threshold' with schedule 'pgh' and beta < 1")
+
+
+class STRConfig(PruningMethodConfig):
+    """``method = "str"``: soft threshold reparameterization (Kusupati et al. 2020), learned per-layer
+    threshold ``d = sigmoid(s)``."""
+
+    method: Literal["str"] = "str"
+    s_init: float = Field(default=-3200.0, description="initial s (d = sigmoid(s))")
+    control: ClassVar[str] = "learned"
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"s_init": self.s_init}
+
+
+class LTPConfig(PruningMethodConfig):
+    """``method = "ltp"``: learned threshold pruning (Azarian et al. 2020): a sigmoid soft mask of
+    ``θ²`` against a learned per-layer threshold, with a soft-L0 penalty."""
+
+    method: Literal["ltp"] = "ltp"
+    l0: float = Field(default=1e-2, ge=0, description="coefficient of the soft-L0 penalty (the sparsity pressure)")
+    temperature_scale: float = Field(
+        default=1.0, gt=0, description="sigmoid temperature, relative to the layer's weight statistics"
+    )
+    control: ClassVar[str] = "learned"
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"l0": self.l0, "temperature_scale": self.temperature_scale}
+
+
+class SmoothThresholdConfig(PruningMethodConfig):
+    """``method = "smooth_threshold"``: a differentiable threshold (Manessi et al. 2018) with a
+    learned per-layer threshold pushed up by a regulariser."""
+
+    method: Literal["smooth_threshold"] = "smooth_threshold"
+    beta: float = Field(default=10.0, gt=0, description="sharpness of the smooth step")
+    threshold_reg: float = Field(default=1e-4, ge=0, description="coefficient of the threshold regulariser")
+    t_init: float = Field(default=0.0, ge=0, description="initial threshold")
+    control: ClassVar[str] = "learned"
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"beta": self.beta, "threshold_reg": self.threshold_reg, "t_init": self.t_init}
+
+
+class MagnitudeConfig(PruningMethodConfig):
+    """``method = "magnitude"``: one-shot magnitude pruning (Han et al. 2015) to ``target_sparsity`` at
+    the start of epoch ``prune_epoch`` (0: at initialization), then fine-tuning with the mask fixed."""
+
+    method: Literal["magnitude"] = "magnitude"
+    target_sparsity: float = Field(ge=0, lt=1, description="the sparsity the one-shot mask gives")
+    prune_epoch: int = Field(default=0, ge=0, description="the mask is set at the start of this epoch")
+    control: ClassVar[str] = "sparsity"
+    own_family_keys: ClassVar[tuple[str, ...]] = ("target_sparsity",)
+
+    def make_schedule(self, ctx: BuildContext) -> Any:
+        return ctx.schedules.OneShot(self.target_sparsity, at=self.prune_epoch * ctx.steps_per_epoch)
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} / one-shot"
+
+    def check(self, recipe: Recipe) -> None:
+        if self.prune_epoch >= recipe.epochs:
+            raise ValueError("pruning.prune_epoch must be smaller than epochs")
+
+
+class RandomConfig(MagnitudeConfig):
+    """``method = "random"``: the random-mask control, set once like :class:`MagnitudeConfig`."""
+
+    method: Literal["random"] = "random"
+
+
+class GMPConfig(PruningMethodConfig):
+    """``method = "gmp"``: gradual magnitude pruning (Zhu & Gupta 2017), the cubic sparsity schedule
+    from ``initial_sparsity`` at ``start_epoch`` to ``final_sparsity`` at ``end_epoch``, masks
+    recomputed every ``update_every`` optimizer steps."""
+
+    method: Literal["gmp"] = "gmp"
+    initial_sparsity: float = Field(default=0.0, ge=0, lt=1)
+    final_sparsity: float = Field(ge=0, lt=1)
+    start_epoch: int = Field(default=0, ge=0)
+    end_epoch: int | None = Field(default=None, ge=1, description="default: the last epoch")
+    update_every: int = Field(default=100, ge=1, description="optimizer steps between mask updates")
+    control: ClassVar[str] = "sparsity"
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.initial_sparsity > self.final_sparsity:
+            raise ValueError("pruning.initial_sparsity must not exceed pruning.final_sparsity")
+        if self.end_epoch is not None and self.end_epoch <= self.start_epoch:
+            raise ValueError("pruning.end_epoch must come after pruning.start_epoch")
+        return self
+
+    def make_schedule(self, ctx: BuildContext) -> Any:
+        spe = ctx.steps_per_epoch
+        end = None if self.end_epoch is None else self.end_epoch * spe
+        return ctx.schedules.Cubic(self.final_sparsity, initial=self.initial_sparsity, start=self.start_epoch * spe,
+                                   end=end, every=self.update_every)
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} / cubic"
+
+    def check(self, recipe: Recipe) -> None:
+        if self.end_epoch is not None and self.end_epoch > recipe.epochs:
+            raise ValueError("pruning.end_epoch must not exceed epochs")
+        if self.start_epoch >= recipe.epochs:
+            raise ValueError("pruning.start_epoch must be smaller than epochs")
+
+
+class CustomMethodConfig(_ThresholdKeys):
+    """Any other registered method: ``options`` go to its constructor; give ``final_threshold`` or
+    ``l1`` (and ``schedule``) for a threshold-controlled method, nothing for a learned one."""
+
+    method: str
+    options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the method's class")
+    schedule: Literal["lats", "slats", "pgh", "sine", "linear", "constant"] | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.options)
+
+
+#: method name -> its config class (a method without one is a :class:`CustomMethodConfig`)
+METHOD_CONFIGS: dict[str, type[BaseModel]] = {
+    "none": NoPruningConfig,
+    "soft_threshold": SoftThresholdConfig,
+    "str": STRConfig,
+    "ltp": LTPConfig,
+    "smooth_threshold": SmoothThresholdConfig,
+    "magnitude": MagnitudeConfig,
+    "gmp": GMPConfig,
+    "random": RandomConfig,
+}
+_CUSTOM = "custom"
+
+
+def _method_tag(value: Any) -> str:
+    method = value.get("method", "soft_threshold") if isinstance(value, dict) else getattr(value, "method", None)
+    method = _normalised(method)
+    return method if method in METHOD_CONFIGS else _CUSTOM
+
+
+def config_class(method: Any) -> type[BaseModel]:
+    """The config class that validates a pruning section with this ``method``."""
+    tag = _method_tag({"method": method})
+    return CustomMethodConfig if tag == _CUSTOM else METHOD_CONFIGS[tag]
+
+
+PruningConfig = Annotated[
+    Union[tuple(Annotated[cls, Tag(tag)] for tag, cls in [*METHOD_CONFIGS.items(), (_CUSTOM, CustomMethodConfig)])],
+    Discriminator(_method_tag),
+]
+
+
+# -- runs made before the method configs: drop the defaults the old flat section wrote ---------
+#: the flat ``pruning`` section of snnprune <= 7f94dc1, every key with its default
+_OLD_PRUNING_DEFAULTS = {
+    "method": "soft_threshold", "schedule": "lats", "final_threshold": None, "l1": None, "beta": 0.1,
+    "scope": "global", "keep_first": False, "keep_last": False, "include": None, "exclude": None,
+    "s_init": -3200.0, "target_sparsity": None, "fixed_mask": True, "freeze_epoch": None,
+}
+
+
+def migrate_flat_pruning(data: dict) -> dict:
+    """A recipe saved by the flat schema (a run folder's ``recipe.json``, a checkpoint's recipe) has
+    every old key with its default; drop those that do not belong to its method or family and still
+    hold the old default. A section that lacks any old key was written by hand and is left alone,
+    so that a wrong key there is still reported."""
+    section = data.get("pruning")
+    if not isinstance(section, dict) or not set(_OLD_PRUNING_DEFAULTS) <= set(section):
+        return data
+    cls = config_class(section.get("method"))
+    names = set(cls.model_fields)
+    family = data.get("family")
+    kept = {}
+    for key, value in section.items():
+        foreign = key not in names or (FAMILY_KEYS.get(key, family) != family
+                                       and key not in getattr(cls, "own_family_keys", ()))
+        if not (foreign and key in _OLD_PRUNING_DEFAULTS and value == _OLD_PRUNING_DEFAULTS[key]):
+            kept[key] = value
+    return {**data, "pruning": kept}
+
+
+class Recipe(_Section):
+    """A whole experiment. Every default of snnprune's training lives here."""
+
+    name: str
+    description: str = ""
+    family: Literal["dense", "sparsify_during_training", "early_pruning", "pruning_at_initialization"]
+    seed: int = 0
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1, description="global batch (split over the processes under torchrun)")
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = Field(default=True, description="mixed precision (CUDA only)")
+    channels_last: bool = Field(default=True, description="channels-last memory format (CUDA only)")
+    compile: bool = False
+    model: ModelConfig
+    data: DataConfig
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    lr_schedule: LRConfig = Field(default_factory=LRConfig)
+    pruning: PruningConfig = Field(default_factory=SoftThresholdConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate(cls, data: Any) -> Any:
+        return migrate_flat_pruning(data) if isinstance(data, dict) else data
+
+    @model_validator(mode="after")
+    def _family_is_consistent(self) -> Recipe:
+        p, family = self.pruning, self.family
+        if self.lr_schedule.warmup_epochs >= self.epochs and self.lr_schedule.warmup_epochs > 0:
+            raise ValueError("lr_schedule.warmup_epochs must be smaller than epochs")
+        if family == "dense":
+            if p.method != "none":
+                raise ValueError("family 'dense' needs pruning.method = 'none'")
+            return self
+        if p.method == "none":
+            raise ValueError(f"family {family!r} needs a pruning.method (e.g. 'soft_threshold')")
+        for key, owner in FAMILY_KEYS.items():
+            if getattr(p, key) is not None and owner != family and key not in p.own_family_keys:
+                raise ValueError(f"pruning.{key} belongs to family {owner!r}, not {family!r}")
+        if family == "early_pruning" and (p.freeze_epoch is None or p.freeze_epoch >= self.epochs):
+            raise ValueError("early_pruning needs pruning.freeze_epoch between 1 and epochs - 1")
+        if family == "pruning_at_initialization":
+            if p.control == "learned":
+                raise ValueError(f"pruning_at_initialization sets a mask at step 0: method {p.method!r} learns its own")
+            if p.target_sparsity is None:
+                raise ValueError("pruning_at_initialization needs pruning.target_sparsity")
+            if p.fixed_mask is None:
+                p.fixed_mask = True
+        p.check(self)
+        return self
