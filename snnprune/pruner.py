@@ -48,7 +48,7 @@ from torch.nn.utils import parametrize
 from ._validation import check_fraction, did_you_mean
 from .metrics.sparsity import SparsityReport, regrowth, sparsity
 from .reparam import METHODS, Reparameterization, get_method
-from .schedules import Constant, SparsitySchedule, ThresholdSchedule
+from .schedules import Constant, Cubic, OneShot, SparsitySchedule, TargetSparsity, ThresholdSchedule
 from .selection import (
     PRUNABLE_TYPES,
     Selector,
@@ -72,7 +72,9 @@ __all__ = [
     "PRUNABLE_TYPES",
 ]
 
-_PRUNER_KEYWORDS = ("include", "exclude", "scope", "keep_first", "keep_last", "total_steps", "method_kwargs")
+_PRUNER_KEYWORDS = (
+    "include", "exclude", "scope", "keep_first", "keep_last", "total_steps", "method_kwargs", "target_sparsity",
+)
 
 
 class Pruner:
@@ -101,6 +103,11 @@ class Pruner:
             every common architecture but not in a model that defines its head first.
         total_steps: number of optimizer steps of the run, for schedules normalised to end on D.
         method_kwargs: options of the method's constructor when ``method`` is a name or a class.
+        target_sparsity: end the run (``total_steps``) at this sparsity over the pruned layers,
+            instead of giving a schedule. Threshold methods: LATS with λ found by a feedback
+            controller (:class:`~snnprune.schedules.TargetSparsity`; pass one as the schedule to
+            give it the LR scheduler); ``"gmp"``: the cubic schedule up to ``total_steps``; other
+            sparsity methods: one-shot now.
 
     Call :meth:`step` right after every ``optimizer.step()`` (and before ``scheduler.step()``, so
     that the learning rate read is the one the step used). Tied weights (one tensor in two
@@ -120,6 +127,7 @@ class Pruner:
         keep_last: bool = False,
         total_steps: int | None = None,
         method_kwargs: dict | None = None,
+        target_sparsity: float | None = None,
         **unknown,
     ) -> None:
         if unknown:
@@ -134,6 +142,7 @@ class Pruner:
         # leaves the model as it was.
         prototype, self.method_name = _prototype(method, method_kwargs)
         self.control = type(prototype).control
+        schedule = _target_schedule(self.control, self.method_name, schedule, target_sparsity, total_steps)
         self.schedule = _check_schedule(self.control, schedule, total_steps, self.method_name)
         selected = _select(model, include, exclude, keep_first, keep_last)
         _check_attachable(model, selected)
@@ -169,6 +178,7 @@ class Pruner:
         self._finalized = False
         self._frozen_threshold: float | None = None
         self._warned: set[str] = set()
+        self._last_lr: float | None = None
         self._apply_control()
 
     # -- introspection ---------------------------------------------------------------------
@@ -259,6 +269,7 @@ class Pruner:
         self.steps += 1
         for i, step_lr in enumerate(step_lrs):
             self._lr_sums[i] += step_lr
+        self._last_lr = step_lrs[0]
         self._apply_control()
         for r, step_lr in zip(self._reparams, step_lrs):
             r.on_step(self.steps, step_lr)
@@ -322,15 +333,37 @@ class Pruner:
             for lr_sum, group, scale in zip(self._lr_sums, self._groups, self._scales)
         ]
 
-    def _apply_control(self) -> None:
+    def _apply_control(self, retarget: bool = True) -> None:
         if self.frozen:
             return
+        if retarget and isinstance(self.schedule, TargetSparsity) and self.schedule.updates_at(self.steps):
+            self._retarget()
         if self.control == "threshold":
             # per layer: the λ-forms integrate the learning rate of each layer's own group
             for r, d in zip(self._reparams, self._expected_thresholds()):
                 r.set_threshold(d)
         elif self.control == "sparsity" and self.schedule is not None and self.schedule.updates_at(self.steps):
             self._set_masks(self.schedule(self.steps))
+
+    @torch.no_grad()
+    def _retarget(self) -> None:
+        """Feedback for :class:`~snnprune.schedules.TargetSparsity`: ``D̂`` is the (scale-relative)
+        magnitude below which the target fraction of the latent weights lies now."""
+        ratios = [self._latent(i).detach().abs().flatten() / (scale or 1.0) for i, scale in enumerate(self._scales)]
+        estimate = max(magnitude_threshold([torch.cat(ratios)], self.schedule.target, "global")[0], 0.0)
+        self.schedule.retarget(self.steps, self._lr_sums[0], estimate, self._last_lr)
+        if self.steps >= self.schedule.total_steps:
+            reached = self.sparsity_after_retarget(estimate)
+            if abs(reached - self.schedule.target) > 0.005:
+                warnings.warn(
+                    f"target sparsity {self.schedule.target:.2%} not reached: {reached:.2%} of the pruned weights are "
+                    "at or below the final threshold (many latent weights tie at one magnitude, e.g. exact zeros)",
+                    stacklevel=4,
+                )
+
+    def sparsity_after_retarget(self, estimate: float) -> float:
+        zeros = sum(int((self._latent(i).detach().abs() <= estimate * s).sum()) for i, s in enumerate(self._scales))
+        return zeros / max(sum(self._latent(i).numel() for i in range(len(self._scales))), 1)
 
     @torch.no_grad()
     def _set_masks(self, target: float) -> None:
@@ -430,7 +463,7 @@ class Pruner:
         self._frozen_threshold = state.get("frozen_threshold")
         if state["schedule"] is not None:
             self.schedule = _schedule_from_state(state["schedule"], self.schedule)
-        self._apply_control()
+        self._apply_control(retarget=False)
 
     # -- the end ---------------------------------------------------------------------------
     def finalize(self) -> nn.Module:
@@ -497,6 +530,35 @@ def _prototype(method, method_kwargs) -> tuple[Reparameterization, str]:
             f"{cls.__name__} has no option {bad!r}{did_you_mean(bad, params)}; its options: {', '.join(params) or 'none'}"
         ) from None
     return cls(**kwargs), cls.name or cls.__name__
+
+
+def _target_schedule(control: str, method_name: str, schedule, target, total_steps):
+    """The schedule ``target_sparsity=`` stands for (or the one given, checked against it)."""
+    if target is None:
+        return schedule
+    target = check_fraction("target_sparsity", target)
+    if isinstance(schedule, TargetSparsity):
+        if not math.isclose(schedule.target, target):
+            raise ValueError(f"target_sparsity={target} but the schedule aims at {schedule.target}")
+        return schedule
+    if schedule is not None:
+        raise ValueError(
+            "give either a schedule or target_sparsity= (the target picks the schedule: LATS with a λ controller, "
+            "or GMP's cubic); to give the controller the LR scheduler pass schedule=TargetSparsity(S, lr=scheduler)"
+        )
+    if control == "threshold":
+        if total_steps is None:
+            raise ValueError("target_sparsity needs total_steps= (the step at which the target is reached)")
+        return TargetSparsity(target)
+    if control == "sparsity":
+        if method_name == "gmp":
+            if total_steps is None:
+                raise ValueError("target_sparsity with 'gmp' needs total_steps= (where the cubic ends)")
+            return Cubic(final=target, end=total_steps, every=max(1, total_steps // 100))
+        return OneShot(target, at=0)
+    raise ValueError(
+        f"method {method_name!r} learns its thresholds; target_sparsity is for threshold- and sparsity-driven methods"
+    )
 
 
 def _check_schedule(control: str, schedule, total_steps, method_name: str):
@@ -597,7 +659,8 @@ def _schedule_from_state(state: dict, current):
         raise ValueError(f"saved schedule is {kind}, this pruner has {type(current).__name__}")
     new = {k: v for k, v in state.items() if k != "type"}
     old = current.state_dict()
-    differs = [k for k in new if k in old and old[k] is not None and new[k] != old[k] and k not in ("group_l1", "l1")]
+    settings = ("final", "beta", "total_steps", "target", "every", "initial", "start", "end")  # what a user chose
+    differs = [k for k in settings if k in new and old.get(k) is not None and new[k] != old[k]]
     if differs:
         warnings.warn(
             f"the checkpoint's {kind} has {', '.join(f'{k}={new[k]!r}' for k in differs)} where this Pruner was built "

@@ -4,7 +4,9 @@ learning rates.
 * :mod:`~snnprune.schedules.threshold` — threshold schedules (LATS and its relatives), the ISTA
   reading of soft-threshold pruning;
 * :mod:`~snnprune.schedules.sparsity` — sparsity schedules (GMP's cubic, one-shot) for the
-  sparsity-controlled methods.
+  sparsity-controlled methods;
+* :mod:`~snnprune.schedules.target` — :class:`TargetSparsity`, LATS steered to end at a
+  requested sparsity.
 
 Example::
 
@@ -14,7 +16,8 @@ Example::
 """
 
 from .sparsity import Cubic, OneShot, SparsitySchedule
+from .target import TargetSparsity
 from .threshold import PGH, SLATS, Constant, LATS, Linear, Sine, ThresholdSchedule, lr_trajectory
 
 __all__ = ["ThresholdSchedule", "LATS", "SLATS", "PGH", "Sine", "Linear", "Constant", "lr_trajectory",
-           "SparsitySchedule", "Cubic", "OneShot"]
+           "SparsitySchedule", "Cubic", "OneShot", "TargetSparsity"]
