@@ -1,4 +1,5 @@
-"""Measurements of any model, pruned or not: sparsity and regrowth (:mod:`.sparsity`).
+"""Measurements of any model, pruned or not: sparsity and regrowth (:mod:`.sparsity`); synaptic
+operations and MACs (:mod:`.ops`), firing rates (:mod:`.firing`) and energy (:mod:`.energy`).
 
 Example::
 
@@ -8,6 +9,11 @@ Example::
     0.0
 """
 
+from .energy import ENERGY_TABLES, EnergyReport, EnergyTable, energy
+from .firing import FiringReport, NeuronFiring, firing_rates
+from .ops import LayerOps, OpsReport, StepOps, count_ops
 from .sparsity import SparsityReport, kept_mask, regrowth, sparsity
 
 __all__ = ["SparsityReport", "sparsity", "kept_mask", "regrowth"]
+__all__ += ["count_ops", "OpsReport", "LayerOps", "StepOps", "firing_rates", "FiringReport", "NeuronFiring",
+            "energy", "EnergyReport", "EnergyTable", "ENERGY_TABLES"]
