@@ -9,7 +9,7 @@ from spikingjelly.activation_based import functional, layer, neuron
 from torch import nn
 from torch.nn.utils import parametrize
 
-from snnprune.metrics.energy import ENERGY_TABLES, energy
+from snnprune.metrics.energy import ENERGY_TABLES, energy, ops_metrics
 from snnprune.metrics.firing import firing_rates
 from snnprune.metrics.ops import LayerOps, OpsReport, StepOps, count_ops
 from snnprune.models import create_model
@@ -327,6 +327,17 @@ def test_energy_tables_follow_spikingjelly_presets():
         preset = getattr(SimpleEnergyCostConfig, key)()
         assert (ENERGY_TABLES[f"45nm_{key}"].mac_pj, ENERGY_TABLES[f"45nm_{key}"].ac_pj) == (
             preset.e_mac_pj, preset.e_ac_pj)
+
+
+def test_ops_metrics_for_a_log_line():
+    net = create_model("sew_digits", T=4)
+    _fire(net)
+    x = torch.rand(3, 1, 8, 8)
+    m, r = ops_metrics(net, x), count_ops(net, x)
+    assert (m["sops"], m["macs"], m["T"], m["batch_size"]) == (r.sops, r.macs, 4, 3)
+    assert m["energy_pj"] == pytest.approx(r.sops * 0.9 + r.macs * 4.6)
+    assert m["energy_pj_per_sample"] == pytest.approx(m["energy_pj"] / 3)
+    assert 0 < m["firing_rate"] < 1
 
 
 @pytest.mark.parametrize("name", ["snnprune.metrics.ops", "snnprune.metrics.firing", "snnprune.metrics.energy"])

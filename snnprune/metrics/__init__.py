@@ -9,11 +9,11 @@ Example::
     0.0
 """
 
-from .energy import ENERGY_TABLES, EnergyReport, EnergyTable, energy
+from .energy import ENERGY_TABLES, EnergyReport, EnergyTable, energy, ops_metrics
 from .firing import FiringReport, NeuronFiring, firing_rates
 from .ops import LayerOps, OpsReport, StepOps, count_ops
 from .sparsity import SparsityReport, kept_mask, regrowth, sparsity
 
 __all__ = ["SparsityReport", "sparsity", "kept_mask", "regrowth"]
 __all__ += ["count_ops", "OpsReport", "LayerOps", "StepOps", "firing_rates", "FiringReport", "NeuronFiring",
-            "energy", "EnergyReport", "EnergyTable", "ENERGY_TABLES"]
+            "energy", "ops_metrics", "EnergyReport", "EnergyTable", "ENERGY_TABLES"]

@@ -44,10 +44,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from .ops import OpsReport
+from torch import nn
 
-__all__ = ["ENERGY_TABLES", "EnergyReport", "EnergyTable", "energy"]
+from .ops import OpsReport, count_ops
+
+__all__ = ["ENERGY_TABLES", "EnergyReport", "EnergyTable", "energy", "ops_metrics"]
 
 
 @dataclass(frozen=True)
@@ -141,3 +144,27 @@ def energy(report: OpsReport, table: str | EnergyTable | Mapping[str, float] = "
         dense_pj=report.dense_macs * t.mac_pj,
         table=t,
     )
+
+
+def ops_metrics(model: nn.Module, inputs: Any, *, table: str = "45nm", **count_kwargs: Any) -> dict[str, float]:
+    """One counted forward of ``model`` on ``inputs`` (a held-out batch) as flat numbers for a log
+    line: totals and per-sample SOPs, MACs, dense MACs, energy (pJ, ``table``), the mean firing
+    rate, T and the batch size. ``count_kwargs`` go to :func:`~snnprune.metrics.ops.count_ops`.
+
+    Example::
+
+        >>> import torch
+        >>> m = ops_metrics(torch.nn.Linear(4, 2), torch.rand(3, 4))
+        >>> m["macs"], m["macs_per_sample"], round(m["energy_pj_per_sample"], 6)
+        (24, 8.0, 36.8)
+    """
+    report = count_ops(model, inputs, **count_kwargs)
+    e = energy(report, table)
+    n = max(report.batch_size, 1)
+    return {
+        "sops": report.sops, "macs": report.macs, "dense_macs": report.dense_macs,
+        "sops_per_sample": report.sops / n, "macs_per_sample": report.macs / n,
+        "dense_macs_per_sample": report.dense_macs / n,
+        "energy_pj": e.total_pj, "energy_pj_per_sample": e.total_pj / n, "dense_energy_pj_per_sample": e.dense_pj / n,
+        "firing_rate": report.mean_firing_rate, "T": report.T, "batch_size": report.batch_size,
+    }
