@@ -6,6 +6,9 @@
   :class:`STR`;
 * :mod:`~snnprune.reparam.magnitude` — sparsity-controlled hard masks: :class:`Magnitude`,
   :class:`GMP`, :class:`Random`;
+* :mod:`~snnprune.reparam.ltp` — Learned Threshold Pruning (:class:`LTP`);
+* :mod:`~snnprune.reparam.smooth` — the smooth hard threshold of Manessi et al.
+  (:class:`SmoothThreshold`, :func:`smooth_threshold`);
 * :mod:`~snnprune.reparam.registry` — :data:`METHODS`, :func:`register_method`, :func:`get_method`.
 
 Example::
@@ -17,23 +20,28 @@ Example::
 
 from ._cache import CachedForward
 from .base import CONTROLS, Reparameterization
-from .registry import METHODS, get_method, register_method
+from .ltp import LTP
 from .magnitude import GMP, HardMask, Magnitude, Random
+from .registry import METHODS, get_method, register_method
+from .smooth import SmoothThreshold, smooth_threshold
 from .threshold import STR, SoftThreshold, check_nonnegative, soft_threshold
 
 __all__ = [
-    "Reparameterization",
-    "CachedForward",
     "CONTROLS",
+    "GMP",
+    "LTP",
     "METHODS",
-    "register_method",
-    "get_method",
-    "SoftThreshold",
     "STR",
-    "soft_threshold",
-    "check_nonnegative",
+    "CachedForward",
     "HardMask",
     "Magnitude",
-    "GMP",
     "Random",
+    "Reparameterization",
+    "SmoothThreshold",
+    "SoftThreshold",
+    "check_nonnegative",
+    "get_method",
+    "register_method",
+    "smooth_threshold",
+    "soft_threshold",
 ]
