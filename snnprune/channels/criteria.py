@@ -21,7 +21,7 @@ A channel is kept when ``|gamma| > threshold``. Two rules keep that well defined
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

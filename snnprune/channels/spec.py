@@ -89,7 +89,7 @@ class ChannelSpec:
         }
 
     @classmethod
-    def from_state(cls, state: dict) -> "ChannelSpec":
+    def from_state(cls, state: dict) -> ChannelSpec:
         """Rebuild a spec from :meth:`to_state` output (e.g. read back with ``weights_only=True``)."""
         if state.get("format") != _FORMAT:
             raise ValueError(f"unknown ChannelSpec format {state.get('format')!r} (this version reads {_FORMAT})")
@@ -142,7 +142,8 @@ class ChannelSpec:
                if k in tensors and list(tensors[k].shape) != v]
         missing = [k for k in self.shapes if k not in tensors]
         if bad or missing:
-            raise ValueError("model does not match the ChannelSpec: " + "; ".join(bad + [f"missing {k}" for k in missing]))
+            problems = bad + [f"missing {k}" for k in missing]
+            raise ValueError("model does not match the ChannelSpec: " + "; ".join(problems))
 
     @staticmethod
     def _shapes_of(model: nn.Module, names) -> dict[str, list[int]]:

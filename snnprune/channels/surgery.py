@@ -26,8 +26,8 @@ The model is changed **in place** and returned (with its spec). Pruned layers ge
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping
 
 import torch
 import torch_pruning as tp
@@ -117,7 +117,7 @@ def _build_graph(target: nn.Module, example_input: torch.Tensor) -> tp.Dependenc
 
 
 def _groups(dg: tp.DependencyGraph, target: nn.Module, prefix: str, ignored: set[nn.Module]):
-    """Yield ``(ChannelGroup, tp.Group)`` for every BN-rooted group that touches no ignored layer."""
+    """Yield the ``ChannelGroup`` of every BN-rooted group that touches no ignored layer."""
     names = {m: n for n, m in target.named_modules()}
     covered: dict[nn.Module, set[int]] = {}
     for root_name, root in target.named_modules():
@@ -143,7 +143,7 @@ def _groups(dg: tp.DependencyGraph, target: nn.Module, prefix: str, ignored: set
                 covered.setdefault(module, set()).update(int(i) for i in item.idxs)
         if touches_ignored:
             continue
-        yield ChannelGroup(prefix + root_name, idxs, bns, list(dict.fromkeys(layers))), group
+        yield ChannelGroup(prefix + root_name, idxs, bns, list(dict.fromkeys(layers)))
 
 
 def channel_groups(
@@ -160,7 +160,7 @@ def channel_groups(
     target, prefix = _trace_target(model)
     with _traceable(target):
         dg = _build_graph(target, example_input)
-        return [g for g, _ in _groups(dg, target, prefix, _resolve(model, ignored_layers))]
+        return list(_groups(dg, target, prefix, _resolve(model, ignored_layers)))
 
 
 def _resolve(model: nn.Module, layers: Iterable[nn.Module | str]) -> set[nn.Module]:
@@ -247,7 +247,7 @@ def prune_channels_by_mask(
     with _traceable(target):
         dg = _build_graph(target, example_input)
         plans = []
-        for group, tp_group in _groups(dg, target, prefix, ignored):
+        for group in _groups(dg, target, prefix, ignored):
             keep_root = _group_keep(group, keep, gammas, round_to)
             if not keep_root.all():
                 plans.append((dict(target.named_modules())[group.root[len(prefix):]],
