@@ -48,7 +48,15 @@ from torch.nn.utils import parametrize
 from ._validation import check_fraction, did_you_mean
 from .metrics.sparsity import SparsityReport, regrowth, sparsity
 from .reparam import METHODS, Reparameterization, get_method
-from .schedules import Constant, Cubic, OneShot, SparsitySchedule, TargetSparsity, ThresholdSchedule
+from .schedules import (
+    Constant,
+    Cubic,
+    OneShot,
+    RegularizationFeedback,
+    SparsitySchedule,
+    TargetSparsity,
+    ThresholdSchedule,
+)
 from .selection import (
     PRUNABLE_TYPES,
     Selector,
@@ -107,7 +115,9 @@ class Pruner:
             instead of giving a schedule. Threshold methods: LATS with λ found by a feedback
             controller (:class:`~snnprune.schedules.TargetSparsity`; pass one as the schedule to
             give it the LR scheduler); ``"gmp"``: the cubic schedule up to ``total_steps``; other
-            sparsity methods: one-shot now.
+            sparsity methods: one-shot now; learned methods: a feedback on their regulariser's
+            strength (:class:`~snnprune.schedules.RegularizationFeedback`) and a projection onto
+            the target at the last step.
 
     Call :meth:`step` right after every ``optimizer.step()`` (and before ``scheduler.step()``, so
     that the learning rate read is the one the step used). Tied weights (one tensor in two
@@ -142,7 +152,9 @@ class Pruner:
         # leaves the model as it was.
         prototype, self.method_name = _prototype(method, method_kwargs)
         self.control = type(prototype).control
-        schedule = _target_schedule(self.control, self.method_name, schedule, target_sparsity, total_steps)
+        schedule, self.controller = _target_schedule(
+            self.control, self.method_name, schedule, target_sparsity, total_steps
+        )
         self.schedule = _check_schedule(self.control, schedule, total_steps, self.method_name)
         selected = _select(model, include, exclude, keep_first, keep_last)
         _check_attachable(model, selected)
@@ -231,9 +243,11 @@ class Pruner:
         return {name: r.kept(self._latent(i)) for i, (name, r) in enumerate(zip(self.layer_names, self._reparams))}
 
     def regularization(self) -> torch.Tensor:
-        """Sum of the methods' differentiable penalties (add it to the loss; 0 for soft threshold)."""
+        """Sum of the methods' differentiable penalties (add it to the loss; 0 for soft threshold),
+        times the gain of the target controller when there is one."""
         terms = [r.regularization(self._latent(i)) for i, r in enumerate(self._reparams)]
-        return torch.stack(terms).sum()
+        total = torch.stack(terms).sum()
+        return total * self.controller.gain if self.controller is not None else total
 
     # -- the training loop -----------------------------------------------------------------
     def step(self, optimizer: torch.optim.Optimizer | None = None, *, lr: float | None = None, scaler=None) -> None:
@@ -271,6 +285,8 @@ class Pruner:
             self._lr_sums[i] += step_lr
         self._last_lr = step_lrs[0]
         self._apply_control()
+        if self.controller is not None and not self.frozen and self.controller.updates_at(self.steps):
+            self._feedback()
         for r, step_lr in zip(self._reparams, step_lrs):
             r.on_step(self.steps, step_lr)
             r.invalidate()  # optimizers that write p.data do not bump the version counter
@@ -344,6 +360,26 @@ class Pruner:
                 r.set_threshold(d)
         elif self.control == "sparsity" and self.schedule is not None and self.schedule.updates_at(self.steps):
             self._set_masks(self.schedule(self.steps))
+
+    @torch.no_grad()
+    def _feedback(self) -> None:
+        """Learned methods under a target: steer the regulariser; at the last step, project."""
+        measured = self.sparsity().pruned
+        if self.steps < self.controller.total_steps:
+            self.controller.update(self.steps, measured)
+            return
+        target = self.controller.target
+        self.controller.history.append((self.steps, target, measured, self.controller.gain))
+        if measured > target + 0.005:
+            warnings.warn(
+                f"target sparsity {target:.2%} not reached: {self.method_name!r} had pruned {measured:.2%} by the last "
+                "step and pruned weights do not come back; lower its regulariser (or its initial threshold)",
+                stacklevel=4,
+            )
+        finals = [r.finished_weight(self._latent(i)) for i, r in enumerate(self._reparams)]
+        keeps = magnitude_masks([w.abs() for w in finals], max(target, measured), self.scope)
+        for i, (r, keep) in enumerate(zip(self._reparams, keeps)):
+            r.freeze(self._latent(i), keep)
 
     @torch.no_grad()
     def _retarget(self) -> None:
@@ -440,6 +476,7 @@ class Pruner:
             "scales": list(self._scales),
             "groups": list(self._groups),
             "frozen_threshold": self._frozen_threshold,
+            "controller": None if self.controller is None else self.controller.state_dict(),
             "schedule": None if self.schedule is None else {"type": type(self.schedule).__name__, **self.schedule.state_dict()},
         }
 
@@ -461,6 +498,8 @@ class Pruner:
         self._scales = [float(v) for v in state["scales"]]
         self._groups = [int(v) for v in state.get("groups", self._groups)]
         self._frozen_threshold = state.get("frozen_threshold")
+        if self.controller is not None and state.get("controller"):
+            self.controller.load_state_dict(state["controller"])
         if state["schedule"] is not None:
             self.schedule = _schedule_from_state(state["schedule"], self.schedule)
         self._apply_control(retarget=False)
@@ -533,9 +572,20 @@ def _prototype(method, method_kwargs) -> tuple[Reparameterization, str]:
 
 
 def _target_schedule(control: str, method_name: str, schedule, target, total_steps):
-    """The schedule ``target_sparsity=`` stands for (or the one given, checked against it)."""
+    """``(schedule, controller)`` that ``target_sparsity=`` stands for (or the schedule given,
+    checked against it)."""
     if target is None:
-        return schedule
+        return schedule, None
+    if control == "learned":
+        if schedule is not None:
+            raise ValueError(f"method {method_name!r} learns its thresholds; give target_sparsity= without a schedule")
+        if total_steps is None:
+            raise ValueError("target_sparsity needs total_steps= (the step at which the target is reached)")
+        return None, RegularizationFeedback(check_fraction("target_sparsity", target), total_steps=total_steps)
+    return _target_threshold_or_sparsity(control, method_name, schedule, target, total_steps), None
+
+
+def _target_threshold_or_sparsity(control, method_name, schedule, target, total_steps):
     target = check_fraction("target_sparsity", target)
     if isinstance(schedule, TargetSparsity):
         if not math.isclose(schedule.target, target):
@@ -555,10 +605,7 @@ def _target_schedule(control: str, method_name: str, schedule, target, total_ste
             if total_steps is None:
                 raise ValueError("target_sparsity with 'gmp' needs total_steps= (where the cubic ends)")
             return Cubic(final=target, end=total_steps, every=max(1, total_steps // 100))
-        return OneShot(target, at=0)
-    raise ValueError(
-        f"method {method_name!r} learns its thresholds; target_sparsity is for threshold- and sparsity-driven methods"
-    )
+    return OneShot(target, at=0)
 
 
 def _check_schedule(control: str, schedule, total_steps, method_name: str):

@@ -86,7 +86,9 @@ def test_target_and_schedule_together_is_an_error():
     with pytest.raises(ValueError, match="total_steps"):
         Pruner(model, "soft_threshold", target_sparsity=0.9)
     with pytest.raises(ValueError, match="learns its thresholds"):
-        Pruner(model, "str", target_sparsity=0.9, total_steps=10)
+        Pruner(model, "str", LATS(l1=0.1), target_sparsity=0.9, total_steps=10)
+    with pytest.raises(ValueError, match="total_steps"):
+        Pruner(model, "str", target_sparsity=0.9)
 
 
 def test_a_resumed_controller_continues_exactly():
@@ -100,3 +102,15 @@ def test_a_resumed_controller_continues_exactly():
     pruner2.load_state_dict(state)
     assert pruner2.threshold == pruner.threshold
     assert pruner2.schedule.history == pruner.schedule.history
+
+
+@pytest.mark.parametrize("method, kwargs", [("ltp", {}), ("smooth_threshold", {}), ("str", {"s_init": -5.0})])
+def test_learned_methods_land_on_the_target_through_their_regulariser_and_a_last_projection(method, kwargs):
+    model, x, y = task()
+    pruner = Pruner(model, method, target_sparsity=0.9, total_steps=80, method_kwargs=kwargs)
+    train(model, pruner, x, y, 80)
+    assert abs(pruner.sparsity().pruned - 0.9) <= 0.005
+    history = pruner.controller.history
+    assert len(history) >= 10 and history[-1][0] == 80
+    if pruner.has_regularization:  # the gain moved to follow the planned ramp
+        assert len({round(h[3], 6) for h in history}) > 1

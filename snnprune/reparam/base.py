@@ -152,10 +152,13 @@ class Reparameterization(nn.Module):
         return self.mask is not None
 
     @torch.no_grad()
-    def freeze(self, latent: Tensor) -> None:
-        """Fix the current mask; ``latent`` is overwritten in place with the final weight so that
-        the kept weights do not jump and the pruned ones are exactly 0."""
+    def freeze(self, latent: Tensor, keep: Tensor | None = None) -> None:
+        """Fix the current mask (or ``keep``, which can only prune more); ``latent`` is
+        overwritten in place with the final weight so that the kept weights do not jump and the
+        pruned ones are exactly 0."""
         weight = self.final_weight(latent)
+        if keep is not None:
+            weight = weight * keep.to(weight.dtype)
         self.mask = (weight != 0).to(latent.dtype)
         latent.copy_(weight)
         self.invalidate()

@@ -29,7 +29,7 @@ import math
 from .._validation import check_fraction, check_positive_int
 from .threshold import ThresholdSchedule, _is_plateau, _resolve_lrs
 
-__all__ = ["TargetSparsity"]
+__all__ = ["TargetSparsity", "RegularizationFeedback"]
 
 
 class TargetSparsity(ThresholdSchedule):
@@ -121,3 +121,60 @@ class TargetSparsity(ThresholdSchedule):
 
     def __repr__(self) -> str:
         return f"TargetSparsity({self.target:g}, total_steps={self.total_steps}, every={self.every})"
+
+
+class RegularizationFeedback:
+    """The target for learned-threshold methods (LTP, smooth threshold, STR): their sparsity
+    follows the optimizer, so the controller steers the strength of their regulariser instead.
+
+    Every ``every`` steps the measured sparsity over the pruned layers is compared with a planned
+    ramp, GMP's cubic reaching ``S`` at ``ramp`` of the run, and the regulariser's gain is
+    multiplied by ``exp(k·(planned − measured)/S)``; at the last step the Pruner projects onto
+    ``S`` exactly (the smallest surviving weights go, by magnitude; nothing pruned comes back).
+    Methods without a regulariser (STR) rely on that projection. Every update is kept in
+    :attr:`history` as ``(step, planned, measured, gain)``.
+
+    Example::
+
+        >>> f = RegularizationFeedback(0.9, total_steps=100, every=10)
+        >>> round(f.planned(75), 3), round(f.planned(30), 3)
+        (0.9, 0.704)
+        >>> f.update(30, measured=0.5); f.gain > 1
+        True
+    """
+
+    def __init__(self, sparsity: float, *, total_steps: int, ramp: float = 0.75, every: int | None = None,
+                 k: float = 1.0) -> None:
+        self.target = check_fraction("target sparsity", sparsity)
+        self.total_steps = check_positive_int("total_steps", total_steps)
+        self.ramp = check_fraction("ramp", ramp, closed=True) or 1.0
+        self.every = every or max(1, self.total_steps // 100)
+        self.k = float(k)
+        self.gain = 1.0
+        self.history: list[tuple[int, float, float, float]] = []
+
+    def planned(self, step: int) -> float:
+        x = min(step / (self.ramp * self.total_steps), 1.0)
+        return self.target * (1.0 - (1.0 - x) ** 3)
+
+    def updates_at(self, step: int) -> bool:
+        return step >= self.total_steps or step % self.every == 0
+
+    def update(self, step: int, measured: float) -> None:
+        planned = self.planned(step)
+        error = (planned - measured) / max(self.target, 1e-3)
+        self.gain = min(max(self.gain * math.exp(self.k * error), 1e-4), 1e4)
+        self.history.append((step, planned, measured, self.gain))
+
+    def state_dict(self) -> dict:
+        return {"type": "RegularizationFeedback", "target": self.target, "total_steps": self.total_steps,
+                "ramp": self.ramp, "every": self.every, "k": self.k, "gain": self.gain,
+                "history": [list(h) for h in self.history]}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, value in state.items():
+            if key != "type":
+                setattr(self, key, [tuple(h) for h in value] if key == "history" else value)
+
+    def __repr__(self) -> str:
+        return f"RegularizationFeedback({self.target:g}, total_steps={self.total_steps}, gain={self.gain:.3g})"
