@@ -138,7 +138,7 @@ class RegularizationFeedback:
 
         >>> f = RegularizationFeedback(0.9, total_steps=100, every=10)
         >>> round(f.planned(75), 3), round(f.planned(30), 3)
-        (0.9, 0.704)
+        (0.9, 0.706)
         >>> f.update(30, measured=0.5); f.gain > 1
         True
     """
