@@ -263,7 +263,7 @@ def test_channel_bench_quick_path_runs(tmp_path):
     bench = importlib.util.module_from_spec(spec)
     sys.modules["bench_channels"] = bench
     spec.loader.exec_module(bench)
-    bench.main(["--quick", "--out", str(tmp_path)])
+    bench.main(["--quick", "--threads", "1", "--models", "resnet18", "--out", str(tmp_path)])
     rows = json.loads((tmp_path / "channels.json").read_text())["rows"]
     assert {r["variant"] for r in rows} >= {"dense", "pruned"}
     assert all(0 < r["mac_ratio"] <= 1 for r in rows)

@@ -78,6 +78,25 @@ class ChannelSpec:
     def __len__(self) -> int:
         return len(self.layers)
 
+    def then(self, later: ChannelSpec) -> ChannelSpec:
+        """The one spec equal to applying ``self`` and then ``later`` (a second cut of the pruned model).
+
+        Example:
+            >>> a = ChannelSpec({"c": {"out": [0, 2, 3]}}, {"c": {"out": 4}})
+            >>> b = ChannelSpec({"c": {"out": [1, 2]}, "d": {"in": [0]}}, {"c": {"out": 3}, "d": {"in": 2}})
+            >>> a.then(b).layers
+            {'c': {'out': [2, 3]}, 'd': {'in': [0]}}
+        """
+        layers = {n: dict(d) for n, d in self.layers.items()}
+        sizes = {n: dict(d) for n, d in self.sizes.items()}
+        for name, dims in later.layers.items():
+            for dim, kept in dims.items():
+                first = self.kept(name, dim)
+                layers.setdefault(name, {})[dim] = kept if first is None else [first[i] for i in kept]
+                sizes.setdefault(name, {}).setdefault(dim, later.sizes[name][dim])
+        shapes = {**self.shapes, **later.shapes}
+        return ChannelSpec({n: {d: layers[n][d] for d in DIMS if d in layers[n]} for n in layers}, sizes, shapes)
+
     # -- (de)serialisation -----------------------------------------------------------------------
     def to_state(self) -> dict:
         """Plain data (str, int, lists) for a checkpoint; inverse of :meth:`from_state`."""

@@ -1,0 +1,242 @@
+"""CPU inference latency of channel-pruned networks against their dense originals, next to the MAC ratio.
+
+Channel pruning only pays if the smaller convolutions run proportionally faster. This measures,
+for a share ``s`` of each residual block's *inner* channels removed (the ``bn1``/``conv1`` output of
+every basic block; the residual width stays), the median forward latency relative to the dense
+model and the MAC ratio (``torch.utils.flop_counter``), on
+
+* torchvision ResNet-18 (the ANN), 3x224x224, batch 4;
+* SpikingJelly SEW-ResNet-18 (IF neurons, ADD, multi-step), T=4, 3x112x112, batch 2;
+
+in these variants (each the previous plus one step):
+
+* ``pruned``          — plain surgery, ``n - round(s n)`` channels kept (odd widths at s = 30 %, 70 %);
+* ``round8``          — widths rounded up to a multiple of 8 (the vector width CPU conv kernels block by);
+* ``round8_fuse``     — batch norms folded into the preceding convs (inference only);
+* ``round8_fuse_cl``  — and channels_last memory format.
+
+The dense model gets the same treatments (``dense``, ``dense_fuse``, ``dense_fuse_cl``); a row's
+``lat_ratio`` is against the dense model *with the same treatment* (what pruning buys on top of it),
+``vs_dense`` against the plain dense model (what the whole recipe buys). Timings are interleaved
+round-robin over all models in one process, so machine load hits all alike; medians are reported.
+
+Run:  python bench/channels.py [--reps 9] [--threads 2] [--quick] [--out bench/results]
+Writes channels.json and channels.md to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torchvision
+from spikingjelly.activation_based import functional, neuron, surrogate
+from spikingjelly.activation_based.model import sew_resnet as sj_sew
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
+from torch.utils.flop_counter import FlopCounterMode
+
+from snnprune.channels import prune_channels_by_mask
+
+RESULTS = Path(__file__).resolve().parent / "results"
+FULL = {
+    "resnet18": {"size": 224, "batch": 4, "T": None},
+    "sew_resnet18": {"size": 112, "batch": 2, "T": 4},
+    "sparsities": [0.3, 0.5, 0.7],
+}
+QUICK = {
+    "resnet18": {"size": 32, "batch": 1, "T": None},
+    "sew_resnet18": {"size": 32, "batch": 1, "T": 2},
+    "sparsities": [0.5],
+}
+
+
+def build(model_name: str) -> nn.Module:
+    torch.manual_seed(0)
+    if model_name == "resnet18":
+        net = torchvision.models.resnet18(num_classes=1000)
+    else:
+        net = sj_sew.sew_resnet18(num_classes=1000, cnf="ADD", spiking_neuron=neuron.IFNode,
+                                  surrogate_function=surrogate.ATan(), detach_reset=True)
+        functional.set_step_mode(net, "m")
+    g = torch.Generator().manual_seed(1)
+    for m in net.modules():  # trained-looking BN statistics, so neurons fire
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            with torch.no_grad():
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.rand(m.num_features, generator=g) * 0.3)
+    return net.eval()
+
+
+def example(model_name: str, cfg: dict, channels_last: bool = False) -> torch.Tensor:
+    c = cfg[model_name]
+    n = c["batch"] * (c["T"] or 1)
+    x = torch.rand(n, 3, c["size"], c["size"])
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x if c["T"] is None else x.view(c["T"], c["batch"], 3, c["size"], c["size"])
+
+
+def prune_inner(net: nn.Module, sparsity: float, round_to: int | None) -> nn.Module:
+    """Remove the ``sparsity`` share of smallest-|gamma| channels of every block's ``bn1``."""
+    keep = {}
+    for name, m in net.named_modules():
+        if name.startswith("layer") and name.endswith(".bn1"):
+            n = m.num_features
+            order = m.weight.detach().abs().argsort(descending=True)
+            mask = torch.zeros(n, dtype=torch.bool)
+            mask[order[: n - round(sparsity * n)]] = True
+            keep[name] = mask
+    spiking = any(hasattr(m, "step_mode") for m in net.modules())
+    probe = torch.rand(1, 1, 3, 32, 32) if spiking else torch.rand(1, 3, 32, 32)
+    net, _ = prune_channels_by_mask(net, probe, keep, round_to=round_to)
+    return net
+
+
+def fuse_bn(net: nn.Module) -> nn.Module:
+    """Fold every BN into the conv right before it (``convX``/``bnX`` siblings, ``downsample.0``/``.1``)."""
+    for parent in list(net.modules()):
+        children = dict(parent.named_children())
+        for name, bn in children.items():
+            if not isinstance(bn, nn.BatchNorm2d):
+                continue
+            if name.startswith("bn"):
+                conv = children.get(name.replace("bn", "conv"))
+            else:
+                conv = children.get(str(int(name) - 1)) if name.isdigit() else None
+            if not isinstance(conv, nn.Conv2d):
+                continue
+            w, b = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps,
+                                        bn.weight, bn.bias)
+            conv.weight, conv.bias = w, b
+            setattr(parent, name, nn.Identity())
+    return net
+
+
+def macs(net: nn.Module, x: torch.Tensor) -> float:
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        functional.reset_net(net)
+        net(x)
+    return counter.get_total_flops() / 2
+
+
+def make_models(model_name: str, sparsities: list[float]) -> dict[tuple[float, str], nn.Module]:
+    dense = build(model_name)
+    models = {
+        (0.0, "dense"): dense,
+        (0.0, "dense_fuse"): fuse_bn(copy.deepcopy(dense)),
+        (0.0, "dense_fuse_cl"): fuse_bn(copy.deepcopy(dense)).to(memory_format=torch.channels_last),
+    }
+    for s in sparsities:
+        models[(s, "pruned")] = prune_inner(build(model_name), s, None)
+        rounded = prune_inner(build(model_name), s, 8)
+        models[(s, "round8")] = rounded
+        models[(s, "round8_fuse")] = fuse_bn(copy.deepcopy(rounded))
+        models[(s, "round8_fuse_cl")] = fuse_bn(copy.deepcopy(rounded)).to(memory_format=torch.channels_last)
+    return models
+
+
+BASELINE = {"pruned": "dense", "round8": "dense", "round8_fuse": "dense_fuse", "round8_fuse_cl": "dense_fuse_cl"}
+
+
+def measure(model_name: str, cfg: dict, reps: int) -> list[dict]:
+    models = make_models(model_name, cfg["sparsities"])
+    inputs = {False: example(model_name, cfg), True: example(model_name, cfg, channels_last=True)}
+    times: dict[tuple[float, str], list[float]] = {k: [] for k in models}
+    with torch.no_grad():
+        for rep in range(reps + 1):  # the first round warms up
+            for key, net in models.items():
+                x = inputs[key[1].endswith("_cl")]
+                functional.reset_net(net)
+                t0 = time.perf_counter()
+                net(x)
+                elapsed = time.perf_counter() - t0
+                if rep:
+                    times[key].append(elapsed)
+    median = {k: statistics.median(v) for k, v in times.items()}
+    mac = {k: macs(net, inputs[False]) for k, net in models.items()}
+    rows = []
+    for (s, variant), net in models.items():
+        base = (0.0, BASELINE.get(variant, variant))
+        inner = [m.out_channels for n, m in net.named_modules() if n == "layer4.1.conv1"]
+        rows.append({
+            "model": model_name, "sparsity": s, "variant": variant,
+            "layer4_inner_width": inner[0],
+            "params": sum(p.numel() for p in net.parameters()),
+            "macs": mac[(s, variant)], "mac_ratio": mac[(s, variant)] / mac[(0.0, "dense")],
+            "latency_ms": 1e3 * median[(s, variant)],
+            "lat_ratio": median[(s, variant)] / median[base],
+            "vs_dense": median[(s, variant)] / median[(0.0, "dense")],
+            "baseline": base[1],
+        })
+    for r in rows:
+        r["gap"] = r["lat_ratio"] / r["mac_ratio"] if r["variant"] in BASELINE else None
+    return rows
+
+
+def write(rows: list[dict], meta: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "channels.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    lines = [
+        "# Channel-pruned vs dense latency (CPU, forward, eval)",
+        "",
+        f"Command: `{meta['command']}`  ",
+        f"Machine: {meta['machine']}; torch {meta['torch']}, {meta['threads']} thread(s), "
+        f"{meta['reps']} interleaved reps, medians.  ",
+        f"Status: {meta['status']}",
+        "",
+        "`lat_ratio` = latency / the dense model with the same treatment; `gap` = lat_ratio / mac_ratio "
+        "(1.00 = latency falls exactly as MACs); `vs_dense` = latency / plain dense.",
+        "",
+        "| model | inner sparsity | variant | layer4 inner width | params (M) | MAC ratio | latency (ms) "
+        "| lat_ratio | gap | vs_dense |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        gap = f"{r['gap']:.2f}" if r["gap"] is not None else ""
+        lines.append(
+            f"| {r['model']} | {r['sparsity']:.0%} | {r['variant']} | {r['layer4_inner_width']} "
+            f"| {r['params'] / 1e6:.2f} "
+            f"| {r['mac_ratio']:.3f} | {r['latency_ms']:.1f} | {r['lat_ratio']:.3f} | {gap} | {r['vs_dense']:.3f} |"
+        )
+    (out / "channels.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=9)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="tiny inputs, one sparsity, two reps (a smoke test)")
+    parser.add_argument("--models", nargs="+", default=["resnet18", "sew_resnet18"])
+    parser.add_argument("--status", default="preliminary (measured on a busy shared machine)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    cfg, reps = (QUICK, 2) if args.quick else (FULL, args.reps)
+    try:
+        rows = [r for name in args.models for r in measure(name, cfg, reps)]
+    finally:
+        torch.set_num_threads(threads)
+    meta = {
+        "command": "python bench/channels.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+        "torch": torch.__version__, "threads": args.threads, "reps": reps, "status": args.status,
+        "sizes": {k: v for k, v in cfg.items() if k in args.models},
+    }
+    write(rows, meta, args.out)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
