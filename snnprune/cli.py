@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -70,22 +69,17 @@ def _user_errors() -> tuple[type[Exception], ...]:
     return RecipeError, RunExistsError, CheckpointError, DatasetNotFoundError
 
 
-def _is_main_process() -> bool:
-    return os.environ.get("RANK", "0") == "0"
-
-
 def _train(args) -> int:
     from .engine import train
     from .recipe import load_recipe
+    from .report import ConsoleSink, print_summary
 
     recipe = load_recipe(args.recipe, args.overrides)
-    result = train(recipe, args.out, resume=args.resume)
+    result = train(recipe, args.out, resume=args.resume, sinks=[ConsoleSink()])
     if result.interrupted:
         print(f"snnprune: interrupted; saved {result.run_dir / 'last.pt'} — continue with --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
-    from .report import print_summary
-
-    if _is_main_process():  # under torchrun, one table
+    if result.is_main:  # under torchrun, one table
         print_summary([(recipe, result)])
     return 0
 
@@ -108,23 +102,22 @@ def _recipes(args) -> int:
 
 
 def _demo(args) -> int:
-    from .engine import train
+    from .engine import run_status, train
     from .recipe import load_recipe
-    from .report import print_summary
+    from .report import ConsoleSink, print_summary
 
     runs = []
     for name in ("digits_snn_dense", "digits_snn_lats"):
         recipe = load_recipe(name)
         out = args.out / name
-        saved = out / "recipe.json"
-        if saved.exists() and load_recipe(saved) != recipe:  # the demo's own folder: start afresh
-            shutil.rmtree(out)
-        result = train(recipe, out, resume=(out / "last.pt").exists())
+        status = run_status(out, recipe)  # the demo's own folders: continue the same run, else start afresh
+        result = train(recipe, out, resume=status == "same", fresh=status == "other", sinks=[ConsoleSink()])
         if result.interrupted:
-            print(f"snnprune: interrupted; run `make demo` again to continue", file=sys.stderr)
+            print("snnprune: interrupted; run `make demo` again to continue", file=sys.stderr)
             return EXIT_INTERRUPTED
         runs.append((recipe, result))
-    print_summary(runs, title="embedded digits SNN: LATS-pruned next to its dense baseline")
+    if runs[-1][1].is_main:
+        print_summary(runs, title="embedded digits SNN: LATS-pruned next to its dense baseline")
     return 0
 
 

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from fakedata import write_cifar, write_cifar10_dvs, write_dvs_gesture, write_image_folder, write_nmnist
+
 from snnprune.cli import main
 from snnprune.engine import load_checkpoint, train
 from snnprune.models import create_model
-from snnprune.recipe import list_recipes, load_recipe
+from snnprune.recipe import RecipeError, list_recipes, load_recipe
+from snnprune.reparam import SoftThreshold
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,7 +72,7 @@ def test_every_shipped_recipe_runs_a_step_on_generated_data(path, tmp_path, data
     if recipe.data.name not in ("digits", "digits_dvs"):
         overrides.append(f"data.root={fake_root(recipe.data.name, tmp_path / 'data')}")
     overrides += SMALL.get(recipe.data.name, [])
-    if recipe.pruning.freeze_epoch is not None:
+    if getattr(recipe.pruning, "freeze_epoch", None) is not None:
         overrides.append("pruning.freeze_epoch=1")
     result = train(load_recipe(path, overrides), tmp_path / "run", stop_after_steps=1)
     assert result.interrupted  # stopped on purpose after one optimizer step, checkpoint written
@@ -122,6 +123,130 @@ def test_pruning_at_initialization_starts_at_the_target(tmp_path, data_home):
     kept = sum(int(m.sum()) for m in masks.values())
     assert 1 - kept / numel == pytest.approx(0.8, abs=1 / numel)
     assert state["pruner"]["schedule"]["type"] == "Constant"  # only the threshold stays fixed
+
+
+METHODS = [  # a pruning section per method config, each small enough for one CPU run
+    {"method": "str", "s_init": -5.0},
+    {"method": "magnitude", "target_sparsity": 0.5},
+    {"method": "random", "target_sparsity": 0.5, "prune_epoch": 1},
+    {"method": "gmp", "final_sparsity": 0.6, "update_every": 1},
+]
+
+
+@pytest.mark.parametrize("pruning", METHODS, ids=lambda p: p["method"])
+def test_every_method_config_trains_through_the_generic_builder(pruning, tmp_path, data_home):
+    recipe = load_recipe("digits_ann_lats", ["epochs=2", "data.limit=64", "batch_size=32"])
+    recipe = load_recipe({**recipe.model_dump(), "pruning": pruning})
+    result = train(recipe, tmp_path)
+    final = result.history[-1]["sparsity"]
+    target = pruning.get("target_sparsity", pruning.get("final_sparsity"))
+    if target is not None:  # sparsity-controlled: the schedule's target, exactly
+        assert final == pytest.approx(target, abs=1e-3)
+    else:
+        assert 0 < final < 1
+
+
+class Toy(SoftThreshold):
+    """A user's own method, registered by its name only (no config class in the recipe schema)."""
+
+    name = "toy_test"
+
+    def __init__(self, scale: float = 1.0) -> None:
+        super().__init__()
+        self.scale = scale
+
+
+def test_a_method_registered_at_runtime_trains_from_a_recipe_dict(tmp_path, data_home):
+    import snnprune.reparam
+
+    assert hasattr(snnprune.reparam, "METHODS"), "the method registry (snnprune.reparam.METHODS) is missing"
+    assert snnprune.reparam.METHODS["toy_test"] is Toy
+    base = load_recipe("digits_ann_lats", ["epochs=1", "data.limit=64", "batch_size=32"]).model_dump()
+    pruning = {"method": "toy_test", "options": {"scale": 2.0}, "final_threshold": 0.05}
+    recipe = load_recipe({**base, "pruning": pruning})
+    assert recipe.pruning.label == "toy_test / lats"
+    result = train(recipe, tmp_path)
+    assert result.history[-1]["threshold"] == 0.05 and result.history[-1]["sparsity"] > 0
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["recipe"]["pruning"]["options"] == {"scale": 2.0}
+
+    typo = load_recipe({**base, "pruning": {"method": "toy_tset", "final_threshold": 0.05}})
+    with pytest.raises(RecipeError, match="unknown pruning method 'toy_tset' .*did you mean 'toy_test'"):
+        train(typo, tmp_path / "typo")
+    assert not (tmp_path / "typo" / "metrics.jsonl").exists()  # rejected before anything is written
+
+
+LEGACY = ROOT / "tests" / "fixtures" / "legacy_run"
+
+
+def test_a_run_folder_made_before_the_method_configs_resumes(tmp_path, data_home):
+    """recipe.json and last.pt of a run made at 7f94dc1 (flat pruning section with every old
+    default, stopped after its first step): resumed, it ends with the weights of a whole run."""
+    import shutil
+
+    run = tmp_path / "legacy"
+    shutil.copytree(LEGACY, run)
+    recipe = load_recipe(run / "recipe.json")
+    assert load_checkpoint(run / "last.pt")["recipe"]["pruning"]["s_init"] == -3200.0  # the old flat section
+    resumed = train(recipe, run, resume=True)
+    assert not resumed.interrupted and [m["epoch"] for m in resumed.history] == [1]
+    assert load_checkpoint(run / "last.pt")["global_step"] == 2
+    train(recipe, tmp_path / "whole")
+    a, b = weights(tmp_path / "whole"), weights(run)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_model_geometry_comes_from_the_data_set(tmp_path, data_home):
+    base = load_recipe("digits_snn_lats").model_dump()
+    recipe = load_recipe({**base, "epochs": 1, "batch_size": 32, "data": {**base["data"], "limit": 32},
+                          "model": {"name": "sew_digits"}})  # no in_channels / input_size in the recipe
+    train(recipe, tmp_path)
+    final = torch.load(tmp_path / "final_model.pt", weights_only=True)
+    assert final["model_kwargs"] == {"num_classes": 10, "in_channels": 2, "input_size": 24, "T": 4}
+
+
+def test_the_engine_prints_nothing_and_sinks_see_the_run(tmp_path, data_home, capsys):
+    from snnprune.engine import Sink
+
+    class Recorder(Sink):
+        def __init__(self):
+            self.calls = []
+
+        def on_start(self, info):
+            self.calls.append(("start", info["resume"]))
+
+        def on_epoch_end(self, metrics):
+            self.calls.append(("epoch", metrics["epoch"]))
+
+        def on_event(self, kind, fields):
+            self.calls.append(("event", kind))
+
+        def on_end(self, result):
+            self.calls.append(("end", result.interrupted))
+
+    recorder = Recorder()
+    train(load_recipe("digits_snn_lats", ["epochs=1", "data.limit=32", "batch_size=32"]), tmp_path, sinks=[recorder])
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+    assert recorder.calls == [("start", False), ("event", "start"), ("epoch", 1), ("event", "end"), ("end", False)]
+
+
+def test_fresh_replaces_a_run_and_run_status_tells_what_a_folder_holds(tmp_path, data_home):
+    from snnprune.engine import run_status
+
+    small = ["epochs=1", "data.limit=32", "batch_size=32"]
+    recipe = load_recipe("digits_snn_lats", small)
+    assert run_status(tmp_path, recipe) == "empty"
+    train(recipe, tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    assert run_status(tmp_path, recipe) == "same"
+    other = load_recipe("digits_snn_lats", [*small, "optim.lr=0.05"])
+    assert run_status(tmp_path, other) == "other"
+    train(other, tmp_path, fresh=True)
+    assert run_status(tmp_path, other) == "same"
+    assert (tmp_path / "notes.txt").read_text() == "mine"  # only the run's own files were removed
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert sum(json.loads(l)["kind"] == "start" for l in lines) == 1
 
 
 def cli(*args, env=None, **kwargs):
@@ -207,7 +332,8 @@ def test_missing_data_folder_is_one_line(tmp_path, capsys):
 
 
 def test_unknown_builder_keyword_is_one_line(tmp_path, capsys, data_home):
-    code, lines = run_main(["train", "digits_snn_lats", "--set", "model.kwargs.widht=2", "--out", str(tmp_path)], capsys)
+    args = ["train", "digits_snn_lats", "--set", "model.kwargs.widht=2", "--out", str(tmp_path)]
+    code, lines = run_main(args, capsys)
     assert code == 2 and len(lines) == 1 and "model.kwargs" in lines[0] and "widht" in lines[0]
     assert not (tmp_path / "last.pt").exists()
 
@@ -229,5 +355,6 @@ def test_existing_run_is_not_overwritten(tmp_path, capsys, data_home):
 
 def test_resume_with_a_different_recipe_is_refused(tmp_path, capsys, data_home):
     train(load_recipe("digits_snn_lats", ["epochs=1", "data.limit=32", "batch_size=32"]), tmp_path)
-    code, lines = run_main(["train", "digits_snn_lats", "--set", "epochs=5", "--out", str(tmp_path), "--resume"], capsys)
+    args = ["train", "digits_snn_lats", "--set", "epochs=5", "--out", str(tmp_path), "--resume"]
+    code, lines = run_main(args, capsys)
     assert code == 2 and len(lines) == 1 and "different recipe" in lines[0]

@@ -2,37 +2,36 @@
 
 from __future__ import annotations
 
-import sys
-
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["print_summary", "make_console"]
+from .console import make_console
 
-
-def make_console(stderr: bool = False) -> Console:
-    """A rich console; when the output is not a terminal (a log file, CI) tables get 160 columns
-    instead of rich's 80 so that they are not folded."""
-    stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 160)
+__all__ = ["print_summary", "method_label"]
 
 
 def method_label(recipe) -> str:
-    """How a recipe prunes, in a few words: "dense", "str (learned)", "soft_threshold / lats"."""
+    """How a recipe prunes, in a few words: "dense", "str (learned)", "soft_threshold / lats" (the
+    method config's own label), and "(fixed mask)" for a mask set at initialization and kept.
+
+    Example::
+
+        >>> from snnprune.recipe import load_recipe
+        >>> method_label(load_recipe("digits_snn_pai")), method_label(load_recipe("imagenet_resnet50_str"))
+        ('soft_threshold / lats (fixed mask)', 'str (learned)')
+    """
     p = recipe.pruning
-    if p.method == "none":
-        return "dense"
-    if p.method == "str":
-        return "str (learned)"
-    return f"{p.method} / {p.schedule}" + (" (fixed mask)" if recipe.family == "pruning_at_initialization" and p.fixed_mask else "")
+    fixed = recipe.family == "pruning_at_initialization" and getattr(p, "fixed_mask", False)
+    return p.label + (" (fixed mask)" if fixed else "")
 
 
 def print_summary(runs, title: str = "result", console: Console | None = None) -> Table:
     """One row per ``(recipe, RunResult)``: final and best test accuracy, total sparsity (zeros
     over every conv/linear weight), final threshold and where the run lives."""
     table = Table(title=title)
-    for column in ("recipe", "model", "family", "method", "test acc", "best acc", "sparsity", "threshold", "run"):
-        table.add_column(column, justify="right" if column in ("test acc", "best acc", "sparsity", "threshold") else "left")
+    right = ("test acc", "best acc", "sparsity", "threshold")
+    for column in ("recipe", "model", "family", "method", *right, "run"):
+        table.add_column(column, justify="right" if column in right else "left")
     for recipe, result in runs:
         final = result.final
         threshold = final.get("threshold")
