@@ -129,22 +129,25 @@ def main() -> None:
             results["toframe_64_s"].append(toframe_seconds(events, args.size, args.T))
 
             cache = work / f"cache{round_}"
-            ds = create_dataset("dvs_gesture", str(work), "train", n_time_bins=args.T, size=args.size, cache_dir=str(cache))
-            results["first_epoch_s"].append(timed(lambda: [ds[i] for i in range(len(ds))]))
-            results["cached_epoch_s"].append(timed(lambda: [ds[i] for i in range(len(ds))]))
+            ds = create_dataset("dvs_gesture", str(work), "train", n_time_bins=args.T, size=args.size,
+                                cache_dir=str(cache))
+            results["first_epoch_s"].append(timed(lambda ds=ds: [ds[i] for i in range(len(ds))]))
+            results["cached_epoch_s"].append(timed(lambda ds=ds: [ds[i] for i in range(len(ds))]))
 
             loader = make_loader(ds, batch_size=args.batch, train=True, workers=2, seed=round_)
             list(loader)  # start the workers (persistent) and warm their file handles
             epochs = 3
-            results["loader2_epoch_s"].append(timed(lambda: [None for _ in range(epochs) for _ in loader]) / epochs)
+            one_pass = lambda loader=loader, epochs=epochs: [None for _ in range(epochs) for _ in loader]  # noqa: E731
+            results["loader2_epoch_s"].append(timed(one_pass) / epochs)
             del loader
 
             model.train()
             x, y = next(iter(make_loader(ds, batch_size=args.batch, train=True, seed=round_)))
-            step = lambda: (optimizer.zero_grad(), loss_fn(model(x), y).backward(), optimizer.step())  # noqa: E731
+            step = lambda x=x, y=y: (optimizer.zero_grad(), loss_fn(model(x), y).backward(), optimizer.step())  # noqa: E731
             step()  # warm-up (allocations, autograd graph)
             results["train_step_s"].append(statistics.median(timed(step) for _ in range(args.train_steps)))
-            # a second reading with one thread: on a shared 2-core machine spinning threads can cost more than they give
+            # a second reading with one thread: on a shared 2-core machine spinning threads can cost more
+            # than they give
             torch.set_num_threads(1)
             results["train_step_1thread_s"].append(statistics.median(timed(step) for _ in range(args.train_steps)))
             torch.set_num_threads(threads)
@@ -166,10 +169,12 @@ def main() -> None:
         "training_samples_per_s_all_threads": b / med["train_step_s"],
         "training_samples_per_s_1_thread": b / med["train_step_1thread_s"],
     }
-    summary["cached_loader_over_training"] = summary["loader_2_workers_samples_per_s"] / summary["training_samples_per_s"]
+    summary["cached_loader_over_training"] = (summary["loader_2_workers_samples_per_s"]
+                                              / summary["training_samples_per_s"])
     summary["target_met"] = summary["cached_loader_over_training"] > 1
     report = {
-        "command": "/work/main/.venv/bin/python bench/data.py" + ("" if len(sys.argv) == 1 else " " + " ".join(sys.argv[1:])),
+        "command": "/work/main/.venv/bin/python bench/data.py"
+        + ("" if len(sys.argv) == 1 else " " + " ".join(sys.argv[1:])),
         "machine": machine(),
         "load_average_before_after": [load_before[0], os.getloadavg()[0]],
         "config": {**vars(args), "sensor": SENSOR, "model": model_name},
@@ -194,13 +199,21 @@ def machine() -> dict:
 def markdown(r: dict) -> str:
     s, m, c, mach = r["summary"], r["median_seconds"], r["config"], r["machine"]
     rows = [
-        ("ToFrame, 128x128, T=%d" % c["T"], f"{m['toframe_128_s'] * 1e3:.1f} ms/recording", f"{s['toframe_Mevents_per_s_128']:.2f} M events/s"),
-        ("ToFrame, %dx%d (Downsample), T=%d" % (c["size"], c["size"], c["T"]), f"{m['toframe_64_s'] * 1e3:.1f} ms/recording", f"{s['toframe_Mevents_per_s_64']:.2f} M events/s"),
-        ("first epoch (read .npy, bin, write cache)", f"{m['first_epoch_s']:.2f} s / {c['recordings']}", f"{s['first_epoch_samples_per_s']:.1f} samples/s"),
-        ("cached epoch, main process", f"{m['cached_epoch_s']:.3f} s / {c['recordings']}", f"{s['cached_epoch_samples_per_s']:.1f} samples/s"),
-        ("cached, DataLoader 2 workers, batch %d" % c["batch"], f"{m['loader2_epoch_s']:.3f} s / {c['recordings']}", f"{s['loader_2_workers_samples_per_s']:.1f} samples/s"),
-        ("training SEW-ResNet-18, [%d, %d, 2, %d, %d], %d threads" % (c["T"], c["batch"], c["size"], c["size"], mach["torch_threads"]), f"{m['train_step_s']:.2f} s/step", f"{s['training_samples_per_s_all_threads']:.2f} samples/s"),
-        ("same, 1 thread", f"{m['train_step_1thread_s']:.2f} s/step", f"{s['training_samples_per_s_1_thread']:.2f} samples/s"),
+        (f"ToFrame, 128x128, T={c['T']}", f"{m['toframe_128_s'] * 1e3:.1f} ms/recording",
+         f"{s['toframe_Mevents_per_s_128']:.2f} M events/s"),
+        (f"ToFrame, {c['size']}x{c['size']} (Downsample), T={c['T']}", f"{m['toframe_64_s'] * 1e3:.1f} ms/recording",
+         f"{s['toframe_Mevents_per_s_64']:.2f} M events/s"),
+        ("first epoch (read .npy, bin, write cache)", f"{m['first_epoch_s']:.2f} s / {c['recordings']}",
+         f"{s['first_epoch_samples_per_s']:.1f} samples/s"),
+        ("cached epoch, main process", f"{m['cached_epoch_s']:.3f} s / {c['recordings']}",
+         f"{s['cached_epoch_samples_per_s']:.1f} samples/s"),
+        (f"cached, DataLoader 2 workers, batch {c['batch']}", f"{m['loader2_epoch_s']:.3f} s / {c['recordings']}",
+         f"{s['loader_2_workers_samples_per_s']:.1f} samples/s"),
+        (f"training SEW-ResNet-18, [{c['T']}, {c['batch']}, 2, {c['size']}, {c['size']}], "
+         f"{mach['torch_threads']} threads", f"{m['train_step_s']:.2f} s/step",
+         f"{s['training_samples_per_s_all_threads']:.2f} samples/s"),
+        ("same, 1 thread", f"{m['train_step_1thread_s']:.2f} s/step",
+         f"{s['training_samples_per_s_1_thread']:.2f} samples/s"),
     ]
     lines = [
         "# Event data path vs training speed",

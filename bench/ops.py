@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> dict:
                "python": platform.python_version(), "threads": args.threads}
     model_desc = ("sew_digits, T=2, batch 2, 1x8x8" if args.quick
                   else "sew_resnet18 (num_classes=10, T=4), batch 8, 3x64x64")
-    command = "python bench/ops.py --quick" if args.quick else f"python bench/ops.py --reps {reps} --threads {args.threads}"
+    command = ("python bench/ops.py --quick" if args.quick
+               else f"python bench/ops.py --reps {reps} --threads {args.threads}")
     result = {
         "machine": machine, "command": command, "model": model_desc, "reps": reps,
         "median_s": {k: statistics.median(v) for k, v in times.items()},
@@ -121,7 +122,8 @@ def main(argv: list[str] | None = None) -> dict:
         "",
         "| time | forward (s) | count_ops | SpikingJelly SynOpCounter (dense, for reference) |",
         "|---|---|---|---|",
-        f"| wall clock | {result['median_s']['forward']:.3f} | **{ratios['count_ops']:.2f}x** | {ratios['sj_synop']:.2f}x |",
+        (f"| wall clock | {result['median_s']['forward']:.3f} | **{ratios['count_ops']:.2f}x** "
+         f"| {ratios['sj_synop']:.2f}x |"),
         (f"| process CPU | {statistics.median(cpu['forward']):.3f} | {cpu_ratios['count_ops']:.2f}x "
         f"| {cpu_ratios['sj_synop']:.2f}x |"),
         "",
