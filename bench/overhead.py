@@ -1,4 +1,4 @@
-"""Training-step overhead of soft-threshold pruning versus dense training and fixed masks.
+"""Training-step overhead of every pruning method versus dense training and fixed masks.
 
 Measures the median wall time of one full training step (zero_grad, forward, loss, backward,
 optimizer step, pruner step, SNN reset) for
@@ -12,10 +12,18 @@ each in four variants, interleaved round-robin in one process so that machine no
 * ``dense``        — no pruning;
 * ``snnprune``     — ``Pruner(model, "soft_threshold", LATS(l1=...))`` (the shipped fast path);
 * ``torch_prune``  — ``torch.nn.utils.prune.global_unstructured`` 50 % L1 masks (a fixed mask);
-* ``naive_param``  — a plain soft-threshold parametrization ``θ − clamp(θ, −d, d).detach()``.
+* ``naive_param``  — a plain soft-threshold parametrization ``θ − clamp(θ, −d, d).detach()``;
+
+and one variant per registered method through the Pruner, in the same round-robin (the loss adds
+``pruner.regularization()`` where the method has one, as the engine does):
+
+* ``ltp``, ``smooth_threshold``, ``str`` — learned thresholds, default options;
+* ``magnitude``, ``random`` — ``prune_to(0.5)`` (a fixed mask); ``gmp`` — a cubic schedule to 90%
+  whose masks are recomputed every 100 steps (so within the run, as in training, rarely).
 
 Run:  python bench/overhead.py [--reps 25] [--threads 2]
-Writes bench/results/overhead.json and bench/results/overhead.md.
+Writes bench/results/overhead.json and bench/results/overhead.md. ``--quick`` (3 rounds, one
+model, nothing written) only checks that every variant runs.
 """
 
 from __future__ import annotations
@@ -37,8 +45,11 @@ from torch.nn.utils import parametrize
 from torchvision.models import resnet18
 
 from snnprune import LATS, Pruner, prunable_layers
+from snnprune.schedules import Cubic
 
 RESULTS = Path(__file__).resolve().parent / "results"
+BASELINES = ["dense", "snnprune", "torch_prune", "naive_param"]
+METHODS = ["ltp", "smooth_threshold", "magnitude", "gmp", "random", "str"]
 
 
 class NaiveSoftThreshold(nn.Module):
@@ -73,6 +84,13 @@ def make_variant(kind: str, model_name: str):
     elif kind == "naive_param":
         for _, m in prunable_layers(model):
             parametrize.register_parametrization(m, "weight", NaiveSoftThreshold(1e-3))
+    elif kind == "gmp":
+        pruner = Pruner(model, "gmp", Cubic(final=0.9, start=0, end=100_000, every=100))
+    elif kind in ("magnitude", "random"):
+        pruner = Pruner(model, kind)
+        pruner.prune_to(0.5)
+    elif kind in METHODS:
+        pruner = Pruner(model, kind)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     return model, optimizer, pruner
 
@@ -87,13 +105,17 @@ def make_step(model_name, model, optimizer, pruner):
     else:
         x = torch.rand(32, 3, 64, 64, generator=gen)
     y = torch.randint(0, 1000, (x.shape[-4],), generator=gen)
+    regularized = pruner is not None and pruner.has_regularization
 
     def step():
         optimizer.zero_grad(set_to_none=True)
         out = model(x)
         if spiking:
             out = out.mean(0)
-        nn.functional.cross_entropy(out, y).backward()
+        loss = nn.functional.cross_entropy(out, y)
+        if regularized:
+            loss = loss + pruner.regularization()
+        loss.backward()
         optimizer.step()
         if pruner is not None:
             pruner.step(optimizer)
@@ -108,9 +130,14 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=25, help="timed steps per variant (after 2 warm-up steps)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", default="sew_resnet18,resnet18,resnet18_224")
+    parser.add_argument("--methods", default=",".join(METHODS), help="registered methods to time besides the baselines")
+    parser.add_argument("--quick", action="store_true", help="3 rounds on resnet18, nothing written: a smoke run")
     args = parser.parse_args()
+    if args.quick:
+        args.reps, args.models = 3, "resnet18"
     torch.set_num_threads(args.threads)
-    kinds = ["dense", "snnprune", "torch_prune", "naive_param"]
+    methods = [m for m in args.methods.split(",") if m]
+    kinds = BASELINES + methods
     results = {}
     for model_name in args.models.split(","):
         steps = {k: make_step(model_name, *make_variant(k, model_name)) for k in kinds}
@@ -134,13 +161,15 @@ def main() -> None:
             for k, v in times.items()
         }
         print(model_name, {k: round(r["ratio_to_dense"], 3) for k, r in results[model_name].items()})
+    if args.quick:
+        return
 
     machine = {
         "cpu": _cpu_model(), "nproc": os.cpu_count(), "torch": torch.__version__,
         "python": platform.python_version(), "threads": args.threads,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    command = f"python bench/overhead.py --reps {args.reps} --threads {args.threads}"
+    command = f"python bench/overhead.py --reps {args.reps} --threads {args.threads} --methods {','.join(methods)}"
     (RESULTS / "overhead.json").write_text(json.dumps({"machine": machine, "command": command, "results": results}, indent=1))
     lines = [
         "# Training-step overhead (median of per-round step-time ratios to dense, variants interleaved in one run)",
@@ -156,6 +185,15 @@ def main() -> None:
             f"| {name} | {r['dense']['median_s']:.3f} | {r['snnprune']['ratio_to_dense']:.3f}x "
             f"| {r['torch_prune']['ratio_to_dense']:.3f}x | {r['naive_param']['ratio_to_dense']:.3f}x |"
         )
+    lines += [
+        "",
+        "Per method (`Pruner(model, <method>)`, the loss adds `pruner.regularization()` where there is one):",
+        "",
+        "| method | " + " | ".join(results) + " |",
+        "|---|" + "---|" * len(results),
+    ]
+    for method in methods:
+        lines.append(f"| {method} | " + " | ".join(f"{r[method]['ratio_to_dense']:.3f}x" for r in results.values()) + " |")
     (RESULTS / "overhead.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
