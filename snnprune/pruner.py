@@ -429,7 +429,9 @@ class Pruner:
             self._set_masks(sparsity)
             return None
         if self.control != "threshold":
-            raise TypeError(f"{self.method_name!r} learns its threshold; prune_to needs a threshold- or sparsity-driven method")
+            raise TypeError(
+                f"{self.method_name!r} learns its threshold; prune_to needs a threshold- or sparsity-driven method"
+            )
         weights = [self._reparams[i].finished_weight(self._latent(i)) for i in range(len(self._reparams))]
         cuts = [max(t, 0.0) for t in magnitude_threshold([w.abs() for w in weights], sparsity, self.scope)]
         if self.scope == "global":
@@ -477,7 +479,8 @@ class Pruner:
             "groups": list(self._groups),
             "frozen_threshold": self._frozen_threshold,
             "controller": None if self.controller is None else self.controller.state_dict(),
-            "schedule": None if self.schedule is None else {"type": type(self.schedule).__name__, **self.schedule.state_dict()},
+            "schedule": None if self.schedule is None
+            else {"type": type(self.schedule).__name__, **self.schedule.state_dict()},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -491,7 +494,8 @@ class Pruner:
             raise ValueError(
                 "pruner state does not match this pruner's layers: "
                 f"only in the checkpoint {only_saved or '(same names, other order)'}, only here {only_here or '-'}"
-                + (" (a torch.compile'd model prefixes names with '_orig_mod.')" if any("_orig_mod" in n for n in saved ^ here) else "")
+                + (" (a torch.compile'd model prefixes names with '_orig_mod.')"
+                   if any("_orig_mod" in n for n in saved ^ here) else "")
             )
         self.steps = int(state["steps"])
         self._lr_sums = [float(v) for v in state["lr_sums"]]
@@ -521,11 +525,13 @@ class Pruner:
         module, tensor = self._targets[0]
         if not parametrize.is_parametrized(module, tensor):
             self._finalized = True
-            raise RuntimeError("the model was finalized (snnprune.bake or finalize): attach a new Pruner to prune again")
+            raise RuntimeError(
+                "the model was finalized (snnprune.bake or finalize): attach a new Pruner to prune again"
+            )
 
     def _detach(self) -> None:
         """Undo a partial attach (a Pruner whose construction failed)."""
-        for (module, tensor), reparam in zip(self._targets, self._reparams):
+        for (module, tensor), _reparam in zip(self._targets, self._reparams):
             if parametrize.is_parametrized(module, tensor):
                 _own_class(module)
                 parametrize.remove_parametrizations(module, tensor, leave_parametrized=False)
@@ -566,7 +572,8 @@ def _prototype(method, method_kwargs) -> tuple[Reparameterization, str]:
         if bad is None:
             raise
         raise TypeError(
-            f"{cls.__name__} has no option {bad!r}{did_you_mean(bad, params)}; its options: {', '.join(params) or 'none'}"
+            f"{cls.__name__} has no option {bad!r}{did_you_mean(bad, params)}; "
+            f"its options: {', '.join(params) or 'none'}"
         ) from None
     return cls(**kwargs), cls.name or cls.__name__
 
@@ -672,7 +679,8 @@ def _check_attachable(model: nn.Module, selected) -> None:
                 raise ValueError(f"layer {label!r} is already pruned: attach one Pruner per model (or bake it first)")
             raise ValueError(
                 f"layer {label!r} already has a parametrization on {tensor} "
-                f"({type(module.parametrizations[tensor][0]).__name__}, e.g. weight_norm): snnprune cannot stack on it; "
+                f"({type(module.parametrizations[tensor][0]).__name__}, e.g. weight_norm): "
+                "snnprune cannot stack on it; "
                 "remove it or exclude the layer"
             )
         param = module._parameters.get(tensor)
@@ -682,11 +690,14 @@ def _check_attachable(model: nn.Module, selected) -> None:
                 "hooks): remove the hook or exclude the layer"
             )
         if isinstance(param, nn.parameter.UninitializedParameter):
-            raise ValueError(f"layer {label!r} is lazy and not initialised yet: run one forward before attaching the Pruner")
+            raise ValueError(
+                f"layer {label!r} is lazy and not initialised yet: run one forward before attaching the Pruner"
+            )
         shared = owners.get(id(param), [])
         if len(shared) > 1:
             raise ValueError(
-                f"the {tensor} of {label!r} is shared by {', '.join(shared)} (tied weights): snnprune prunes one tensor "
+                f"the {tensor} of {label!r} is shared by {', '.join(shared)} (tied weights): "
+                "snnprune prunes one tensor "
                 f"per layer; exclude those layers (exclude=[...]) to keep the tied tensor dense"
             )
 

@@ -17,7 +17,7 @@ Example::
 
 from .sparsity import Cubic, OneShot, SparsitySchedule
 from .target import RegularizationFeedback, TargetSparsity
-from .threshold import PGH, SLATS, Constant, LATS, Linear, Sine, ThresholdSchedule, lr_trajectory
+from .threshold import LATS, PGH, SLATS, Constant, Linear, Sine, ThresholdSchedule, lr_trajectory
 
 __all__ = ["ThresholdSchedule", "LATS", "SLATS", "PGH", "Sine", "Linear", "Constant", "lr_trajectory",
            "SparsitySchedule", "Cubic", "OneShot", "TargetSparsity", "RegularizationFeedback"]

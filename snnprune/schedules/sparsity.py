@@ -46,7 +46,9 @@ class SparsitySchedule:
         """Default ``end`` to the last step of the run."""
         if self.end is None:
             if total_steps is None:
-                raise ValueError(f"{type(self).__name__} needs end= (the step pruning ends) or the Pruner's total_steps")
+                raise ValueError(
+                    f"{type(self).__name__} needs end= (the step pruning ends) or the Pruner's total_steps"
+                )
             self.end = max(int(total_steps), self.start)
 
     def shape(self, x: float) -> float:  # pragma: no cover - abstract
