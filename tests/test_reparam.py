@@ -172,7 +172,7 @@ def test_a_kept_weight_does_not_change_under_the_user():
 
 def test_writes_through_data_need_invalidate():
     layer, theta = parametrized_linear()
-    layer.weight
+    _ = layer.weight  # fills the cache
     theta.data.fill_(1.0)  # bypasses the version counter
     layer.parametrizations.weight[0].invalidate()
     assert torch.equal(layer.weight, torch.full((4, 6), 0.9))
@@ -182,7 +182,7 @@ def test_deepcopy_does_not_share_the_cache():
     import copy
 
     layer, _ = parametrized_linear()
-    layer.weight
+    _ = layer.weight  # fills the cache
     twin = copy.deepcopy(layer)
     with torch.no_grad():
         twin.parametrizations.weight.original.fill_(2.0)
