@@ -195,7 +195,7 @@ def test_ltp_l0_term_alone_raises_every_threshold():
     model = ann()
     pruner = Pruner(model, "ltp", method_kwargs={"l0": 1.0})
     opt = torch.optim.SGD(pruner.parameters(), lr=0.5)
-    before = {n: float(r.tau) for n, _, r in pruner.layers()}
+    before = {n: float(r.tau.detach()) for n, _, r in pruner.layers()}
     penalties = []
     for _ in range(5):
         opt.zero_grad()
@@ -203,7 +203,7 @@ def test_ltp_l0_term_alone_raises_every_threshold():
         penalty.backward()
         opt.step()
         penalties.append(float(penalty))
-    assert all(float(r.tau) > before[n] for n, _, r in pruner.layers())
+    assert all(float(r.tau.detach()) > before[n] for n, _, r in pruner.layers())
     assert penalties == sorted(penalties, reverse=True) and penalties[-1] < penalties[0]
     assert pruner.sparsity().pruned > 0
 
