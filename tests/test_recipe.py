@@ -61,9 +61,11 @@ def test_bad_values_give_one_line_naming_the_key(override, message):
         ("{method='soft_threshold', final_treshold=0.1}",
          "unknown key 'pruning.final_treshold' (did you mean 'pruning.final_threshold'?)"),
         ("{method='str', final_threshold=0.1}",
-         "unknown key 'pruning.final_threshold' for method 'str' (final_threshold is a key of method 'soft_threshold')"),
+         "unknown key 'pruning.final_threshold' for method 'str' (final_threshold is a key of method "
+         "'soft_threshold')"),
         ("{method='str', s_int=-5}", "unknown key 'pruning.s_int' (did you mean 'pruning.s_init'?)"),
-        ("{method='ltp', temperature=2}", "unknown key 'pruning.temperature' (did you mean 'pruning.temperature_scale'?)"),
+        ("{method='ltp', temperature=2}",
+         "unknown key 'pruning.temperature' (did you mean 'pruning.temperature_scale'?)"),
         ("{method='ltp', beta=2}", "unknown key 'pruning.beta' for method 'ltp' (beta is a key of method"),
         ("{method='smooth_threshold', threshold_regularization=1}",
          "unknown key 'pruning.threshold_regularization' (did you mean 'pruning.threshold_reg'?)"),

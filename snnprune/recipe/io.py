@@ -8,7 +8,7 @@ Example::
     >>> load_recipe("digits_snn_lats", overrides=["pruning.s_init=-100"])
     Traceback (most recent call last):
     ...
-    snnprune.recipe.io.RecipeError: bad recipe: unknown key 'pruning.s_init' for method 'soft_threshold' (s_init is a key of method 'str')
+    snnprune.recipe.io.RecipeError: bad recipe: unknown key 'pruning.s_init' for method 'soft_threshold' (...)
 """
 
 from __future__ import annotations

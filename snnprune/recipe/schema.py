@@ -433,7 +433,8 @@ def config_class(method: Any) -> type[BaseModel]:
 
 
 PruningConfig = Annotated[
-    Union[tuple(Annotated[cls, Tag(tag)] for tag, cls in [*METHOD_CONFIGS.items(), (_CUSTOM, CustomMethodConfig)])],
+    # built from the table above (X | Y has no splat form)
+    Union[tuple(Annotated[cls, Tag(tag)] for tag, cls in [*METHOD_CONFIGS.items(), (_CUSTOM, CustomMethodConfig)])],  # noqa: UP007, E501
     Discriminator(_method_tag),
 ]
 
