@@ -142,7 +142,8 @@ def main() -> None:
     for model_name in args.models.split(","):
         steps = {k: make_step(model_name, *make_variant(k, model_name)) for k in kinds}
         for step in steps.values():  # warm-up
-            step(); step()
+            step()
+            step()
         times = {k: [] for k in kinds}
         for rep in range(args.reps):
             order = kinds[rep % len(kinds):] + kinds[: rep % len(kinds)]  # rotate who goes first
@@ -170,7 +171,8 @@ def main() -> None:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     command = f"python bench/overhead.py --reps {args.reps} --threads {args.threads} --methods {','.join(methods)}"
-    (RESULTS / "overhead.json").write_text(json.dumps({"machine": machine, "command": command, "results": results}, indent=1))
+    (RESULTS / "overhead.json").write_text(
+        json.dumps({"machine": machine, "command": command, "results": results}, indent=1))
     lines = [
         "# Training-step overhead (median of per-round step-time ratios to dense, variants interleaved in one run)",
         "",
@@ -193,7 +195,8 @@ def main() -> None:
         "|---|" + "---|" * len(results),
     ]
     for method in methods:
-        lines.append(f"| {method} | " + " | ".join(f"{r[method]['ratio_to_dense']:.3f}x" for r in results.values()) + " |")
+        ratios = " | ".join(f"{r[method]['ratio_to_dense']:.3f}x" for r in results.values())
+        lines.append(f"| {method} | {ratios} |")
     (RESULTS / "overhead.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
