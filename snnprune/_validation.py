@@ -6,7 +6,7 @@ import difflib
 import math
 import numbers
 
-__all__ = ["check_nonnegative", "check_positive_int", "check_fraction", "did_you_mean", "normalise_name"]
+__all__ = ["check_nonnegative", "check_positive_int", "check_fraction", "did_you_mean", "normalise_name", "resolve_name"]
 
 
 def check_nonnegative(name: str, value) -> float:
@@ -56,3 +56,22 @@ def did_you_mean(word: str, choices) -> str:
     """``" (did you mean 'x'?)"`` for the closest of ``choices``, else ``""``."""
     hint = difflib.get_close_matches(str(word), list(choices), n=1)
     return f" (did you mean {hint[0]!r}?)" if hint else ""
+
+
+def resolve_name(what: str, value, choices):
+    """The entry of ``choices`` that ``value`` names, compared by :func:`normalise_name`
+    (``"Add"``, ``"add"`` and ``"ADD"`` all give ``"ADD"``; ``"sew-digits"`` gives ``"sew_digits"``);
+    otherwise one ValueError naming ``what``, the closest choice and every choice.
+
+    Example::
+
+        >>> resolve_name("cnf", "add", ("ADD", "AND", "IAND"))
+        'ADD'
+    """
+    choices = list(choices)
+    by_key = {normalise_name(c): c for c in choices}
+    if isinstance(value, str) and normalise_name(value) in by_key:
+        return by_key[normalise_name(value)]
+    close = difflib.get_close_matches(normalise_name(value), list(by_key), n=1) if isinstance(value, str) else []
+    hint = f" (did you mean {by_key[close[0]]!r}?)" if close else ""
+    raise ValueError(f"unknown {what} {value!r}{hint}; choose one of {', '.join(map(repr, choices))}")

@@ -280,3 +280,30 @@ def test_digits_dvs_is_learnable_by_logistic_regression(digits_dvs_root):
     accuracy = (linear(xt / scale).argmax(1) == yt).float().mean().item()
     print(f"digits_dvs logistic regression test accuracy: {accuracy:.3f}")
     assert accuracy > 0.8
+
+
+# ---------------------------------------------------------------- argument checks and naming
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"n_time_bins": 0}, "n_time_bins"), ({"n_time_bins": -3}, "n_time_bins"), ({"n_time_bins": 2.5}, "n_time_bins"),
+    ({"size": 0}, "size"), ({"time_window": 0}, "time_window"), ({"time_window": -5.0}, "time_window"),
+])
+def test_bad_framing_arguments_raise_one_value_error_naming_them_before_touching_disk(tmp_path, kwargs, name):
+    root = tmp_path / "nothing-here"
+    for dataset in ("digits_dvs", "nmnist"):
+        with pytest.raises(ValueError, match=rf"^{name} must be"):
+            create_dataset(dataset, str(root), "train", **kwargs)
+    assert not root.exists()  # nothing generated, no cache folder written
+
+
+def test_framing_by_bins_and_by_window_together_is_refused():
+    with pytest.raises(ValueError, match="n_time_bins or time_window, not both"):
+        Framing(n_time_bins=4, time_window=1000)
+    assert Framing().n_time_bins == 16 and Framing(size=32).size == 32
+
+
+def test_data_set_and_split_names_are_case_insensitive_and_dash_tolerant():
+    assert len(create_dataset("DIGITS", None, "TRAIN")) == len(create_dataset("digits", None, "Train")) == 1437
+    assert len(create_dataset("Digits", None, "Val")) == 360
+    assert dataset_info("Digits-DVS").name == "digits_dvs"

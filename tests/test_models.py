@@ -410,3 +410,57 @@ def test_pruner_attaches_to_every_model(name):
     assert len(pruner.layer_names) == len(convs_and_linears)
     with torch.no_grad():
         assert model(_batch(name, n=1)).shape == (1, NUM_CLASSES)
+
+
+# -- argument checks and naming ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"T": 2.5}, "T"), ({"T": 0}, "T"), ({"num_classes": 0}, "num_classes"),
+    ({"in_channels": 0}, "in_channels"), ({"input_size": -1}, "input_size"), ({"T": "4"}, "T"),
+])
+def test_bad_size_keywords_fail_at_build_time_naming_the_keyword(kwargs, name):
+    with pytest.raises(ValueError, match=rf"^{name} must be an integer >= 1"):
+        create_model("sew_digits", **kwargs)
+
+
+def test_ann_size_keywords_are_checked_too_and_integral_floats_pass():
+    with pytest.raises(ValueError, match="num_classes"):
+        create_model("cifar_resnet20", num_classes=0)
+    with pytest.raises(ValueError, match="in_channels"):
+        create_model("resnet18", in_channels=0)
+    assert create_model("sew_digits", T=2.0).T == 2
+
+
+def test_spiking_net_and_encoder_reject_a_fractional_T():
+    with pytest.raises(ValueError, match="T must be an integer"):
+        SpikingNet(nn.Sequential(layer.Flatten()), T=2.5)
+    with pytest.raises(ValueError, match="T must be an integer"):
+        DirectEncoder(T=1.5)
+
+
+def test_model_names_are_case_insensitive_and_dash_tolerant():
+    assert model_entry("SEW-Digits").name == "sew_digits"
+    assert model_entry("Sew_Digits-ANN").name == "sew_digits_ann"
+    assert isinstance(create_model("SEW-DIGITS", T=1), SpikingNet)
+    assert isinstance(create_model("sew-digits", twin=True, T=1), ANNTwin)
+
+
+def test_string_options_are_case_insensitive():
+    net = _build("sew_digits", neuron="LIF", cnf="add", encoder="Poisson")
+    assert isinstance(net.body.features[0].sn, neuron.LIFNode) and isinstance(net.encoder, PoissonEncoder)
+    assert {m.cnf for m in net.modules() if isinstance(m, SEWBlock)} == {"ADD"}
+    assert isinstance(_build("sew_resnet18", cnf="iand").body.layer1[0], sj_sew.BasicBlock)
+    assert isinstance(create_model("cifar_resnet20", shortcut="b").layer2[0].shortcut, nn.Sequential)
+    with pytest.raises(ValueError, match=r"unknown cnf 'or'.*'ADD', 'AND', 'IAND'"):
+        _build("sew_digits", cnf="or")
+
+
+@pytest.mark.parametrize("name, stem", [
+    ("resnet18", lambda m: m.conv1), ("resnet50", lambda m: m.conv1), ("mobilenet_v2", lambda m: m.features[0][0]),
+])
+def test_torchvision_models_take_in_channels_like_every_other_model(name, stem):
+    model = create_model(name, num_classes=NUM_CLASSES, in_channels=1)
+    assert stem(model).in_channels == 1 and stem(create_model(name)).in_channels == 3
+    if name != "resnet50":
+        assert model(torch.rand(2, 1, 32, 32)).shape == (2, NUM_CLASSES)

@@ -30,7 +30,7 @@ import tempfile
 import numpy as np
 
 from .digits import digit_images, digits_split
-from .framing import DEFAULT_TIME_BINS, EventFrames, Framing
+from .framing import EventFrames, make_framing
 
 GENERATOR_VERSION = 1
 SACCADE_US = 100_000
@@ -222,11 +222,12 @@ class DigitsDVS:
         return {**self.__dict__, "_events": None}
 
 
-def digits_dvs(root: str, split: str, n_time_bins: int = DEFAULT_TIME_BINS, time_window: float | None = None,
+def digits_dvs(root: str, split: str, n_time_bins: int | None = None, time_window: float | None = None,
                size: int | None = None, image_size: int = 16, cache_dir: str | None = None) -> EventFrames:
     """The embedded neuromorphic data set: frames [T, 2, 24, 24] of saccade-recorded digits.
 
     Generated under ``root/DigitsDVS`` on first use; same stratified 80/20 split as ``digits``.
+    ``n_time_bins`` frames per recording (default 16), or windows of ``time_window`` µs.
 
     Example:
         >>> ds = digits_dvs("/tmp/snnprune-doc", "train", n_time_bins=8)
@@ -235,6 +236,6 @@ def digits_dvs(root: str, split: str, n_time_bins: int = DEFAULT_TIME_BINS, time
     """
     if root is None:
         raise ValueError("digits_dvs needs a root folder: its recordings are generated there on first use")
+    framing = make_framing(n_time_bins, time_window, size)  # bad arguments fail before generating
     recordings = DigitsDVS(root, image_size=image_size)
-    framing = Framing(n_time_bins=n_time_bins, time_window=time_window, size=size)
     return EventFrames(recordings, framing, cache_dir or os.path.join(root, "cache"), digits_split(split))

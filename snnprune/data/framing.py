@@ -9,6 +9,8 @@ never bins again; changing a parameter selects a different folder instead of ser
 from __future__ import annotations
 
 import hashlib
+import math
+import numbers
 import os
 from dataclasses import dataclass
 from collections.abc import Sequence
@@ -17,8 +19,20 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .._validation import check_positive_int
+
 DEFAULT_TIME_BINS = 16
 CACHE_VERSION = 1  # bump when the cached content changes for the same parameters
+
+
+class _Unset:
+    """The default of ``Framing.n_time_bins``: tells "not given" apart from an explicit value."""
+
+    def __repr__(self) -> str:
+        return f"<{DEFAULT_TIME_BINS} unless time_window is given>"
+
+
+_UNSET = _Unset()
 
 
 @dataclass(frozen=True)
@@ -29,6 +43,11 @@ class Framing:
     the recording's span divided into T equal slices). With ``time_window`` the number of frames
     follows the recording's duration; :func:`snnprune.data.collate_time_major` zero-pads a batch to
     its longest recording. ``size`` downsamples the sensor to ``size x size`` pixels first.
+    ``n_time_bins`` defaults to ``DEFAULT_TIME_BINS`` when no ``time_window`` is given.
+
+    Every argument is checked here, so a bad one fails with one ValueError naming it before any
+    file is read: ``n_time_bins`` and ``size`` are integers >= 1, ``time_window`` a positive number
+    of µs, and ``n_time_bins`` and ``time_window`` are never both given.
 
     Example:
         >>> Framing(n_time_bins=8).key((128, 128, 2))
@@ -37,15 +56,30 @@ class Framing:
         'window10000us_64x64_v1'
     """
 
-    n_time_bins: int | None = DEFAULT_TIME_BINS
+    n_time_bins: int | None = _UNSET  # type: ignore[assignment]
     time_window: float | None = None
     size: int | None = None
 
     def __post_init__(self):
-        if self.time_window is not None:
-            object.__setattr__(self, "n_time_bins", None)  # a window overrides the default bins
-        if (self.n_time_bins is None) == (self.time_window is None):
+        bins, window = self.n_time_bins, self.time_window
+        if bins is _UNSET:
+            bins = DEFAULT_TIME_BINS if window is None else None
+        elif bins is not None and window is not None:
+            raise ValueError(
+                f"give n_time_bins or time_window, not both (got n_time_bins={bins!r}, time_window={window!r})"
+            )
+        if (bins is None) == (window is None):
             raise ValueError("give exactly one of n_time_bins and time_window")
+        if bins is not None:
+            bins = check_positive_int("n_time_bins", bins)
+        if window is not None:
+            if isinstance(window, bool) or not isinstance(window, numbers.Real) or not 0 < window < math.inf:
+                raise ValueError(f"time_window must be a positive number of microseconds, got {window!r}")
+            window = float(window)
+        size = None if self.size is None else check_positive_int("size", self.size)
+        object.__setattr__(self, "n_time_bins", bins)
+        object.__setattr__(self, "time_window", window)
+        object.__setattr__(self, "size", size)
 
     def frame_size(self, sensor_size: Sequence[int]) -> tuple[int, int, int]:
         """The (W, H, P) of the frames for a sensor of ``sensor_size`` = (W, H, P)."""
@@ -69,6 +103,22 @@ class Framing:
             sensor_size=self.frame_size(sensor_size), n_time_bins=self.n_time_bins, time_window=self.time_window
         ))
         return transforms.Compose(steps)
+
+
+def make_framing(n_time_bins: int | None = None, time_window: float | None = None, size: int | None = None) -> Framing:
+    """The builders' front to :class:`Framing`: ``None`` means "not given", so neither argument
+    gives ``DEFAULT_TIME_BINS`` bins.
+
+    Example:
+        >>> make_framing(time_window=1000).n_time_bins is None, make_framing().n_time_bins
+        (True, 16)
+        >>> make_framing(n_time_bins=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: n_time_bins must be an integer >= 1, got 0
+    """
+    given = {"n_time_bins": n_time_bins, "time_window": time_window, "size": size}
+    return Framing(**{k: v for k, v in given.items() if v is not None})
 
 
 def _to_tensor(frames: np.ndarray) -> torch.Tensor:

@@ -14,7 +14,7 @@ import re
 import tonic
 
 from .errors import DatasetNotFoundError
-from .framing import DEFAULT_TIME_BINS, EventFrames, Framing
+from .framing import EventFrames, Framing, make_framing
 from .splits import canonical_split, stratified_split
 
 CIFAR10_DVS_TEST_FRACTION = 0.1
@@ -98,15 +98,14 @@ class NMNIST(_OnDisk, tonic.datasets.NMNIST):
     source = "https://www.garrickorchard.com/datasets/n-mnist (or set the download flag to True)"
 
 
-def _frames(recordings, root, cache_dir, n_time_bins, time_window, size, indices=None) -> EventFrames:
-    framing = Framing(n_time_bins=n_time_bins, time_window=time_window, size=size)
+def _frames(recordings, root, cache_dir, framing: Framing, indices=None) -> EventFrames:
     return EventFrames(recordings, framing, cache_dir or os.path.join(root, "cache"), indices)
 
 
-def dvs_gesture(root, split, n_time_bins=DEFAULT_TIME_BINS, time_window=None, size=None, cache_dir=None, download=False):
+def dvs_gesture(root, split, n_time_bins=None, time_window=None, size=None, cache_dir=None, download=False):
     """DVS128 Gesture as frames [T, 2, H, W]; tonic's train (1077) / test (264) split.
 
-    ``n_time_bins`` frames per recording (or windows of ``time_window`` µs), optionally
+    ``n_time_bins`` frames per recording (default 16), or windows of ``time_window`` µs, optionally
     downsampled to ``size x size``; frames are cached under ``cache_dir`` (default ``root/cache``).
 
     Example:
@@ -114,11 +113,12 @@ def dvs_gesture(root, split, n_time_bins=DEFAULT_TIME_BINS, time_window=None, si
         >>> ds[0][0].shape  # doctest: +SKIP
         torch.Size([16, 2, 64, 64])
     """
+    framing = make_framing(n_time_bins, time_window, size)  # bad arguments fail before any file is read
     rec = DVSGesture(root, train=canonical_split(split) == "train", download=download)
-    return _frames(rec, root, cache_dir, n_time_bins, time_window, size)
+    return _frames(rec, root, cache_dir, framing)
 
 
-def cifar10_dvs(root, split, n_time_bins=DEFAULT_TIME_BINS, time_window=None, size=None, cache_dir=None, download=False):
+def cifar10_dvs(root, split, n_time_bins=None, time_window=None, size=None, cache_dir=None, download=False):
     """CIFAR10-DVS as frames [T, 2, H, W]; a deterministic stratified 9:1 train/test split.
 
     The data set has no official split: recordings in natural path order are split per class
@@ -127,17 +127,19 @@ def cifar10_dvs(root, split, n_time_bins=DEFAULT_TIME_BINS, time_window=None, si
     Example:
         >>> ds = cifar10_dvs("/data", "test", n_time_bins=10)  # doctest: +SKIP
     """
+    framing = make_framing(n_time_bins, time_window, size)
     rec = CIFAR10DVS(root, download=download)
     train, test = stratified_split(rec.targets, CIFAR10_DVS_TEST_FRACTION)
     indices = train if canonical_split(split) == "train" else test
-    return _frames(rec, root, cache_dir, n_time_bins, time_window, size, indices)
+    return _frames(rec, root, cache_dir, framing, indices)
 
 
-def nmnist(root, split, n_time_bins=DEFAULT_TIME_BINS, time_window=None, size=None, cache_dir=None, download=False):
+def nmnist(root, split, n_time_bins=None, time_window=None, size=None, cache_dir=None, download=False):
     """N-MNIST as frames [T, 2, 34, 34]; the official 60 000 / 10 000 split.
 
     Example:
         >>> ds = nmnist("/data", "test", n_time_bins=10)  # doctest: +SKIP
     """
+    framing = make_framing(n_time_bins, time_window, size)
     rec = NMNIST(root, train=canonical_split(split) == "train", download=download)
-    return _frames(rec, root, cache_dir, n_time_bins, time_window, size)
+    return _frames(rec, root, cache_dir, framing)

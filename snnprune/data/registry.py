@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from torch.utils.data import Dataset
 
+from .._validation import normalise_name
 from .splits import canonical_split
 
 
@@ -85,7 +86,7 @@ def dataset_info(name: str) -> DatasetInfo:
         >>> info.events, info.num_classes, info.sample_shape
         (True, 11, (2, 128, 128))
     """
-    key = name.lower().replace("-", "_")
+    key = normalise_name(name)
     if key not in _DATASETS:
         close = difflib.get_close_matches(key, _DATASETS, n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""

@@ -6,19 +6,21 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .._validation import normalise_name
+
 SPLIT_SEED = 0
 
 
 def canonical_split(split: str) -> str:
-    """Map a split name to ``"train"`` or ``"test"`` (``"val"`` is the held-out split too).
+    """Map a split name (any case) to ``"train"`` or ``"test"`` (``"val"`` is the held-out split too).
 
     Example:
-        >>> canonical_split("val"), canonical_split("train")
+        >>> canonical_split("val"), canonical_split("Train")
         ('test', 'train')
     """
     names = {"train": "train", "test": "test", "val": "test", "valid": "test", "validation": "test"}
     try:
-        return names[split]
+        return names[normalise_name(split)]
     except KeyError:
         raise ValueError(f"unknown split {split!r}: use 'train', 'test' or 'val'") from None
 

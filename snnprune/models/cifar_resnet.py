@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._validation import resolve_name
 from .registry import register_model
 
 __all__ = ["CifarResNet", "cifar_resnet20", "cifar_resnet32", "cifar_resnet56"]
@@ -69,8 +70,7 @@ class CifarResNet(nn.Module):
 
     def __init__(self, blocks_per_stage: int, num_classes: int = 10, shortcut: str = "A", in_channels: int = 3) -> None:
         super().__init__()
-        if shortcut not in ("A", "B"):
-            raise ValueError(f"shortcut must be 'A' or 'B', got {shortcut!r}")
+        shortcut = resolve_name("shortcut", shortcut, ("A", "B"))
         self.conv1 = nn.Conv2d(in_channels, 16, 3, 1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
         stages, channels = [], 16

@@ -20,6 +20,8 @@ import torch
 from spikingjelly.activation_based import encoding
 from torch import nn
 
+from .._validation import check_positive_int
+
 __all__ = ["DirectEncoder", "PoissonEncoder"]
 
 
@@ -34,9 +36,7 @@ class DirectEncoder(nn.Module):
 
     def __init__(self, T: int) -> None:
         super().__init__()
-        if T < 1:
-            raise ValueError(f"T must be at least 1, got {T}")
-        self.T = T
+        self.T = check_positive_int("T", T)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # expand is a view: no T-fold copy of the batch in memory.

@@ -14,6 +14,8 @@ from typing import Any
 
 from spikingjelly.activation_based import neuron, surrogate
 
+from .._validation import resolve_name
+
 __all__ = ["NEURONS", "neuron_spec", "make_neuron"]
 
 #: neuron name -> (SpikingJelly class, the keyword arguments specific to it)
@@ -34,10 +36,7 @@ def neuron_spec(kind: str) -> tuple[type[neuron.BaseNode], dict[str, Any]]:
         >>> cls.__name__, kwargs["tau"], kwargs["detach_reset"]
         ('LIFNode', 2.0, True)
     """
-    try:
-        cls, extra = NEURONS[kind]
-    except KeyError:
-        raise ValueError(f"unknown neuron {kind!r}; choose one of {sorted(NEURONS)}") from None
+    cls, extra = NEURONS[resolve_name("neuron", kind, NEURONS)]  # "LIF", "Lif" and "lif" alike
     return cls, {"surrogate_function": surrogate.ATan(), "detach_reset": True, **extra}
 
 

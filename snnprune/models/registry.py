@@ -5,6 +5,12 @@ input shape ``(C, H, W)``, and whether that input is event frames (a batch ``[T,
 rather than static images (``[N, C, H, W]``). Registering a spiking model also registers its ANN
 twin as ``<name>_ann`` (see :mod:`snnprune.models.twin`), also reachable as
 ``create_model(name, twin=True)``.
+
+Names are compared case-insensitively with ``-`` and ``_`` alike (``"SEW-Digits"`` is
+``"sew_digits"``), as are the string options of the builders (``neuron``, ``cnf``, ``encoder``,
+``shortcut``). ``create_model`` checks the common size keywords (``num_classes``, ``in_channels``,
+``T``, ``input_size``: integers >= 1) before building, so a bad value fails with one ValueError
+naming it rather than somewhere inside a forward pass.
 """
 
 from __future__ import annotations
@@ -15,11 +21,14 @@ from typing import Callable
 
 from torch import nn
 
+from .._validation import check_positive_int, normalise_name
 from .twin import ann_twin
 
 __all__ = ["ModelEntry", "register_model", "unregister_model", "create_model", "list_models", "model_entry"]
 
 TWIN_SUFFIX = "_ann"
+#: builder keywords that must be integers >= 1 wherever a builder takes them
+POSITIVE_INT_KWARGS = ("num_classes", "in_channels", "T", "input_size")
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,7 @@ def register_model(
     """
 
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        entry_name = name or builder.__name__
+        entry_name = normalise_name(name or builder.__name__)
         _add(ModelEntry(entry_name, builder, spiking, tuple(input_shape), events))
         if spiking:
 
@@ -106,21 +115,23 @@ def unregister_model(name: str) -> None:
     entry = model_entry(name)
     if entry.twin_of is not None:
         raise ValueError(f"{name!r} is the twin of {entry.twin_of!r}: unregister that instead")
-    del _REGISTRY[name]
-    _REGISTRY.pop(name + TWIN_SUFFIX, None)
+    del _REGISTRY[entry.name]
+    _REGISTRY.pop(entry.name + TWIN_SUFFIX, None)
 
 
 def model_entry(name: str) -> ModelEntry:
-    """Return the ``ModelEntry`` of ``name``; an unknown name raises ValueError with suggestions.
+    """Return the ``ModelEntry`` of ``name`` (any case, ``-`` or ``_``); an unknown name raises
+    ValueError with suggestions.
 
     Example:
-        >>> model_entry("sew_gesture").events
-        True
+        >>> model_entry("SEW-Gesture").name, model_entry("sew_gesture").events
+        ('sew_gesture', True)
     """
+    key = normalise_name(name)
     try:
-        return _REGISTRY[name]
+        return _REGISTRY[key]
     except KeyError:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.6)
+        close = difflib.get_close_matches(key, list(_REGISTRY), n=3, cutoff=0.6)
         hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
         raise ValueError(f"unknown model {name!r}.{hint} Known models: {', '.join(list_models())}") from None
 
@@ -135,6 +146,10 @@ def create_model(name: str, *, twin: bool = False, **kwargs) -> nn.Module:
         >>> net = create_model("sew_digits", T=2)
         >>> net(torch.rand(5, 1, 8, 8)).shape
         torch.Size([5, 10])
+        >>> create_model("sew_digits", T=2.5)
+        Traceback (most recent call last):
+        ...
+        ValueError: T must be an integer >= 1, got 2.5
         >>> create_model("sew_resnet19")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
@@ -144,7 +159,10 @@ def create_model(name: str, *, twin: bool = False, **kwargs) -> nn.Module:
     if twin:
         if not entry.spiking:
             raise ValueError(f"{name!r} is not a spiking model, so it has no ANN twin")
-        entry = model_entry(name + TWIN_SUFFIX)
+        entry = model_entry(entry.name + TWIN_SUFFIX)
+    for key in POSITIVE_INT_KWARGS:
+        if key in kwargs:
+            kwargs[key] = check_positive_int(key, kwargs[key])
     return entry.builder(**kwargs)
 
 

@@ -17,6 +17,7 @@ from typing import Callable
 from spikingjelly.activation_based.model import sew_resnet as sj_sew
 from torch import nn
 
+from .._validation import resolve_name
 from ._stem import with_in_channels
 from .neurons import neuron_spec
 from .registry import register_model
@@ -61,8 +62,7 @@ def sew_resnet(
     """
     if depth not in _ARCHS:
         raise ValueError(f"SEW-ResNet depth must be one of {sorted(_ARCHS)}, got {depth}")
-    if cnf not in CONNECT_FUNCTIONS:
-        raise ValueError(f"cnf must be one of {CONNECT_FUNCTIONS}, got {cnf!r}")
+    cnf = resolve_name("cnf", cnf, CONNECT_FUNCTIONS)
     cls, neuron_kwargs = neuron_spec(neuron)
     body = _ARCHS[depth](pretrained=False, cnf=cnf, spiking_neuron=cls, num_classes=num_classes, **neuron_kwargs)
     body.conv1 = with_in_channels(body.conv1, in_channels)

@@ -27,6 +27,7 @@ from spikingjelly.activation_based import layer
 from spikingjelly.activation_based.model.sew_resnet import sew_function
 from torch import nn
 
+from .._validation import resolve_name
 from .neurons import make_neuron
 from .registry import register_model
 from .sew_resnet import CONNECT_FUNCTIONS
@@ -72,8 +73,7 @@ class SEWBlock(nn.Module):
 
     def __init__(self, channels: int, neuron: str, cnf: str = "ADD") -> None:
         super().__init__()
-        if cnf not in CONNECT_FUNCTIONS:
-            raise ValueError(f"cnf must be one of {CONNECT_FUNCTIONS}, got {cnf!r}")
+        cnf = resolve_name("cnf", cnf, CONNECT_FUNCTIONS)
         self.conv = nn.Sequential(ConvBNNeuron(channels, channels, neuron), ConvBNNeuron(channels, channels, neuron))
         self.cnf = cnf
 

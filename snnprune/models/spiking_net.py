@@ -22,6 +22,7 @@ import torch
 from spikingjelly.activation_based import functional
 from torch import nn
 
+from .._validation import check_positive_int, resolve_name
 from .encoders import DirectEncoder, PoissonEncoder
 
 __all__ = ["SpikingNet", "make_encoder"]
@@ -41,10 +42,7 @@ def make_encoder(encoder: str | nn.Module | None, T: int) -> nn.Module | None:
     """
     if encoder is None or isinstance(encoder, nn.Module):
         return encoder
-    try:
-        return _ENCODERS[encoder](T)
-    except KeyError:
-        raise ValueError(f"unknown encoder {encoder!r}; choose one of {sorted(_ENCODERS)}") from None
+    return _ENCODERS[resolve_name("encoder", encoder, _ENCODERS)](T)
 
 
 class SpikingNet(nn.Module):
@@ -72,7 +70,7 @@ class SpikingNet(nn.Module):
         super().__init__()
         functional.set_step_mode(body, "m")
         self.body = body
-        self.T = T
+        self.T = T = check_positive_int("T", T)
         self.encoder = make_encoder(encoder, T)
 
     def reset(self) -> None:
