@@ -131,11 +131,12 @@ class FiringRecorder:
             if rec is None:
                 rec = self.report.layers[name] = NeuronFiring(name)
             out = out.detach()
-            if getattr(module, "step_mode", "s") == "m" and out.dim() >= 1:
-                steps = out.reshape(out.shape[0], -1).sum(1, dtype=torch.float64).tolist()
-                per_step = out[0].numel()
-            else:
-                steps, per_step = [float(out.sum(dtype=torch.float64))], out.numel()
+            if getattr(module, "step_mode", "s") != "m" or out.dim() == 0:
+                out = out.unsqueeze(0)  # a single-step call: one time step
+            per_step = out[0].numel()
+            # float32 sums of 0/1 spikes are exact below 2**24 neurons (and cheaper than float64)
+            exact = out.dtype == torch.float64 or (out.dtype == torch.float32 and per_step < 2**24)
+            steps = out.reshape(out.shape[0], -1).sum(1, dtype=None if exact else torch.float64).tolist()
             rec.spikes.extend(steps)
             rec.neurons.extend([per_step] * len(steps))
 

@@ -274,16 +274,16 @@ class _Weights:
 
     def __init__(self, module: nn.Module) -> None:
         w = module.weight.detach()
-        kept = w != 0
+        kept = w.bool()  # w != 0 (a cast is the cheaper kernel); int32 sums below: counts < 2**31
         self.numel = w.numel()
         if isinstance(module, nn.Linear):
-            self.fan_out = kept.sum(0, dtype=torch.float64)  # non-zero synapses of each input
+            self.fan_out = kept.sum(0, dtype=torch.int32).double()  # non-zero synapses of each input
             self.nnz = int(self.fan_out.sum())
             self.out = w.shape[0]
         else:
             g = module.groups
             out, cin_g = w.shape[0], w.shape[1]
-            per_tap = kept.reshape(g, out // g, *w.shape[1:]).sum(1)  # [g, Cin/g, *k]
+            per_tap = kept.reshape(g, out // g, -1).sum(1, dtype=torch.int32).reshape(g, *w.shape[1:])  # [g, Cin/g, *k]
             self.nnz = int(per_tap.sum())
             dense = torch.full_like(per_tap, out // g)
             # [2g, Cin/g, *k]: per group, channel 2j counts non-zero synapses, 2j+1 all of them
