@@ -130,6 +130,8 @@ METHODS = [  # a pruning section per method config, each small enough for one CP
     {"method": "magnitude", "target_sparsity": 0.5},
     {"method": "random", "target_sparsity": 0.5, "prune_epoch": 1},
     {"method": "gmp", "final_sparsity": 0.6, "update_every": 1},
+    {"method": "ltp", "l0": 1.0},
+    {"method": "smooth_threshold", "threshold_reg": 1.0},
 ]
 
 

@@ -64,8 +64,8 @@ def test_bad_values_give_one_line_naming_the_key(override, message):
          "unknown key 'pruning.final_threshold' for method 'str' (final_threshold is a key of method "
          "'soft_threshold')"),
         ("{method='str', s_int=-5}", "unknown key 'pruning.s_int' (did you mean 'pruning.s_init'?)"),
-        ("{method='ltp', temperature=2}",
-         "unknown key 'pruning.temperature' (did you mean 'pruning.temperature_scale'?)"),
+        ("{method='ltp', temprature=2}",
+         "unknown key 'pruning.temprature' (did you mean 'pruning.temperature'?)"),
         ("{method='ltp', beta=2}", "unknown key 'pruning.beta' for method 'ltp' (beta is a key of method"),
         ("{method='smooth_threshold', threshold_regularization=1}",
          "unknown key 'pruning.threshold_regularization' (did you mean 'pruning.threshold_reg'?)"),
@@ -92,7 +92,7 @@ def test_each_method_takes_only_its_own_keys(pruning, message):
     "pruning, label",
     [
         ("{method='str', s_init=-5}", "str (learned)"),
-        ("{method='ltp', l0=0.1, temperature_scale=2}", "ltp (learned)"),
+        ("{method='ltp', l0=0.1, temperature=2, tau_init=0.01, window=10}", "ltp (learned)"),
         ("{method='smooth_threshold', beta=5, threshold_reg=1e-3, t_init=0.01}", "smooth_threshold (learned)"),
         ("{method='magnitude', target_sparsity=0.5}", "magnitude / one-shot"),
         ("{method='random', target_sparsity=0.5}", "random / one-shot"),

@@ -304,14 +304,14 @@ class LTPConfig(PruningMethodConfig):
     ``θ²`` against a learned per-layer threshold, with a soft-L0 penalty."""
 
     method: Literal["ltp"] = "ltp"
-    l0: float = Field(default=1e-2, ge=0, description="coefficient of the soft-L0 penalty (the sparsity pressure)")
-    temperature_scale: float = Field(
-        default=1.0, gt=0, description="sigmoid temperature, relative to the layer's weight statistics"
-    )
+    l0: float = Field(default=0.1, ge=0, description="coefficient of the soft-L0 term (the sparsity pressure)")
+    temperature: float = Field(default=0.1, gt=0, description="sigmoid temperature, in units of the layer's mean w²")
+    tau_init: float = Field(default=0.0, description="initial threshold τ, in the same unit")
+    window: int = Field(default=100, ge=1, description="steps between two saturation checks")
     control: ClassVar[str] = "learned"
 
     def kwargs(self) -> dict[str, Any]:
-        return {"l0": self.l0, "temperature_scale": self.temperature_scale}
+        return {"l0": self.l0, "temperature": self.temperature, "tau_init": self.tau_init, "window": self.window}
 
 
 class SmoothThresholdConfig(PruningMethodConfig):
@@ -319,9 +319,9 @@ class SmoothThresholdConfig(PruningMethodConfig):
     learned per-layer threshold pushed up by a regulariser."""
 
     method: Literal["smooth_threshold"] = "smooth_threshold"
-    beta: float = Field(default=10.0, gt=0, description="sharpness of the smooth step")
-    threshold_reg: float = Field(default=1e-4, ge=0, description="coefficient of the threshold regulariser")
-    t_init: float = Field(default=0.0, ge=0, description="initial threshold")
+    beta: float = Field(default=50.0, gt=0, description="sharpness, in units of 1 / the layer's weight RMS")
+    threshold_reg: float = Field(default=0.1, ge=0, description="coefficient of the threshold regulariser")
+    t_init: float = Field(default=0.05, gt=0, description="initial threshold, in units of the layer's weight RMS")
     control: ClassVar[str] = "learned"
 
     def kwargs(self) -> dict[str, Any]:
