@@ -163,6 +163,25 @@ def test_ann_twin_macs_by_hand():
     assert count_ops(twin, torch.rand(3, 1, 8, 8)).macs == 3 * (per_sample - 5 * 128)
 
 
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "sew_resnet18_ann"])
+def test_ann_dense_macs_equal_torch_flop_counter(name):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = create_model(name, num_classes=10).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad(), FlopCounterMode(display=False) as flops:
+        model(x)
+    r = count_ops(model, x)
+    assert 2 * r.dense_macs == flops.get_total_flops()  # conv + addmm FLOPs are 2 x MACs
+    assert r.macs == r.dense_macs and r.sops == 0
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        convs[-1].weight.view(-1)[::2] = 0
+    name_ = next(n for n, m in model.named_modules() if m is convs[-1])
+    pruned = count_ops(model, x).layers[name_]
+    assert pruned.macs == pruned.dense_macs - (convs[-1].weight.numel() + 1) // 2 * pruned.positions
+
+
 # ---------------------------------------------------------------- pruned, parametrized layers
 
 
