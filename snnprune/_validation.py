@@ -6,7 +6,9 @@ import difflib
 import math
 import numbers
 
-__all__ = ["check_nonnegative", "check_positive_int", "check_fraction", "did_you_mean", "normalise_name", "resolve_name"]
+__all__ = [
+    "check_nonnegative", "check_positive_int", "check_fraction", "did_you_mean", "normalise_name", "resolve_name",
+]
 
 
 def check_nonnegative(name: str, value) -> float:
