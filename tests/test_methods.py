@@ -132,7 +132,8 @@ def test_gmp_follows_the_cubic_at_every_update_and_changes_masks_only_then():
     gen = torch.Generator().manual_seed(2)
     for step in range(1, 19):
         opt.zero_grad()
-        nn.functional.cross_entropy(model(torch.rand(4, 1, 8, 8, generator=gen)), torch.randint(0, 10, (4,), generator=gen)).backward()
+        x, y = torch.rand(4, 1, 8, 8, generator=gen), torch.randint(0, 10, (4,), generator=gen)
+        nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
         pruner.step(opt)
         masks = pruner.masks()
@@ -202,7 +203,7 @@ def test_ltp_l0_term_alone_raises_every_threshold():
         penalty = pruner.regularization()
         penalty.backward()
         opt.step()
-        penalties.append(float(penalty))
+        penalties.append(float(penalty.detach()))
     assert all(float(r.tau.detach()) > before[n] for n, _, r in pruner.layers())
     assert penalties == sorted(penalties, reverse=True) and penalties[-1] < penalties[0]
     assert pruner.sparsity().pruned > 0
@@ -257,11 +258,12 @@ def test_smooth_threshold_is_x_far_above_t_and_zero_below_it_when_sharp():
 
 def test_smooth_threshold_is_odd_non_decreasing_and_zero_at_zero():
     x = torch.linspace(-3, 3, 20001, dtype=torch.float64)
+    t = torch.tensor(0.5, dtype=torch.float64)
     for beta in (1.0, 10.0, 100.0):
-        v = smooth_threshold(x, torch.tensor(0.5, dtype=torch.float64), beta)
+        v = smooth_threshold(x, t, beta)
         assert (v.diff() >= 0).all()
-        torch.testing.assert_close(smooth_threshold(-x, torch.tensor(0.5, dtype=torch.float64), beta), -v)
-        assert float(smooth_threshold(torch.zeros(1, dtype=torch.float64), torch.tensor(0.5, dtype=torch.float64), beta)) == 0
+        torch.testing.assert_close(smooth_threshold(-x, t, beta), -v)
+        assert float(smooth_threshold(torch.zeros(1, dtype=torch.float64), t, beta)) == 0
 
 
 def test_smooth_threshold_fused_forward_and_gradients_equal_autograd_of_the_formula():
