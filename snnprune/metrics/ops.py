@@ -20,6 +20,10 @@ linear layer (``nn.Linear``, ``layer.Linear``), with ``W`` the layer's *effectiv
 * ``dense_macs`` = all weights x output positions, recorded for *every* layer (SOP layers too): the
   dense ANN-equivalent cost of the same computation, every time step counted.
 
+Zero means exactly zero in the weight the forward uses: soft thresholding and fixed masks give exact
+zeros; a soft mask that never reaches 0 (a sigmoid) counts as kept until it is baked in, so count
+``snnprune.bake(copy.deepcopy(model))`` to see what ``finalize`` will leave.
+
 A model without SpikingJelly neurons (an ANN, an ANN twin) is counted as MACs throughout
 (``spiking=None`` detects this; ``spiking=True`` forces the per-call decision above, ``False`` MACs
 everywhere): a ReLU layer whose input happens to be all zero is still a dense MAC layer. Bias
