@@ -33,7 +33,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["CachedForward", "WeightCache", "is_plain_tensor"]
+__all__ = ["CachedForward", "BufferCache", "WeightCache", "is_plain_tensor"]
 
 
 def is_plain_tensor(t: Tensor) -> bool:
@@ -61,22 +61,84 @@ class _CachedWeight(torch.autograd.Function):
         return (grad if ctx.grad_mask is None else grad * ctx.grad_mask), None, None
 
 
-class WeightCache:
-    """One reused buffer holding an effective weight (see the module docstring)."""
+class BufferCache:
+    """``n`` buffers shaped like ``θ`` (the first is the effective weight handed to the forward),
+    refilled by ``fill(latent, *buffers)`` when ``θ`` (pointer, version) or ``token`` changed, with
+    the guarantees of the module docstring."""
 
-    __slots__ = ("buf", "key", "filled_version", "base_uses", "warned")
+    __slots__ = ("base_uses", "bufs", "filled_version", "key", "warned")
 
     def __init__(self) -> None:
-        self.buf: Tensor | None = None
+        self.bufs: tuple[Tensor, ...] | None = None
         self.key: tuple | None = None
         self.filled_version = -1
-        self.base_uses = 0
+        self.base_uses: list[int] = []
         self.warned = False
 
     def invalidate(self) -> None:
         self.key = None
 
+    def current(self, latent: Tensor, token: object) -> tuple[Tensor, ...] | None:
+        """The buffers if they hold the values for ``latent`` and ``token`` now, else ``None``."""
+        if self.bufs is None or self.bufs[0]._version != self.filled_version:
+            return None
+        return self.bufs if self.key == (latent.data_ptr(), latent._version, token) else None
+
     def get(
+        self,
+        latent: Tensor,
+        token: object,
+        n: int,
+        fill: Callable[..., None],
+        inverse: Callable[[Tensor], Tensor],
+    ) -> tuple[Tensor, ...]:
+        bufs = self.bufs
+        key = (latent.data_ptr(), latent._version, token)
+        if bufs is not None and bufs[0]._version != self.filled_version:
+            self._written_from_outside(latent, key, inverse)
+            key = (latent.data_ptr(), latent._version, token)
+        if key != self.key or bufs is None:
+            if (
+                bufs is None
+                or len(bufs) != n
+                or bufs[0].shape != latent.shape
+                or bufs[0].stride() != latent.stride()
+                or bufs[0].dtype != latent.dtype
+                or bufs[0].device != latent.device
+                or any(_storage_uses(b) > u for b, u in zip(bufs, self.base_uses))  # held by a graph or the user
+            ):
+                with torch.inference_mode(False):
+                    bufs = self.bufs = tuple(torch.empty_like(latent, requires_grad=False) for _ in range(n))
+                self.base_uses = [_storage_uses(b) for b in bufs]
+            with torch.no_grad():
+                fill(latent, *bufs)
+            self.filled_version = bufs[0]._version
+            self.key = key
+        return bufs
+
+    def _written_from_outside(self, latent: Tensor, key: tuple, inverse) -> None:
+        if self.key == key:  # a write into the weight in force: it becomes the new latent weight
+            with torch.no_grad():
+                latent.copy_(inverse(self.bufs[0]))
+        elif not self.warned:
+            self.warned = True
+            warnings.warn(
+                "an in-place write into a pruned module.weight was made on a weight that had gone stale "
+                "(the latent weight or the threshold changed since), so it is dropped; read module.weight "
+                "again before writing to it, or write to module.parametrizations.weight.original",
+                stacklevel=5,
+            )
+        self.filled_version = self.bufs[0]._version
+        self.key = None
+
+
+class WeightCache(BufferCache):
+    """One reused buffer holding an effective weight, handed out with a straight-through or
+    masked gradient."""
+
+    __slots__ = ()
+
+    def get(  # type: ignore[override]
         self,
         latent: Tensor,
         token: object,
@@ -84,43 +146,8 @@ class WeightCache:
         grad_mask: Tensor | None,
         inverse: Callable[[Tensor], Tensor],
     ) -> Tensor:
-        buf = self.buf
-        if buf is not None and buf._version != self.filled_version:
-            self._written_from_outside(latent, token, grad_mask, inverse)
-        key = (latent.data_ptr(), latent._version, token, grad_mask is None)
-        if key != self.key or buf is None:
-            if (
-                buf is None
-                or buf.shape != latent.shape
-                or buf.stride() != latent.stride()
-                or buf.dtype != latent.dtype
-                or buf.device != latent.device
-                or _storage_uses(buf) > self.base_uses  # still held by a graph or by the user
-            ):
-                with torch.inference_mode(False):
-                    buf = self.buf = torch.empty_like(latent, requires_grad=False)
-                self.base_uses = _storage_uses(buf)
-            with torch.no_grad():
-                fill(buf)
-            self.filled_version = buf._version
-            self.key = key
+        (buf,) = super().get(latent, (token, grad_mask is None), 1, lambda _, out: fill(out), inverse)
         return _CachedWeight.apply(latent, buf, grad_mask)
-
-    def _written_from_outside(self, latent, token, grad_mask, inverse) -> None:
-        current = self.key == (latent.data_ptr(), latent._version, token, grad_mask is None)
-        if current:  # a write into the weight in force: it becomes the new latent weight
-            with torch.no_grad():
-                latent.copy_(inverse(self.buf))
-        elif not self.warned:
-            self.warned = True
-            warnings.warn(
-                "an in-place write into a pruned module.weight was made on a weight that had gone stale "
-                "(the latent weight or the threshold changed since), so it is dropped; read module.weight "
-                "again before writing to it, or write to module.parametrizations.weight.original",
-                stacklevel=4,
-            )
-        self.filled_version = self.buf._version
-        self.key = None
 
 
 class CachedForward:

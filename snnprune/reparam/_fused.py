@@ -1,11 +1,8 @@
 """Shared mechanics of the learned soft-mask methods (LTP, smooth threshold).
 
-* :class:`BufferCache` — the effective weight and the per-weight factors its backward needs,
-  computed together into reused buffers once per change of ``θ`` or of the learned threshold
-  (once per training step), instead of in every forward, with the guarantees of
-  :class:`~snnprune.reparam._cache.WeightCache`: never refilled while a graph or the user still
-  holds a buffer, allocated outside inference mode, an in-place write into ``module.weight``
-  written back into ``θ``;
+* :class:`~snnprune.reparam._cache.BufferCache` (from ``_cache``) — the effective weight and the
+  per-weight factors its backward needs, computed together into reused buffers once per change of
+  ``θ`` or of the learned threshold (once per training step), instead of in every forward;
 * :class:`LearnedSoftMask` — the base of both: a per-layer weight scale set at attach (the unit
   of the learned threshold), the layer group, the buffers;
 * :class:`LayerGroup` — the layers one method prototype was copied into, so that a penalty can
@@ -14,73 +11,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor
 
-from ._cache import _storage_uses, is_plain_tensor
+from ._cache import BufferCache, is_plain_tensor
 from .base import Reparameterization
 
-__all__ = ["BufferCache", "LayerGroup", "LearnedSoftMask"]
-
-
-class BufferCache:
-    """``n`` buffers shaped like ``θ`` (the first is the effective weight handed to the forward),
-    refilled by ``fill(latent, *buffers)`` when ``θ`` (pointer, version) or ``token`` changed."""
-
-    __slots__ = ("base_uses", "bufs", "filled_version", "key")
-
-    def __init__(self) -> None:
-        self.bufs: tuple[Tensor, ...] | None = None
-        self.key: tuple | None = None
-        self.filled_version = -1
-        self.base_uses: list[int] = []
-
-    def invalidate(self) -> None:
-        self.key = None
-
-    def current(self, latent: Tensor, token: object) -> tuple[Tensor, ...] | None:
-        """The buffers if they hold the values for ``latent`` and ``token`` now, else ``None``."""
-        if self.bufs is None or self.bufs[0]._version != self.filled_version:
-            return None
-        return self.bufs if self.key == (latent.data_ptr(), latent._version, token) else None
-
-    def get(
-        self,
-        latent: Tensor,
-        token: object,
-        n: int,
-        fill: Callable[..., None],
-        inverse: Callable[[Tensor], Tensor],
-    ) -> tuple[Tensor, ...]:
-        bufs = self.bufs
-        if bufs is not None and bufs[0]._version != self.filled_version:
-            # an in-place write into the weight handed out (nn.init.*_, weight.mul_(mask))
-            if self.key == (latent.data_ptr(), latent._version, token):
-                with torch.no_grad():
-                    latent.copy_(inverse(bufs[0]))
-            self.filled_version = bufs[0]._version
-            self.key = None
-        key = (latent.data_ptr(), latent._version, token)
-        if key != self.key or bufs is None:
-            if (
-                bufs is None
-                or len(bufs) != n
-                or bufs[0].shape != latent.shape
-                or bufs[0].stride() != latent.stride()
-                or bufs[0].dtype != latent.dtype
-                or bufs[0].device != latent.device
-                or any(_storage_uses(b) > u for b, u in zip(bufs, self.base_uses))  # held by a graph
-            ):
-                with torch.inference_mode(False):
-                    bufs = self.bufs = tuple(torch.empty_like(latent, requires_grad=False) for _ in range(n))
-                self.base_uses = [_storage_uses(b) for b in bufs]
-            with torch.no_grad():
-                fill(latent, *bufs)
-            self.filled_version = bufs[0]._version
-            self.key = key
-        return bufs
+__all__ = ["LayerGroup", "LearnedSoftMask"]
 
 
 class LayerGroup:
