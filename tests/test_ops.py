@@ -385,3 +385,18 @@ def test_bench_quick_runs(tmp_path):
     result = bench.main(["--quick", "--out", str(tmp_path)])
     assert (tmp_path / "ops.md").exists() and (tmp_path / "ops.json").exists()
     assert result["ratio_to_forward"]["count_ops"] > 0 and result["counts"]["sops"] > 0
+
+
+def test_a_soft_mask_is_counted_by_what_the_method_keeps():
+    from snnprune import Pruner
+    from snnprune.metrics import count_ops, sparsity
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+    pruner = Pruner(model, "ltp", method_kwargs={"tau_init": 1.0})  # τ = mean(w²): about 2/3 pruned
+    assert (model[0].weight != 0).all()  # the sigmoid never reaches 0
+    report = count_ops(model, torch.randn(3, 16))
+    kept = 1 - sparsity(model).layers["0"]
+    assert 0 < kept < 1
+    assert report.layers["0"].macs == pytest.approx(kept * report.layers["0"].dense_macs)
+    assert pruner.masks()["0"].sum() == report.layers["0"].nnz

@@ -20,9 +20,9 @@ linear layer (``nn.Linear``, ``layer.Linear``), with ``W`` the layer's *effectiv
 * ``dense_macs`` = all weights x output positions, recorded for *every* layer (SOP layers too): the
   dense ANN-equivalent cost of the same computation, every time step counted.
 
-Zero means exactly zero in the weight the forward uses: soft thresholding and fixed masks give exact
-zeros; a soft mask that never reaches 0 (a sigmoid) counts as kept until it is baked in, so count
-``snnprune.bake(copy.deepcopy(model))`` to see what ``finalize`` will leave.
+A weight counts when the pruning method keeps it (for a pruned layer, what ``finalize`` will
+leave: a soft mask that never reaches 0, like LTP's sigmoid, counts by its hard mask), and when it
+is non-zero in a plain layer.
 
 A model without SpikingJelly neurons (an ANN, an ANN twin) is counted as MACs throughout
 (``spiking=None`` detects this; ``spiking=True`` forces the per-call decision above, ``False`` MACs
@@ -72,6 +72,7 @@ import torch
 import torch.nn.functional as F
 from spikingjelly.activation_based import layer
 from torch import nn
+from torch.nn.utils import parametrize
 
 from .firing import (
     FiringRecorder,
@@ -80,6 +81,7 @@ from .firing import (
     is_spiking,
     measuring_forward,
 )
+from .sparsity import kept_mask
 
 __all__ = ["LayerOps", "OpsReport", "StepOps", "count_ops"]
 
@@ -278,7 +280,9 @@ class _Weights:
 
     def __init__(self, module: nn.Module) -> None:
         w = module.weight.detach()
-        kept = w.bool()  # w != 0 (a cast is the cheaper kernel); int32 sums below: counts < 2**31
+        # what the pruning method keeps (a soft mask that never reaches 0 counts by its hard mask);
+        # w != 0 for a plain layer. int32 sums below: counts < 2**31
+        kept = kept_mask(module) if parametrize.is_parametrized(module, "weight") else w.bool()
         self.numel = w.numel()
         if isinstance(module, nn.Linear):
             self.fan_out = kept.sum(0, dtype=torch.int32).double()  # non-zero synapses of each input
