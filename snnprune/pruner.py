@@ -60,11 +60,13 @@ from .schedules import (
 from .selection import (
     PRUNABLE_TYPES,
     Selector,
+    floored_threshold,
     magnitude_masks,
     magnitude_threshold,
     matches,
     prunable_layers,
     prunable_tensors,
+    with_floor,
 )
 
 __all__ = [
@@ -82,6 +84,7 @@ __all__ = [
 
 _PRUNER_KEYWORDS = (
     "include", "exclude", "scope", "keep_first", "keep_last", "total_steps", "method_kwargs", "target_sparsity",
+    "min_weights",
 )
 
 
@@ -118,6 +121,10 @@ class Pruner:
             sparsity methods: one-shot now; learned methods: a feedback on their regulariser's
             strength (:class:`~snnprune.schedules.RegularizationFeedback`) and a projection onto
             the target at the last step.
+        min_weights: keep at least this many weights in every pruned layer, whatever the
+            threshold or the target (counted in the budget: the other layers prune a little more).
+            A spiking net's stem and readout starve first under one global threshold at extreme
+            sparsity; a floor of a few dozen weights keeps them alive (see the README).
 
     Call :meth:`step` right after every ``optimizer.step()`` (and before ``scheduler.step()``, so
     that the learning rate read is the one the step used). Tied weights (one tensor in two
@@ -138,6 +145,7 @@ class Pruner:
         total_steps: int | None = None,
         method_kwargs: dict | None = None,
         target_sparsity: float | None = None,
+        min_weights: int = 0,
         **unknown,
     ) -> None:
         if unknown:
@@ -160,6 +168,9 @@ class Pruner:
         _check_attachable(model, selected)
         reparams = [copy.deepcopy(prototype) for _ in selected]
 
+        self.min_weights = int(min_weights)
+        if self.min_weights < 0 or self.min_weights != min_weights:
+            raise ValueError(f"min_weights must be an integer >= 0, got {min_weights!r}")
         self.model = model
         self.scope = scope
         self.layer_names = [name for name, _, _ in selected]
@@ -344,10 +355,35 @@ class Pruner:
         return self.schedule(self.steps, self._lr_sums[0], self._groups[0])
 
     def _expected_thresholds(self) -> list[float]:
-        return [
+        values = [
             self.schedule(self.steps, lr_sum, group) * scale
             for lr_sum, group, scale in zip(self._lr_sums, self._groups, self._scales)
         ]
+        if self.min_weights:
+            values = [min(d, cap) for d, cap in zip(values, self._threshold_caps())]
+        return values
+
+    @torch.no_grad()
+    def _threshold_caps(self) -> list[float]:
+        """Per layer, the largest threshold that keeps ``min_weights`` latent weights."""
+        caps = []
+        for i in range(len(self._reparams)):
+            magnitudes = self._latent(i).detach().abs().flatten()
+            k = min(self.min_weights, magnitudes.numel())
+            kth = torch.topk(magnitudes, k).values[-1]
+            caps.append(max(float(torch.nextafter(kth, torch.zeros_like(kth))), 0.0))
+        return caps
+
+    def _weight_caps(self, weights: list[torch.Tensor]) -> list[float]:
+        """:meth:`_threshold_caps` of given effective weights (prune_to works on those)."""
+        caps = []
+        for w in weights:
+            kth = torch.topk(w.abs().flatten(), min(self.min_weights, w.numel())).values[-1]
+            caps.append(max(float(torch.nextafter(kth, torch.zeros_like(kth))), 0.0))
+        return caps
+
+    def _floored(self, keeps: list[torch.Tensor], scores: list[torch.Tensor]) -> list[torch.Tensor]:
+        return with_floor(keeps, scores, self.min_weights) if self.min_weights else keeps
 
     def _apply_control(self, retarget: bool = True) -> None:
         if self.frozen:
@@ -376,8 +412,8 @@ class Pruner:
                 "step and pruned weights do not come back; lower its regulariser (or its initial threshold)",
                 stacklevel=4,
             )
-        finals = [r.finished_weight(self._latent(i)) for i, r in enumerate(self._reparams)]
-        keeps = magnitude_masks([w.abs() for w in finals], max(target, measured), self.scope)
+        finals = [r.finished_weight(self._latent(i)).abs() for i, r in enumerate(self._reparams)]
+        keeps = self._floored(magnitude_masks(finals, max(target, measured), self.scope), finals)
         for i, (r, keep) in enumerate(zip(self._reparams, keeps)):
             r.freeze(self._latent(i), keep)
 
@@ -386,25 +422,31 @@ class Pruner:
         """Feedback for :class:`~snnprune.schedules.TargetSparsity`: ``D̂`` is the (scale-relative)
         magnitude below which the target fraction of the latent weights lies now."""
         ratios = [self._latent(i).detach().abs().flatten() / (scale or 1.0) for i, scale in enumerate(self._scales)]
-        estimate = max(magnitude_threshold([torch.cat(ratios)], self.schedule.target, "global")[0], 0.0)
+        estimate = max(floored_threshold(ratios, self.schedule.target, self.min_weights), 0.0)
         self.schedule.retarget(self.steps, self._lr_sums[0], estimate, self._last_lr)
         if self.steps >= self.schedule.total_steps:
             reached = self.sparsity_after_retarget(estimate)
             if abs(reached - self.schedule.target) > 0.005:
                 warnings.warn(
                     f"target sparsity {self.schedule.target:.2%} not reached: {reached:.2%} of the pruned weights are "
-                    "at or below the final threshold (many latent weights tie at one magnitude, e.g. exact zeros)",
+                    "at or below the final threshold ("
+                    + (f"min_weights={self.min_weights} per layer keeps more than the budget, or " if self.min_weights else "")
+                    + "many latent weights tie at one magnitude, e.g. exact zeros)",
                     stacklevel=4,
                 )
 
     def sparsity_after_retarget(self, estimate: float) -> float:
-        zeros = sum(int((self._latent(i).detach().abs() <= estimate * s).sum()) for i, s in enumerate(self._scales))
+        caps = self._threshold_caps() if self.min_weights else [float("inf")] * len(self._scales)
+        zeros = sum(
+            int((self._latent(i).detach().abs() <= min(estimate * s, cap)).sum())
+            for i, (s, cap) in enumerate(zip(self._scales, caps))
+        )
         return zeros / max(sum(self._latent(i).numel() for i in range(len(self._scales))), 1)
 
     @torch.no_grad()
     def _set_masks(self, target: float) -> None:
         scores = [r.score(self._latent(i)) for i, r in enumerate(self._reparams)]
-        for r, keep in zip(self._reparams, magnitude_masks(scores, target, self.scope)):
+        for r, keep in zip(self._reparams, self._floored(magnitude_masks(scores, target, self.scope), scores)):
             r.set_mask(keep)
 
     # -- families: pruning at initialization, early pruning ---------------------------------
@@ -433,14 +475,18 @@ class Pruner:
                 f"{self.method_name!r} learns its threshold; prune_to needs a threshold- or sparsity-driven method"
             )
         weights = [self._reparams[i].finished_weight(self._latent(i)) for i in range(len(self._reparams))]
-        cuts = [max(t, 0.0) for t in magnitude_threshold([w.abs() for w in weights], sparsity, self.scope)]
+        if self.scope == "global" and self.min_weights:
+            cuts = [max(floored_threshold([w.abs() for w in weights], sparsity, self.min_weights), 0.0)]
+        else:
+            cuts = [max(t, 0.0) for t in magnitude_threshold([w.abs() for w in weights], sparsity, self.scope)]
         if self.scope == "global":
             d, self._scales = cuts[0], [1.0] * len(weights)
         else:
             d, self._scales = 1.0, [c if c > 0 else 0.0 for c in cuts]
         self.schedule = Constant(d)
+        caps = self._weight_caps(weights) if self.min_weights else [float("inf")] * len(weights)
         for i, w in enumerate(weights):
-            layer_d = d * self._scales[i]
+            layer_d = min(d * self._scales[i], caps[i])
             latent = self._latent(i)
             if shift:  # θ' = w + sign(w)·d on the survivors: S_d(θ') = w exactly there
                 keep = w.abs() > layer_d

@@ -35,6 +35,8 @@ __all__ = [
     "matches",
     "magnitude_threshold",
     "magnitude_masks",
+    "floored_threshold",
+    "with_floor",
     "kth_magnitude",
     "Selector",
 ]
@@ -129,3 +131,46 @@ def magnitude_masks(scores: Sequence[torch.Tensor], sparsity: float, scope: str 
             masks.append(keep[start : start + s.numel()].view_as(s))
             start += s.numel()
     return masks
+
+
+def floored_threshold(values: Sequence[torch.Tensor], sparsity: float, min_kept: int) -> float:
+    """One threshold over several tensors that prunes a ``sparsity`` fraction of all entries
+    (``<= t`` go) while every tensor keeps at least ``min_kept`` entries, the kept ones counted
+    in the budget: the others prune a little more. ``-inf`` when nothing is to be pruned.
+
+    Example::
+
+        >>> import torch
+        >>> floored_threshold([torch.tensor([1., 2., 3., 4.]), torch.tensor([0.1, 0.2])], 0.5, 1)
+        2.0
+    """
+    sorted_values = [v.detach().flatten().float().cpu().sort().values for v in values]
+    caps = [max(v.numel() - min_kept, 0) for v in sorted_values]
+    k = min(int(round(sparsity * sum(v.numel() for v in sorted_values))), sum(caps))
+    if k == 0:
+        return float("-inf")
+    candidates = torch.cat(sorted_values).sort().values
+
+    def pruned(t: torch.Tensor) -> int:
+        return sum(min(int(torch.searchsorted(v, t, right=True)), c) for v, c in zip(sorted_values, caps))
+
+    lo, hi = 0, candidates.numel() - 1  # the smallest candidate that prunes k
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if pruned(candidates[mid]) >= k:
+            hi = mid
+        else:
+            lo = mid + 1
+    return float(candidates[lo])
+
+
+def with_floor(masks: Sequence[torch.Tensor], scores: Sequence[torch.Tensor], min_kept: int) -> list[torch.Tensor]:
+    """Keep-masks in which every tensor keeps at least ``min_kept`` entries (its best scores)."""
+    out = []
+    for keep, score in zip(masks, scores):
+        k = min(min_kept, score.numel())
+        if int(keep.sum()) < k:
+            keep = keep.clone()
+            keep.view(-1)[torch.topk(score.detach().flatten(), k).indices] = True
+        out.append(keep)
+    return out

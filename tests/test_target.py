@@ -114,3 +114,29 @@ def test_learned_methods_land_on_the_target_through_their_regulariser_and_a_last
     assert len(history) >= 10 and history[-1][0] == 80
     if pruner.has_regularization:  # the gain moved to follow the planned ramp
         assert len({round(h[3], 6) for h in history}) > 1
+
+
+def test_min_weights_keeps_every_layer_alive_and_the_target_still_lands():
+    model, x, y = task()
+    pruner = Pruner(model, "soft_threshold", target_sparsity=0.98, total_steps=60, min_weights=20)
+    train(model, pruner, x, y, 60)
+    masks = pruner.masks()
+    assert all(int(m.sum()) >= 20 for m in masks.values())  # 54 weights in all, 20 of them in the 640-weight head
+    assert abs(pruner.sparsity().pruned - 0.98) <= 0.005
+
+
+def test_a_floor_above_the_budget_warns():
+    model, x, y = task()
+    pruner = Pruner(model, "soft_threshold", target_sparsity=0.995, total_steps=5, min_weights=20)
+    with pytest.warns(UserWarning, match="not reached"):
+        train(model, pruner, x, y, 5)
+
+
+@pytest.mark.parametrize("method", ["soft_threshold", "magnitude"])
+def test_min_weights_holds_in_prune_to(method):
+    model, _, _ = task()
+    pruner = Pruner(model, method, **({"schedule": LATS(l1=0.0)} if method == "soft_threshold" else {}),
+                    min_weights=30)
+    pruner.prune_to(0.999)
+    assert all(int(m.sum()) >= 30 for m in pruner.masks().values())
+    assert pruner.sparsity().pruned == pytest.approx(1 - 60 / (32 * 64 + 64 * 10), abs=0.01)
