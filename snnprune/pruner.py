@@ -427,11 +427,11 @@ class Pruner:
         if self.steps >= self.schedule.total_steps:
             reached = self.sparsity_after_retarget(estimate)
             if abs(reached - self.schedule.target) > 0.005:
+                floor = f"min_weights={self.min_weights} per layer keeps more than the budget, or " * bool(self.min_weights)
                 warnings.warn(
                     f"target sparsity {self.schedule.target:.2%} not reached: {reached:.2%} of the pruned weights are "
-                    "at or below the final threshold ("
-                    + (f"min_weights={self.min_weights} per layer keeps more than the budget, or " if self.min_weights else "")
-                    + "many latent weights tie at one magnitude, e.g. exact zeros)",
+                    f"at or below the final threshold ({floor}many latent weights tie at one magnitude, "
+                    "e.g. exact zeros)",
                     stacklevel=4,
                 )
 
