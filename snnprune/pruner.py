@@ -427,7 +427,8 @@ class Pruner:
         if self.steps >= self.schedule.total_steps:
             reached = self.sparsity_after_retarget(estimate)
             if abs(reached - self.schedule.target) > 0.005:
-                floor = f"min_weights={self.min_weights} per layer keeps more than the budget, or " * bool(self.min_weights)
+                floor = f"min_weights={self.min_weights} per layer keeps more than the budget, or "
+                floor = floor if self.min_weights else ""
                 warnings.warn(
                     f"target sparsity {self.schedule.target:.2%} not reached: {reached:.2%} of the pruned weights are "
                     f"at or below the final threshold ({floor}many latent weights tie at one magnitude, "
