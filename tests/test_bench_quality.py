@@ -1,0 +1,27 @@
+"""The accuracy-against-sparsity benchmark's quick path runs end to end and writes its three files."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_quality_bench_quick_path_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("SNNPRUNE_DATA", str(tmp_path / "data"))
+    spec = importlib.util.spec_from_file_location("bench_quality", ROOT / "bench" / "quality.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["bench_quality"] = bench
+    spec.loader.exec_module(bench)
+    assert bench.main(["--quick", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "quality.json").read_text())
+    runs = result["runs"]
+    assert {r["method"] for r in runs} == {"lats", "magnitude"}
+    for r in runs:  # the target is met exactly, over every conv and linear weight
+        assert abs(r["measured"] - 0.9) < 2e-3
+        assert r["nonzero"] == sum(r["nnz_per_layer"].values())
+    assert "| LATS (λ controller) | " in (tmp_path / "quality.md").read_text()
+    assert (tmp_path / "quality.png").stat().st_size > 1000
