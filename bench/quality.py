@@ -133,7 +133,7 @@ def run_one(task: dict) -> dict:
                 pruner.step(optimizer)
             scheduler.step()
 
-    record = {k: task[k] for k in ("model", "method", "sparsity", "seed", "epochs")}
+    record = {k: task[k] for k in ("model", "method", "sparsity", "seed", "epochs", "limit")}
     if pruner is not None:
         record["threshold"] = pruner.threshold
         if method in SHAPES:
@@ -181,7 +181,13 @@ def _init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def run_grid(args) -> list[dict]:
+def _key(t: dict) -> tuple:
+    return (t["model"], t["method"], round(t["sparsity"], 6), t["seed"], t["epochs"], t["limit"])
+
+
+def run_grid(args, journal: Path | None = None) -> list[dict]:
+    """Every run of the grid; each record is appended to ``journal`` (JSON lines) as it arrives,
+    and with ``args.resume`` the runs already there are not run again."""
     base = dict(epochs=args.epochs, limit=args.limit, threads=args.threads)
     seeds, models, sparsities = args.seeds, args.models, args.sparsities
     pruned = [m for m in args.methods if m != "dense"]
@@ -202,18 +208,33 @@ def run_grid(args) -> list[dict]:
     n_total = len(first) + len(rest) + n_shapes
     started = time.perf_counter()
 
+    journaled = {}
+    if journal is not None and args.resume and journal.exists():
+        for line in journal.read_text().splitlines():
+            rec = json.loads(line)
+            journaled[_key(rec)] = rec
+
+    def submit(pool, task):
+        rec = journaled.get(_key(task))
+        if rec is not None:
+            return type("Done", (), {"get": lambda _: dict(rec, journaled=True)})()
+        return pool.apply_async(run_one, (task,))
+
     def log(rec):
         nonlocal done
         done += 1
         records.append(rec)
+        if journal is not None and not rec.pop("journaled", False):
+            with journal.open("a") as f:
+                f.write(json.dumps(rec) + "\n")
         print(f"[{done}/{n_total} {time.perf_counter() - started:6.0f}s] {rec['model']} {rec['method']:16s} "
               f"S={rec['sparsity']:.3f} seed={rec['seed']} acc={rec['accuracy']:.3f} "
               f"measured={rec['measured']:.4f} ({rec['seconds']:.0f}s)", flush=True)
 
     ctx = mp.get_context("fork" if sys.platform != "win32" else "spawn")
     with (ctx.Pool(args.procs, initializer=_init, initargs=(args.threads,)) if args.procs > 1 else _Inline()) as pool:
-        calib = [pool.apply_async(run_one, (t,)) for t in first]
-        pending = [pool.apply_async(run_one, (t,)) for t in rest]
+        calib = [submit(pool, t) for t in first]
+        pending = [submit(pool, t) for t in rest]
         shapes = []
         for t, res in zip(first, calib):
             rec = res.get()
@@ -221,8 +242,8 @@ def run_grid(args) -> list[dict]:
                 log(rec)
             for me in (m for m in pruned if m in SHAPES):
                 for sd in seeds:
-                    shapes.append(pool.apply_async(run_one, (dict(base, model=t["model"], method=me, sparsity=t[
-                        "sparsity"], seed=sd, final_threshold=rec["threshold"]),)))
+                    shapes.append(submit(pool, dict(base, model=t["model"], method=me, sparsity=t["sparsity"],
+                                                    seed=sd, final_threshold=rec["threshold"])))
         for res in pending + shapes:
             log(res.get())
     return records
@@ -358,6 +379,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
     p.add_argument("--procs", type=int, default=2, help="processes over the grid")
     p.add_argument("--quick", action="store_true", help="lats and magnitude, 90%%, seed 0, 1 epoch, 128 samples, SNN")
+    p.add_argument("--resume", action="store_true", help="skip the runs already in <out>/quality_runs.jsonl")
     p.add_argument("--out", type=Path, default=None, help="results folder (default bench/results; --quick: none)")
     args = p.parse_args(argv)
     if args.quick:
@@ -365,7 +387,11 @@ def main(argv=None) -> int:
         args.limit, args.procs, args.models = args.limit or 128, 1, ["snn"]
     out = args.out if args.out is not None else (None if args.quick else RESULTS)
     started = time.perf_counter()
-    records = run_grid(args)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        if not args.resume:
+            (out / "quality_runs.jsonl").unlink(missing_ok=True)
+    records = run_grid(args, None if out is None else out / "quality_runs.jsonl")
     wall = time.perf_counter() - started
     summary = summarise(records, args.sparsities)
     info = {"command": "python bench/quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -25,3 +25,10 @@ def test_quality_bench_quick_path_runs(tmp_path, monkeypatch):
         assert r["nonzero"] == sum(r["nnz_per_layer"].values())
     assert "| LATS (λ controller) | " in (tmp_path / "quality.md").read_text()
     assert (tmp_path / "quality.png").stat().st_size > 1000
+    # --resume takes the runs from the journal instead of training again
+    journal = (tmp_path / "quality_runs.jsonl").read_text().splitlines()
+    assert len(journal) == 2
+    monkeypatch.setattr(bench, "run_one", lambda task: (_ for _ in ()).throw(AssertionError("ran again")))
+    assert bench.main(["--quick", "--out", str(tmp_path), "--resume"]) == 0
+    again = json.loads((tmp_path / "quality.json").read_text())["runs"]
+    assert [r["accuracy"] for r in again] == [r["accuracy"] for r in runs]
