@@ -11,11 +11,17 @@ import os
 import numpy as np
 import pytest
 import torch
-
-from snnprune.data import (DatasetNotFoundError, Framing, collate_time_major, create_dataset, dataset_info,
-                           list_datasets, make_loader)
-
 from fakedata import tonic_frames, write_cifar, write_cifar10_dvs, write_dvs_gesture, write_image_folder, write_nmnist
+
+from snnprune.data import (
+    DatasetNotFoundError,
+    Framing,
+    collate_time_major,
+    create_dataset,
+    dataset_info,
+    list_datasets,
+    make_loader,
+)
 
 
 @pytest.fixture(scope="module")

@@ -125,7 +125,9 @@ def test_snns_are_multistep_spikingjelly_nets_with_atan_and_detached_reset(name)
     assert all(isinstance(m, base.StepModule) for m in model.body.modules() if isinstance(m, WEIGHTED))
 
 
-@pytest.mark.parametrize("kind, cls", [("if", neuron.IFNode), ("lif", neuron.LIFNode), ("plif", neuron.ParametricLIFNode)])
+@pytest.mark.parametrize(
+    "kind, cls", [("if", neuron.IFNode), ("lif", neuron.LIFNode), ("plif", neuron.ParametricLIFNode)]
+)
 def test_neuron_keyword_selects_the_neuron_model(kind, cls):
     for name in ("sew_digits", "sew_resnet18"):
         model = _build(name, neuron=kind)
@@ -338,7 +340,9 @@ def test_mobilenet_v1_has_4_2_million_parameters():
     assert 1.2e6 < half < 1.4e6  # paper Table 6: 1.3 M at alpha = 0.5
 
 
-@pytest.mark.parametrize("name, millions", [("cifar_resnet20", 0.27), ("cifar_resnet32", 0.46), ("cifar_resnet56", 0.85)])
+@pytest.mark.parametrize(
+    "name, millions", [("cifar_resnet20", 0.27), ("cifar_resnet32", 0.46), ("cifar_resnet56", 0.85)]
+)
 def test_cifar_resnets_have_the_parameter_counts_of_he_et_al(name, millions):
     assert round(_count(create_model(name)) / 1e6, 2) == millions  # paper Table 6
 

@@ -12,8 +12,8 @@ import hashlib
 import math
 import numbers
 import os
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch

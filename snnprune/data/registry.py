@@ -97,10 +97,11 @@ def dataset_info(name: str) -> DatasetInfo:
 def create_dataset(name: str, root: str | None, split: str, **kwargs) -> Dataset:
     """Build the ``split`` ('train', or 'test' / 'val') of data set ``name`` stored under ``root``.
 
-    ``root=None`` means :func:`default_root`. Keyword arguments go to the data set's builder (``image_size`` for imagenet; ``n_time_bins``,
-    ``time_window``, ``size``, ``cache_dir``, ``download`` for the event data sets; see
-    data/README.md). A missing data set raises :class:`DatasetNotFoundError`; an unknown name
-    raises ``ValueError`` with the closest registered names.
+    ``root=None`` means :func:`default_root`. Keyword arguments go to the data set's builder
+    (``image_size`` for imagenet; ``n_time_bins``, ``time_window``, ``size``, ``cache_dir``,
+    ``download`` for the event data sets; see data/README.md). A missing data set raises
+    :class:`DatasetNotFoundError`; an unknown name raises ``ValueError`` with the closest
+    registered names.
 
     Example:
         >>> ds = create_dataset("digits", None, "train")

@@ -16,8 +16,8 @@ naming it rather than somewhere inside a forward pass.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from torch import nn
 

@@ -12,7 +12,7 @@ replaced by a 2-channel ``layer.Conv2d`` of the same kind (7x7, stride 2); every
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from spikingjelly.activation_based.model import sew_resnet as sj_sew
 from torch import nn

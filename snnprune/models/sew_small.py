@@ -20,7 +20,7 @@ digits or 2-channel 16x16 / 34x34 event frames.
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from spikingjelly.activation_based import layer
