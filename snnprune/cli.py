@@ -3,6 +3,9 @@
     snnprune train RECIPE [--set key=value ...] [--out DIR] [--resume]
     snnprune recipes
     snnprune demo
+    snnprune report RUN_DIR|CHECKPOINT [--json|--markdown]
+    snnprune compare RUN_DIR ... [--json|--markdown] [--plot FILE.png]
+    snnprune export RUN_DIR|CHECKPOINT --format state_dict|sparse|onnx|nir --out FILE
 
 Bad input (unknown recipe key, wrong type, value out of range, missing data folder, unreadable
 checkpoint, a run folder that already holds a run) prints one line on stderr and exits with code 2;
@@ -40,6 +43,24 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("recipes", help="list the shipped recipes", description="List the shipped recipes.")
 
+    report = sub.add_parser("report", help="what a trained run costs, layer by layer",
+                            description="Per-layer sparsity, SOPs/MACs and firing of a run, and a summary.")
+    report.add_argument("run", type=Path, help="a run folder or one of its .pt files")
+    compare = sub.add_parser("compare", help="runs side by side (an SNN and its ANN twin, methods)",
+                             description="Accuracy, sparsity, parameters, operations and energy of runs, with ratios.")
+    compare.add_argument("runs", type=Path, nargs="+", help="run folders or .pt files; ratios are to the first")
+    compare.add_argument("--plot", type=Path, default=None, help="write a PNG: accuracy against sparsity, energy")
+    for p in (report, compare):
+        fmt = p.add_mutually_exclusive_group()
+        fmt.add_argument("--json", action="store_true", help="print JSON")
+        fmt.add_argument("--markdown", action="store_true", help="print a markdown table")
+
+    export = sub.add_parser("export", help="take the pruned model away", description="Export a run's model.")
+    export.add_argument("run", type=Path, help="a run folder or one of its .pt files")
+    export.add_argument("--format", required=True, choices=("state_dict", "sparse", "onnx", "nir"))
+    export.add_argument("--out", type=Path, required=True, help="the file to write")
+    export.add_argument("--fuse-bn", action="store_true", help="NIR: fold batch norm into the convolutions first")
+
     demo = sub.add_parser("demo", help="prune the digits SNN with LATS next to its dense baseline",
                           description="Train the embedded-digits SNN dense and with LATS; compare.")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="folder of the two runs")
@@ -64,9 +85,10 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from .data import DatasetNotFoundError
     from .engine import CheckpointError
     from .engine.trainer import RunExistsError
+    from .export import ExportError
     from .recipe import RecipeError
 
-    return RecipeError, RunExistsError, CheckpointError, DatasetNotFoundError
+    return RecipeError, RunExistsError, CheckpointError, DatasetNotFoundError, ExportError
 
 
 def _train(args) -> int:
@@ -121,7 +143,63 @@ def _demo(args) -> int:
     return 0
 
 
-_COMMANDS = {"train": _train, "recipes": _recipes, "demo": _demo}
+def _check_exists(*paths: Path) -> None:
+    from .engine import CheckpointError
+
+    for path in paths:
+        if not path.exists():
+            raise CheckpointError(f"no run folder or checkpoint at {path}")
+
+
+def _report(args) -> int:
+    from .report import make_console
+    from .report.runs import dumps, report_table, run_report, to_markdown
+
+    _check_exists(args.run)
+    result = run_report(args.run)
+    if args.json:
+        print(dumps(result))
+    elif args.markdown:
+        columns = [("name", ""), ("sparsity", "pct"), ("kind", ""), ("sops", ""), ("macs", ""), ("input_rate", "")]
+        print(to_markdown(result["layers"], columns))
+    else:
+        make_console().print(report_table(result))
+    return 0
+
+
+def _compare(args) -> int:
+    from .report import make_console
+    from .report.runs import compare_runs, compare_table, dumps, plot_compare, to_markdown
+
+    _check_exists(*args.runs)
+    rows = compare_runs(args.runs)
+    if args.plot is not None:
+        plot_compare(rows, args.plot)
+    if args.json:
+        print(dumps(rows))
+    elif args.markdown:
+        print(to_markdown(rows))
+    else:
+        make_console().print(compare_table(rows))
+    return 0
+
+
+def _export(args) -> int:
+    from .export import ExportError
+    from .export.run import export_run
+
+    _check_exists(args.run)
+    try:
+        summary = export_run(args.run, args.format, args.out, fuse_bn=args.fuse_bn)
+    except ValueError as exc:  # a layer the format cannot express, named in the message
+        raise ExportError(str(exc).strip().splitlines()[0]) from None
+    ratio = f", {summary['ratio']:.3f} of the dense state_dict" if "ratio" in summary else ""
+    print(f"wrote {summary['out']} ({summary['format']}, {summary['size_bytes']} bytes{ratio})")
+    return 0
+
+
+_COMMANDS = {"train": _train, "recipes": _recipes, "demo": _demo, "report": _report, "compare": _compare,
+             "export": _export}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,165 @@
+"""``snnprune report`` and ``snnprune compare``: what a trained run costs, and runs side by side.
+
+Operations are counted with :func:`snnprune.metrics.count_ops` on a held-out batch of the run's
+own test data (the first ``batch`` samples; a random sample of the data's shape when the data is
+not on this machine, said in the result): SOPs for a spiking net (input events times the
+non-zero synapses they reach), MACs for an ANN (non-zero weights times output positions), energy
+from the 45 nm table by default.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+__all__ = ["run_report", "compare_runs", "report_table", "compare_table", "plot_compare", "to_markdown"]
+
+
+def _held_out(recipe, model_kwargs: dict, batch: int) -> tuple[torch.Tensor, str]:
+    from ..data import DatasetNotFoundError
+    from ..engine.build import build_datasets
+    from ..export.run import example_input
+
+    try:
+        _, test_set, info = build_datasets(recipe)
+        xs = [test_set[i][0] for i in range(min(batch, len(test_set)))]
+        x = torch.stack([torch.as_tensor(v) for v in xs], 1 if info.events else 0)
+        return x.float(), f"first {len(xs)} test samples"
+    except (DatasetNotFoundError, OSError, ValueError):
+        return example_input(recipe, model_kwargs), "a random sample shaped like the data (data not found)"
+
+
+def run_report(path: str | Path, *, batch: int = 32, table: str = "45nm") -> dict:
+    """Per-layer and summary measurements of the model at ``path`` (a run folder or a file)."""
+    from ..engine.artifacts import load_run_model
+    from ..metrics import count_ops, energy, sparsity
+
+    model, info = load_run_model(path)
+    recipe = info["recipe"]
+    if recipe is None:
+        raise ValueError(f"{path}: no recipe saved with the run, so its data is unknown")
+    x, source = _held_out(recipe, info["model_kwargs"], batch)
+    ops = count_ops(model, x)
+    report = sparsity(model)
+    per_sample = max(ops.batch_size or 1, 1)
+    layers = []
+    for name, module in model.named_modules():
+        lo = ops.layers.get(name)
+        if lo is None:
+            continue
+        layers.append({
+            "name": name, "shape": list(module.weight.shape), "sparsity": report.layers.get(name, 0.0),
+            "kind": lo.kind, "sops": lo.sops / per_sample, "macs": lo.macs / per_sample,
+            "dense_macs": lo.dense_macs / per_sample,
+            "input_rate": lo.input_rate if lo.kind != "mac" else None,
+        })
+    history = info["history"]
+    last = history[-1] if history else {}
+    nonzero = report.numel - report.zeros
+    e = energy(ops, table=table)
+    return {
+        "path": info["path"], "recipe": recipe.name,
+        "model": info["model_name"] + (" (ANN twin)" if info["twin"] else ""),
+        "spiking": ops.sops > 0, "test_acc": last.get("test_acc"), "sparsity": report.total,
+        "nonzero_params": nonzero, "sops": ops.sops / per_sample, "macs": ops.macs / per_sample,
+        "dense_macs": ops.dense_macs / per_sample, "energy_pj": e.total_pj / per_sample,
+        "firing_rate": ops.mean_firing_rate, "measured_on": source, "energy_table": table, "layers": layers,
+    }
+
+
+def compare_runs(paths, *, batch: int = 32, table: str = "45nm") -> list[dict]:
+    """:func:`run_report` of each run, with ratios to the first (energy, operations, parameters)."""
+    rows = [run_report(p, batch=batch, table=table) for p in paths]
+    base = rows[0]
+    for row in rows:
+        row.pop("layers")
+        for key in ("energy_pj", "nonzero_params", "sops", "macs"):
+            row[f"{key}_ratio"] = row[key] / base[key] if base[key] else None
+    return rows
+
+
+def _fmt(value, kind: str = "") -> str:
+    if value is None:
+        return "—"
+    if kind == "pct":
+        return f"{value:.2%}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def report_table(report: dict):
+    from rich.table import Table
+
+    table = Table(title=f"{report['recipe']}: {report['model']} ({report['measured_on']}, per sample)")
+    for column in ("layer", "shape", "sparsity", "kind", "SOPs", "MACs", "input firing rate"):
+        table.add_column(column, justify="left" if column in ("layer", "shape", "kind") else "right")
+    for row in report["layers"]:
+        table.add_row(row["name"], "x".join(map(str, row["shape"])), _fmt(row["sparsity"], "pct"), row["kind"],
+                      _fmt(row["sops"]), _fmt(row["macs"]), _fmt(row["input_rate"]))
+    table.caption = (f"test acc {_fmt(report['test_acc'], 'pct')} · sparsity {report['sparsity']:.2%} · "
+                     f"non-zero params {report['nonzero_params']} · SOPs {report['sops']:.4g} · "
+                     f"MACs {report['macs']:.4g}"
+                     f" · energy {report['energy_pj']:.4g} pJ ({report['energy_table']})")
+    return table
+
+
+_COMPARE_COLUMNS = [("recipe", ""), ("model", ""), ("test_acc", "pct"), ("sparsity", "pct"),
+                    ("nonzero_params", ""), ("sops", ""), ("macs", ""), ("energy_pj", ""), ("energy_pj_ratio", ""),
+                    ("nonzero_params_ratio", "")]
+
+
+def compare_table(rows: list[dict]):
+    from rich.table import Table
+
+    table = Table(title="runs side by side (per sample; ratios to the first run)")
+    for key, _ in _COMPARE_COLUMNS:
+        table.add_column(key.replace("_", " "), justify="left" if key in ("recipe", "model") else "right")
+    for row in rows:
+        table.add_row(*[_fmt(row.get(key), kind) for key, kind in _COMPARE_COLUMNS])
+    return table
+
+
+def to_markdown(rows: list[dict], columns=None) -> str:
+    columns = columns or [(k, kind) for k, kind in _COMPARE_COLUMNS]
+    head = "| " + " | ".join(k.replace("_", " ") for k, _ in columns) + " |"
+    sep = "|" + "---|" * len(columns)
+    body = ["| " + " | ".join(_fmt(r.get(k), kind) for k, kind in columns) + " |" for r in rows]
+    return "\n".join([head, sep, *body])
+
+
+def plot_compare(rows: list[dict], out: str | Path) -> Path:
+    """Two panels: test accuracy against sparsity, and energy per sample (bars, log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['recipe']}" for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for r, label in zip(rows, labels):
+        marker = "o" if r["spiking"] else "s"
+        ax1.scatter(100 * r["sparsity"], 100 * (r["test_acc"] or 0), marker=marker, s=60, label=label)
+    ax1.set_xlabel("sparsity over every conv/linear weight (%)")
+    ax1.set_ylabel("test accuracy (%)")
+    ax1.set_title("accuracy against sparsity (o SNN, s ANN)")
+    ax1.grid(alpha=0.3)
+    ax1.legend(fontsize=7)
+    colors = ["tab:blue" if r["spiking"] else "tab:orange" for r in rows]
+    ax2.bar(range(len(rows)), [r["energy_pj"] for r in rows], color=colors)
+    ax2.set_xticks(range(len(rows)), labels, rotation=30, ha="right", fontsize=7)
+    ax2.set_yscale("log")
+    ax2.set_ylabel(f"energy per sample (pJ, {rows[0]['energy_table']})")
+    ax2.set_title("SNN (SOPs, blue) against ANN (MACs, orange)")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, indent=2, default=str)
