@@ -85,3 +85,11 @@ def test_a_checkpoint_that_runs_code_is_refused_everywhere(runs, capsys, tmp_pat
 def test_a_missing_run_is_one_line(capsys, tmp_path):
     code, _, err = run_cli(capsys, "report", tmp_path / "nothing")
     assert code == 2 and err.startswith("snnprune: no run folder")
+
+
+def test_every_epoch_logs_operations_energy_and_firing_on_a_held_out_batch(runs):
+    for name, key in (("digits_snn_lats", "sops_per_sample"), ("digits_ann_lats", "macs_per_sample")):
+        lines = [json.loads(x) for x in (runs[name] / "metrics.jsonl").read_text().splitlines()]
+        epoch = next(x for x in lines if x["kind"] == "epoch")
+        assert epoch[key] > 0 and epoch["energy_pj_per_sample"] > 0 and "firing_rate" in epoch
+        assert epoch["dense_macs_per_sample"] >= epoch["macs_per_sample"]

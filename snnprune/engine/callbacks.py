@@ -27,6 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
+
 from ..metrics import regrowth, sparsity
 from ..pruner import bake
 from .checkpoint import atomic_save
@@ -205,6 +207,29 @@ def _learning_rate(run: Run) -> dict:
 def _sparsity(run: Run) -> dict:
     """Zeros over every conv/linear weight of the model (layers kept dense included)."""
     return {"sparsity": sparsity(run.model).total}
+
+
+#: samples of the held-out batch the operations are counted on every epoch (the first of the test set)
+OPS_BATCH = 32
+
+
+@register_epoch_metric
+def _operations(run: Run) -> dict:
+    """SOPs (SNN) or MACs (ANN) per sample with the dense MACs beside, the mean firing rate and
+    the energy per sample (45 nm table), on a fixed held-out batch: the first ``OPS_BATCH`` test
+    samples. Counted without touching the random number streams, so resuming stays exact."""
+    test_set = getattr(run, "test_set", None)
+    if test_set is None or OPS_BATCH <= 0 or len(test_set) == 0:
+        return {}
+    from ..metrics import ops_metrics
+
+    if getattr(run, "_ops_batch", None) is None:
+        samples = [torch.as_tensor(test_set[i][0]) for i in range(min(OPS_BATCH, len(test_set)))]
+        time_major = bool(getattr(test_set, "time_major", False))
+        run._ops_batch = torch.stack(samples, 1 if time_major else 0).float()
+    with torch.random.fork_rng(devices=[]):
+        values = ops_metrics(run.model, run._ops_batch.to(run.ctx.device))
+    return {key: values[key] for key in values if key.endswith("per_sample") or key == "firing_rate"}
 
 
 @register_epoch_metric

@@ -280,6 +280,7 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool, ctx, extra_sinks: list, 
     train_loader, test_loader = loader(train_set, skipper), loader(test_set, test_indices)
 
     run = Run(recipe, ctx, run_dir, get_family(recipe))
+    run.test_set = test_set
     run.steps_per_epoch = math.ceil(len(train_sampler) / per_rank_batch)
     run.model_kwargs = model_kwargs(recipe, info)
     model = build_model(recipe, info).to(ctx.device)
