@@ -61,9 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, required=True, help="the file to write")
     export.add_argument("--fuse-bn", action="store_true", help="NIR: fold batch norm into the convolutions first")
 
-    demo = sub.add_parser("demo", help="prune the digits SNN with LATS next to its dense baseline",
-                          description="Train the embedded-digits SNN dense and with LATS; compare.")
-    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="folder of the two runs")
+    demo = sub.add_parser("demo", help="the digits SNN and its ANN twin, dense and LATS-pruned, compared",
+                          description="Train the embedded-digits SNN and its ANN twin, dense and with LATS; compare.")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="folder of the four runs")
     return parser
 
 
@@ -126,10 +126,11 @@ def _recipes(args) -> int:
 def _demo(args) -> int:
     from .engine import run_status, train
     from .recipe import load_recipe
-    from .report import ConsoleSink, print_summary
+    from .report import ConsoleSink, make_console
+    from .report.runs import compare_runs, compare_table, plot_compare
 
     runs = []
-    for name in ("digits_snn_dense", "digits_snn_lats"):
+    for name in ("digits_snn_dense", "digits_snn_lats", "digits_ann_dense", "digits_ann_lats"):
         recipe = load_recipe(name)
         out = args.out / name
         status = run_status(out, recipe)  # the demo's own folders: continue the same run, else start afresh
@@ -137,9 +138,14 @@ def _demo(args) -> int:
         if result.interrupted:
             print("snnprune: interrupted; run `make demo` again to continue", file=sys.stderr)
             return EXIT_INTERRUPTED
-        runs.append((recipe, result))
-    if runs[-1][1].is_main:
-        print_summary(runs, title="embedded digits SNN: LATS-pruned next to its dense baseline")
+        runs.append(result)
+    if runs[-1].is_main:
+        rows = compare_runs([r.run_dir for r in runs])
+        png = plot_compare(rows, args.out / "compare.png")
+        table = compare_table(rows)
+        table.title = "embedded digits: the SNN and its ANN twin, dense and LATS-pruned (ratios to the dense SNN)"
+        make_console().print(table)
+        print(f"picture: {png}")
     return 0
 
 
