@@ -341,7 +341,7 @@ def plot(summary: dict, args, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     models = [m for m in ("snn", "ann") if m in summary]
-    fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 5.2), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 6.2), sharey=True, squeeze=False)
     cmap = plt.get_cmap("tab20")
     x = list(range(len(args.sparsities)))
     for ax, model in zip(axes[0], models):
@@ -362,8 +362,9 @@ def plot(summary: dict, args, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.set_ylim(0, 100)
     axes[0][0].set_ylabel("test accuracy (%)")
-    axes[0][-1].legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=4, frameon=False)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -380,12 +381,19 @@ def main(argv=None) -> int:
     p.add_argument("--procs", type=int, default=2, help="processes over the grid")
     p.add_argument("--quick", action="store_true", help="lats and magnitude, 90%%, seed 0, 1 epoch, 128 samples, SNN")
     p.add_argument("--resume", action="store_true", help="skip the runs already in <out>/quality_runs.jsonl")
+    p.add_argument("--replot", type=Path, default=None, help="only redraw the plot from this quality.json")
     p.add_argument("--out", type=Path, default=None, help="results folder (default bench/results; --quick: none)")
     args = p.parse_args(argv)
     if args.quick:
         args.methods, args.sparsities, args.seeds, args.epochs = ["lats", "magnitude"], [0.9], [0], 1
         args.limit, args.procs, args.models = args.limit or 128, 1, ["snn"]
     out = args.out if args.out is not None else (None if args.quick else RESULTS)
+    if args.replot is not None:
+        saved = json.loads(args.replot.read_text())
+        for key in ("sparsities", "seeds", "epochs"):
+            setattr(args, key, saved["config"][key])
+        plot(saved["summary"], args, (out or RESULTS) / "quality.png")
+        return 0
     started = time.perf_counter()
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
