@@ -72,8 +72,9 @@ def test_every_shipped_recipe_runs_a_step_on_generated_data(path, tmp_path, data
     if recipe.data.name not in ("digits", "digits_dvs"):
         overrides.append(f"data.root={fake_root(recipe.data.name, tmp_path / 'data')}")
     overrides += SMALL.get(recipe.data.name, [])
-    if getattr(recipe.pruning, "freeze_epoch", None) is not None:
-        overrides.append("pruning.freeze_epoch=1")
+    for key, value in (("freeze_epoch", 1), ("prune_epoch", 1), ("start_epoch", 0), ("end_epoch", 2)):
+        if getattr(recipe.pruning, key, None) is not None:  # epochs of the schedule within the two run here
+            overrides.append(f"pruning.{key}={value}")
     result = train(load_recipe(path, overrides), tmp_path / "run", stop_after_steps=1)
     assert result.interrupted  # stopped on purpose after one optimizer step, checkpoint written
     state = load_checkpoint(tmp_path / "run" / "last.pt")
