@@ -366,16 +366,11 @@ class Pruner:
     @torch.no_grad()
     def _threshold_caps(self) -> list[float]:
         """Per layer, the largest threshold that keeps ``min_weights`` latent weights."""
-        caps = []
-        for i in range(len(self._reparams)):
-            magnitudes = self._latent(i).detach().abs().flatten()
-            k = min(self.min_weights, magnitudes.numel())
-            kth = torch.topk(magnitudes, k).values[-1]
-            caps.append(max(float(torch.nextafter(kth, torch.zeros_like(kth))), 0.0))
-        return caps
+        return self._weight_caps([self._latent(i).detach() for i in range(len(self._reparams))])
 
+    @torch.no_grad()
     def _weight_caps(self, weights: list[torch.Tensor]) -> list[float]:
-        """:meth:`_threshold_caps` of given effective weights (prune_to works on those)."""
+        """Per tensor, the largest threshold below which ``min_weights`` magnitudes stay."""
         caps = []
         for w in weights:
             kth = torch.topk(w.abs().flatten(), min(self.min_weights, w.numel())).values[-1]
