@@ -194,9 +194,22 @@ def test_a_run_folder_made_before_the_method_configs_resumes(tmp_path, data_home
     resumed = train(recipe, run, resume=True)
     assert not resumed.interrupted and [m["epoch"] for m in resumed.history] == [1]
     assert load_checkpoint(run / "last.pt")["global_step"] == 2
-    train(recipe, tmp_path / "whole")
+    # The fixture's first step was taken on another machine; a CPU with other kernels rounds that step
+    # differently (by an ulp). Where this machine reproduces it, the resumed run must end bit for bit
+    # on the whole run; elsewhere within float rounding (a wrongly read old default moves it by far more).
+    probe = train(recipe, tmp_path / "whole", stop_after_steps=1)
+    assert probe.interrupted
+    fixture = load_checkpoint(LEGACY / "last.pt")["model"]
+    here = load_checkpoint(tmp_path / "whole" / "last.pt")["model"]
+    same_first_step = all(torch.equal(fixture[k], here[k]) for k in fixture)
+    train(recipe, tmp_path / "whole", resume=True)
     a, b = weights(tmp_path / "whole"), weights(run)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert a.keys() == b.keys()
+    for k in a:
+        if same_first_step:
+            assert torch.equal(a[k], b[k]), k
+        else:
+            torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
 
 
 def test_model_geometry_comes_from_the_data_set(tmp_path, data_home):
