@@ -26,15 +26,8 @@ FIT = {"gmp": ["pruning.start_epoch=0", "pruning.end_epoch=2", "pruning.update_e
 
 
 @pytest.fixture(scope="module", autouse=True)
-def data_home(tmp_path_factory):
-    home = tmp_path_factory.mktemp("data_home")
-    old = os.environ.get("SNNPRUNE_DATA")
-    os.environ["SNNPRUNE_DATA"] = str(home)
-    yield home
-    if old is None:
-        os.environ.pop("SNNPRUNE_DATA", None)
-    else:
-        os.environ["SNNPRUNE_DATA"] = old
+def _private_data(data_home):  # tests/conftest.py
+    return data_home
 
 
 def final_weights(run: Path) -> dict:
@@ -46,6 +39,7 @@ def test_each_method_recipe_trains_and_resumes_bit_for_bit(name, tmp_path):
     recipe = load_recipe(name, [*SMALL, *FIT.get(name.rsplit("_", 1)[1], [])])
     whole = train(recipe, tmp_path / "whole")
     assert 0 < whole.history[-1]["sparsity"] < 1
+    assert (tmp_path / "whole" / "trail.json").exists() == (recipe.pruning.method == "ltp")  # the default trail
     stopped = train(recipe, tmp_path / "cut", stop_after_steps=4)  # in the second epoch
     assert stopped.interrupted
     train(recipe, tmp_path / "cut", resume=True)

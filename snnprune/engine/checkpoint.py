@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["atomic_save", "load_checkpoint", "CheckpointError"]
+__all__ = ["atomic_save", "atomic_write", "load_checkpoint", "CheckpointError"]
 
 
 class CheckpointError(ValueError):
@@ -28,12 +28,18 @@ def atomic_save(obj, path: str | Path) -> Path:
         >>> load_checkpoint(p)["w"]
         tensor([1., 1.])
     """
+    return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write(path: str | Path, write) -> Path:
+    """``write(file)`` into a temporary file (binary) in the same folder, fsync, then rename over
+    ``path``: :func:`atomic_save` and the run folder's JSON listings."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

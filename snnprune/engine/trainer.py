@@ -46,11 +46,12 @@ from .callbacks import BEST, EPOCH_METRICS, FINAL, LAST, Checkpoints, JSONLSink,
 from .checkpoint import load_checkpoint
 from .families import Family, get_family
 from .state import RunState, seed_everything, set_rng_state
+from .trail import TRAIL_DIR, TRAIL_LISTING, Trail
 
 __all__ = ["train", "RunResult", "RunExistsError", "Run", "forward", "evaluate", "run_status", "RUN_FILES"]
 
 #: what a run writes in its folder (``fresh=True`` removes these and nothing else)
-RUN_FILES = ("recipe.json", "metrics.jsonl", "tensorboard", LAST, BEST, FINAL)
+RUN_FILES = ("recipe.json", "metrics.jsonl", "tensorboard", LAST, BEST, FINAL, TRAIL_DIR, TRAIL_LISTING)
 
 
 class RunExistsError(ValueError):
@@ -320,6 +321,9 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool, ctx, extra_sinks: list, 
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "recipe.json").write_text(recipe.model_dump_json(indent=2))
     checkpoints = Checkpoints(run_dir)
+    trail = Trail.of(run)  # pruning.trail: a finalized model at every new 5% of sparsity
+    if trail is not None:
+        trail.resume(state.epoch)
     run.sinks.on_start({"recipe": recipe, "run_dir": run_dir, "world_size": ctx.world_size,
                         "device": str(ctx.device), "resume": checkpoint is not None})
     run.emit("start", recipe=recipe.name, resume=checkpoint is not None, world_size=ctx.world_size,
@@ -368,6 +372,8 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool, ctx, extra_sinks: list, 
                 metrics.update(metric(run))
             metrics["seconds"] = time.perf_counter() - started
             state.end_epoch(metrics)
+            if trail is not None:  # before last.pt, like best.pt
+                trail.on_epoch_end(run, metrics)
             if test_acc >= state.best_acc:
                 state.best_acc = test_acc
                 checkpoints.save(run, BEST)  # before last.pt: a run killed in between replays this epoch

@@ -194,6 +194,11 @@ class PruningMethodConfig(_Section):
         description="pruning at initialization: True (default) freezes the mask at step 0 (the sparsity stays "
         "exactly target_sparsity); False keeps only the threshold fixed (straight-through: weights may regrow)",
     )
+    trail: bool = Field(
+        default=False,
+        description="write a finalized model (trail/sparsity_<percent>.pt, listed in trail.json) each time the "
+        "sparsity over the pruned layers passes a new 5% step; on by default for ltp",
+    )
 
     #: "threshold" | "sparsity" | "learned" (None: decided by the registered class)
     control: ClassVar[str | None] = None
@@ -308,6 +313,7 @@ class LTPConfig(PruningMethodConfig):
     temperature: float = Field(default=0.1, gt=0, description="sigmoid temperature, in units of the layer's mean w²")
     tau_init: float = Field(default=0.0, description="initial threshold τ, in the same unit")
     window: int = Field(default=100, ge=1, description="steps between two saturation checks")
+    trail: bool = True  # LTP yields a trail of ever sparser models (Azarian et al. 2020): keep it
     control: ClassVar[str] = "learned"
 
     def kwargs(self) -> dict[str, Any]:
