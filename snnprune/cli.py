@@ -3,7 +3,7 @@
     snnprune train RECIPE [--set key=value ...] [--out DIR] [--resume]
     snnprune recipes
     snnprune demo
-    snnprune report RUN_DIR|CHECKPOINT [--json|--markdown]
+    snnprune report RUN_DIR|CHECKPOINT [--json|--markdown] [--plot [DIR]]
     snnprune compare RUN_DIR ... [--json|--markdown] [--plot FILE.png]
     snnprune export RUN_DIR|CHECKPOINT --format state_dict|sparse|onnx|nir --out FILE
 
@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="what a trained run costs, layer by layer",
                             description="Per-layer sparsity, SOPs/MACs and firing of a run, and a summary.")
     report.add_argument("run", type=Path, help="a run folder or one of its .pt files")
+    report.add_argument("--plot", type=Path, nargs="?", const=_RUN_FOLDER, default=None, metavar="DIR",
+                        help="write training_curves.png and layer_sparsity.png (default: into the run folder)")
     compare = sub.add_parser("compare", help="runs side by side (an SNN and its ANN twin, methods)",
                              description="Accuracy, sparsity, parameters, operations and energy of runs, with ratios.")
     compare.add_argument("runs", type=Path, nargs="+", help="run folders or .pt files; ratios are to the first")
@@ -94,10 +96,10 @@ def _user_errors() -> tuple[type[Exception], ...]:
 def _train(args) -> int:
     from .engine import train
     from .recipe import load_recipe
-    from .report import ConsoleSink, print_summary
+    from .report import ConsoleSink, PlotSink, print_summary
 
     recipe = load_recipe(args.recipe, args.overrides)
-    result = train(recipe, args.out, resume=args.resume, sinks=[ConsoleSink()])
+    result = train(recipe, args.out, resume=args.resume, sinks=[ConsoleSink(), PlotSink()])
     if result.interrupted:
         print(f"snnprune: interrupted; saved {result.run_dir / 'last.pt'} — continue with --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -126,7 +128,7 @@ def _recipes(args) -> int:
 def _demo(args) -> int:
     from .engine import run_status, train
     from .recipe import load_recipe
-    from .report import ConsoleSink, make_console
+    from .report import ConsoleSink, PlotSink, make_console
     from .report.runs import compare_runs, compare_table, plot_compare
 
     runs = []
@@ -134,7 +136,8 @@ def _demo(args) -> int:
         recipe = load_recipe(name)
         out = args.out / name
         status = run_status(out, recipe)  # the demo's own folders: continue the same run, else start afresh
-        result = train(recipe, out, resume=status == "same", fresh=status == "other", sinks=[ConsoleSink()])
+        result = train(recipe, out, resume=status == "same", fresh=status == "other",
+                       sinks=[ConsoleSink(), PlotSink()])
         if result.interrupted:
             print("snnprune: interrupted; run `make demo` again to continue", file=sys.stderr)
             return EXIT_INTERRUPTED
@@ -149,6 +152,9 @@ def _demo(args) -> int:
     return 0
 
 
+_RUN_FOLDER = Path("<run folder>")  # `report --plot` without a directory
+
+
 def _check_exists(*paths: Path) -> None:
     from .engine import CheckpointError
 
@@ -159,10 +165,12 @@ def _check_exists(*paths: Path) -> None:
 
 def _report(args) -> int:
     from .report import make_console
+    from .report.plots import write_run_plots
     from .report.runs import dumps, report_table, run_report, to_markdown
 
     _check_exists(args.run)
     result = run_report(args.run)
+    pngs = write_run_plots(args.run, None if args.plot is _RUN_FOLDER else args.plot) if args.plot else []
     if args.json:
         print(dumps(result))
     elif args.markdown:
@@ -170,6 +178,8 @@ def _report(args) -> int:
         print(to_markdown(result["layers"], columns))
     else:
         make_console().print(report_table(result))
+    if pngs:  # on stderr under --json/--markdown, which stay machine-readable
+        print("wrote " + ", ".join(map(str, pngs)), file=sys.stderr if args.json or args.markdown else sys.stdout)
     return 0
 
 

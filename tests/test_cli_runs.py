@@ -9,6 +9,7 @@ import torch
 from snnprune.cli import main
 from snnprune.engine import train
 from snnprune.recipe import load_recipe
+from snnprune.report import PlotSink
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +18,7 @@ def runs(tmp_path_factory):
     out = {}
     for name in ("digits_snn_lats", "digits_ann_lats"):
         recipe = load_recipe(name, overrides=["epochs=1", "data.limit=96", "pruning.final_threshold=0.02"])
-        out[name] = train(recipe, root / name).run_dir
+        out[name] = train(recipe, root / name, sinks=[PlotSink()]).run_dir  # as `snnprune train` does
     return out
 
 
@@ -48,6 +49,32 @@ def test_compare_gives_ratios_to_the_first_run_and_a_picture(runs, capsys, tmp_p
 
     image = matplotlib.image.imread(png)
     assert image.shape[0] > 100 and image.std() > 0
+
+
+def assert_picture(png, min_height=200):
+    """A PNG that matplotlib reads back, of a plausible size, with something drawn on it."""
+    import matplotlib.image
+
+    image = matplotlib.image.imread(png)
+    assert image.ndim == 3 and image.shape[0] >= min_height and image.shape[1] >= 600
+    ink = (image[..., :3] < 0.9).any(-1).mean()  # share of pixels that are not (near) white
+    assert 0.02 < ink < 0.6, f"{png}: {ink:.1%} of the pixels are drawn on"
+
+
+def test_a_run_folder_holds_its_training_curves_and_per_layer_sparsity(runs):
+    for run_dir in runs.values():
+        assert_picture(run_dir / "training_curves.png", min_height=500)
+        assert_picture(run_dir / "layer_sparsity.png")
+        assert not list(run_dir.glob(".*.tmp"))  # written through a temporary file, which is gone
+
+
+def test_report_plot_draws_a_run_or_checkpoint_into_a_folder(runs, capsys, tmp_path):
+    code, out, err = run_cli(capsys, "report", runs["digits_ann_lats"], "--plot", tmp_path / "pics", "--json")
+    assert code == 0 and json.loads(out)["run"] == "digits_ann_lats" and "layer_sparsity.png" in err
+    assert_picture(tmp_path / "pics" / "training_curves.png", min_height=500)
+    assert_picture(tmp_path / "pics" / "layer_sparsity.png")
+    code, out, _ = run_cli(capsys, "report", runs["digits_snn_lats"] / "last.pt", "--plot", tmp_path / "ckpt")
+    assert code == 0 and (tmp_path / "ckpt" / "layer_sparsity.png").is_file()
 
 
 def test_every_export_format_round_trips_or_names_the_layer(runs, capsys, tmp_path):

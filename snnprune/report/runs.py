@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from .plots import plot_compare
+
 __all__ = ["run_report", "compare_runs", "report_table", "compare_table", "plot_compare", "to_markdown"]
 
 
@@ -59,8 +61,10 @@ def run_report(path: str | Path, *, batch: int = 32, table: str = "45nm") -> dic
     last = history[-1] if history else {}
     nonzero = report.numel - report.zeros
     e = energy(ops, table=table)
+    given = Path(path)
     return {
-        "path": info["path"], "recipe": recipe.name,
+        "path": info["path"], "run": given.name if given.is_dir() else f"{given.parent.name}/{given.name}",
+        "recipe": recipe.name,
         "model": info["model_name"] + (" (ANN twin)" if info["twin"] else ""),
         "spiking": ops.sops > 0, "test_acc": last.get("test_acc"), "sparsity": report.total,
         "nonzero_params": nonzero, "sops": ops.sops / per_sample, "macs": ops.macs / per_sample,
@@ -128,37 +132,6 @@ def to_markdown(rows: list[dict], columns=None) -> str:
     sep = "|" + "---|" * len(columns)
     body = ["| " + " | ".join(_fmt(r.get(k), kind) for k, kind in columns) + " |" for r in rows]
     return "\n".join([head, sep, *body])
-
-
-def plot_compare(rows: list[dict], out: str | Path) -> Path:
-    """Two panels: test accuracy against sparsity, and energy per sample (bars, log scale)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = [f"{r['recipe']}" for r in rows]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for r, label in zip(rows, labels):
-        marker = "o" if r["spiking"] else "s"
-        ax1.scatter(100 * r["sparsity"], 100 * (r["test_acc"] or 0), marker=marker, s=60, label=label)
-    ax1.set_xlabel("sparsity over every conv/linear weight (%)")
-    ax1.set_ylabel("test accuracy (%)")
-    ax1.set_title("accuracy against sparsity (o SNN, s ANN)")
-    ax1.grid(alpha=0.3)
-    ax1.legend(fontsize=7)
-    colors = ["tab:blue" if r["spiking"] else "tab:orange" for r in rows]
-    ax2.bar(range(len(rows)), [r["energy_pj"] for r in rows], color=colors)
-    ax2.set_xticks(range(len(rows)), labels, rotation=30, ha="right", fontsize=7)
-    ax2.set_yscale("log")
-    ax2.set_ylabel(f"energy per sample (pJ, {rows[0]['energy_table']})")
-    ax2.set_title("SNN (SOPs, blue) against ANN (MACs, orange)")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
 
 
 def dumps(obj) -> str:
