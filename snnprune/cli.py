@@ -9,7 +9,10 @@
 
 Bad input (unknown recipe key, wrong type, value out of range, missing data folder, unreadable
 checkpoint, a run folder that already holds a run) prints one line on stderr and exits with code 2;
-nothing is overwritten. ``SNNPRUNE_DEBUG=1`` shows the traceback instead.
+nothing is overwritten. A run stopped by a NaN or infinite loss, gradient, threshold or weight
+prints one line naming the step and exits with code 3 (its checkpoints are the last good ones);
+an interrupted run (SIGINT, SIGTERM) saves and exits with code 130. ``SNNPRUNE_DEBUG=1`` shows the
+traceback instead.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 __all__ = ["main"]
 
 EXIT_BAD_INPUT = 2
+EXIT_NONFINITE = 3  # a NaN or infinity stopped the run (the checkpoints are the last good ones)
 EXIT_INTERRUPTED = 130
 
 
@@ -74,11 +78,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _COMMANDS[args.command](args)
     except Exception as exc:
-        if not isinstance(exc, _user_errors()) or os.environ.get("SNNPRUNE_DEBUG"):
+        codes = _exit_codes()
+        kind = next((k for k in codes if isinstance(exc, k)), None)
+        if kind is None or os.environ.get("SNNPRUNE_DEBUG"):
             raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"snnprune: {message}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return codes[kind]
+
+
+def _exit_codes() -> dict[type[Exception], int]:
+    """Errors with a one-line message and their exit codes: the user's input (2), a run that
+    diverged (3)."""
+    from .engine.trainer import NonFiniteError
+
+    return {NonFiniteError: EXIT_NONFINITE, **dict.fromkeys(_user_errors(), EXIT_BAD_INPUT)}
 
 
 def _user_errors() -> tuple[type[Exception], ...]:

@@ -2,17 +2,40 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
 
 import torch
 
-__all__ = ["atomic_save", "atomic_write", "load_checkpoint", "CheckpointError"]
+__all__ = ["atomic_save", "atomic_write", "load_checkpoint", "CheckpointError", "first_nonfinite"]
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read; the message is one line naming the file."""
+
+
+def first_nonfinite(tensors: dict) -> str | None:
+    """The first key of ``tensors`` whose floating-point tensor holds a NaN or an infinity, else
+    ``None``. One fused max-|x| over all of them (``torch._foreach_norm``, ``ord=inf``) and one host
+    sync; the tensors are looked at one by one only when something is wrong.
+
+    Example::
+
+        >>> first_nonfinite({"a": torch.ones(2), "b": torch.tensor([1.0, float("nan")])})
+        'b'
+        >>> first_nonfinite({"a": torch.ones(2), "steps": torch.tensor(3)}) is None
+        True
+    """
+    floats = {k: v.detach() for k, v in tensors.items()
+              if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel()}
+    if not floats:
+        return None
+    maxima = torch._foreach_norm(list(floats.values()), math.inf)
+    if torch.isfinite(torch.stack([m.float() for m in maxima])).all():
+        return None
+    return next(k for k, v in floats.items() if not torch.isfinite(v).all())
 
 
 def atomic_save(obj, path: str | Path) -> Path:

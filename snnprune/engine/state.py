@@ -31,6 +31,7 @@ class RunState:
     best_acc: float = 0.0
     history: list[dict] = field(default_factory=list)  #: one metrics dict per completed epoch
     partial: list = field(default_factory=lambda: [0.0, 0, 0])  #: this epoch's [loss sum, correct, seen]
+    skipped_in_epoch: int = 0  #: batches of the current epoch skipped for a non-finite loss or gradient
 
     def advance(self) -> None:
         self.step_in_epoch += 1
@@ -40,14 +41,19 @@ class RunState:
         self.epoch += 1
         self.step_in_epoch = 0
         self.partial = [0.0, 0, 0]
+        self.skipped_in_epoch = 0
         self.history.append(metrics)
 
     def state_dict(self) -> dict:
         return asdict(self)
 
     def load_state_dict(self, state: dict) -> None:
-        for key in self.state_dict():
-            setattr(self, key, state[key])
+        for key, default in self.state_dict().items():  # a key added later keeps its default
+            setattr(self, key, state[key] if key in _FIRST_KEYS else state.get(key, default))
+
+
+#: the keys every checkpoint has held since the first release (a later key may be missing)
+_FIRST_KEYS = ("epoch", "step_in_epoch", "global_step", "best_acc", "history", "partial")
 
 
 def rng_state() -> dict:

@@ -43,12 +43,13 @@ from .build import (
     model_kwargs,
 )
 from .callbacks import BEST, EPOCH_METRICS, FINAL, LAST, Checkpoints, JSONLSink, Sinks, TensorBoardSink
-from .checkpoint import load_checkpoint
+from .checkpoint import first_nonfinite, load_checkpoint
 from .families import Family, get_family
 from .state import RunState, seed_everything, set_rng_state
 from .trail import TRAIL_DIR, TRAIL_LISTING, Trail
 
-__all__ = ["train", "RunResult", "RunExistsError", "Run", "forward", "evaluate", "run_status", "RUN_FILES"]
+__all__ = ["train", "RunResult", "RunExistsError", "NonFiniteError", "Run", "forward", "evaluate",
+           "run_status", "RUN_FILES"]
 
 #: what a run writes in its folder (``fresh=True`` removes these and nothing else)
 RUN_FILES = ("recipe.json", "metrics.jsonl", "tensorboard", LAST, BEST, FINAL, TRAIL_DIR, TRAIL_LISTING)
@@ -60,6 +61,12 @@ class RunExistsError(ValueError):
 
 class Interrupted(Exception):
     pass
+
+
+class NonFiniteError(RuntimeError):
+    """A NaN or infinite loss, gradient, threshold or weight stopped the run; the message is one
+    line naming the step and the quantity. Nothing non-finite was saved: the checkpoints in the run
+    folder are the last good ones (``snnprune train`` exits with code 3)."""
 
 
 @dataclass
@@ -355,22 +362,30 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool, ctx, extra_sinks: list, 
             for x, y in train_loader:
                 x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
                 out, loss = _train_step(run, x, y)
-                loss_sum += loss * len(y)
-                correct += int((out.argmax(1) == y).sum())
-                seen += len(y)
+                if loss is None:  # a batch skipped for a non-finite loss or gradient: not in the sums
+                    state.skipped_in_epoch += 1
+                else:
+                    loss_sum += loss * len(y)
+                    correct += int((out.argmax(1) == y).sum())
+                    seen += len(y)
                 state.advance()
                 steps_this_call += 1
                 state.partial = [loss_sum, correct, seen]
-                run.sinks.on_step(epoch, state.step_in_epoch, loss_sum / seen)
+                run.sinks.on_step(epoch, state.step_in_epoch, loss_sum / seen if seen else math.nan)
                 if _should_stop(ctx, stop, stop_after_steps, steps_this_call):
                     raise Interrupted
             sums = ctx.all_reduce_sum([loss_sum, correct, seen])
+            if not sums[2]:
+                raise NonFiniteError(f"epoch {epoch + 1}: every batch was skipped (non-finite loss or gradient)")
             test_loss, test_acc = evaluate(run.net, test_loader, run.criterion, ctx, run.amp_dtype)
             metrics = {"epoch": epoch + 1, "train_loss": sums[0] / sums[2], "train_acc": sums[1] / sums[2],
                        "test_loss": test_loss, "test_acc": test_acc}
             for metric in EPOCH_METRICS:
                 metrics.update(metric(run))
+            if recipe.on_nonfinite == "skip":
+                metrics["skipped_batches"] = state.skipped_in_epoch
             metrics["seconds"] = time.perf_counter() - started
+            _check_finite(run, f"end of epoch {epoch + 1}")  # before every save: no checkpoint holds a NaN
             state.end_epoch(metrics)
             if trail is not None:  # before last.pt, like best.pt
                 trail.on_epoch_end(run, metrics)
@@ -382,12 +397,21 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool, ctx, extra_sinks: list, 
             run._apply(run.family.on_epoch_end(run, epoch, metrics))
         result.best_acc = state.best_acc
         if ctx.is_main:
+            _check_finite(run, "end of the run")
             checkpoints.save_final(run)
         run.emit("end", best_acc=state.best_acc, final=state.history[-1] if state.history else None)
     except Interrupted:
+        _check_finite(run, f"step {state.global_step} (interrupted)")
         checkpoints.save(run, LAST)
         result.interrupted = True
         run.emit("interrupted", epoch=state.epoch, step_in_epoch=state.step_in_epoch)
+    except NonFiniteError as exc:
+        kept = f"the last good checkpoint {run_dir / LAST} (epoch {state.epoch}) is kept" if \
+            (run_dir / LAST).exists() else "no checkpoint was written"
+        run.emit("nonfinite", epoch=state.epoch + 1, message=str(exc))
+        advice = "lower optim.lr" + (", or set on_nonfinite = 'skip' to skip such batches"
+                                     if recipe.on_nonfinite == "stop" else "")
+        raise NonFiniteError(f"{exc}; run stopped, {kept}: {advice}") from None
     finally:
         for s, h in handlers.items():
             signal.signal(s, h)
@@ -398,21 +422,85 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool, ctx, extra_sinks: list, 
 
 
 def _train_step(run: Run, x, y) -> tuple[torch.Tensor, float]:
-    """One optimizer step; returns the output and the loss (without the regulariser)."""
+    """One optimizer step; returns the output and the loss (``None``: the batch was skipped)."""
+    # skip mode: the buffers (batch-norm running statistics, a few numbers per channel) are copied
+    # before the forward, so that a skipped batch leaves no trace in them
+    buffers = [b.clone() for b in run.model.buffers()] if run.recipe.on_nonfinite == "skip" else None
     out, loss = forward(run.net, x, y, run.criterion, run.amp_dtype)
     total = loss
     if run.pruner is not None and run.pruner.has_regularization:
         total = loss + run.pruner.regularization()
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(total).backward()
+    value, problem = _check_step(run, total)
+    bad = problem is not None
+    if run.ctx.distributed:  # every rank skips or stops at the same step (one more all_reduce per step)
+        bad = run.ctx.all_reduce_sum([float(bad)])[0] > 0
+    if bad:
+        return _nonfinite_step(run, out, problem or "a non-finite loss or gradient on another process", buffers)
     scale = run.scaler.get_scale() if run.scaler.is_enabled() else None
     run.scaler.step(run.optimizer)
     run.scaler.update()
     stepped = scale is None or run.scaler.get_scale() >= scale  # fp16 overflow skips the step
     if run.pruner is not None and stepped:
         run.pruner.step(run.optimizer)
+        threshold = run.pruner.threshold if run.pruner.control == "threshold" else None  # a float: no sync
+        if threshold is not None and not math.isfinite(threshold):
+            raise NonFiniteError(f"step {run.state.global_step + 1} (epoch {run.state.epoch + 1}): "
+                                 f"the pruning threshold is {threshold}")
     run.scheduler.step()
-    return out, total.item()
+    return out, value
+
+
+def _check_step(run: Run, total: torch.Tensor) -> tuple[float, str | None]:
+    """The loss value and what is non-finite at this step (``None``: nothing).
+
+    Cost: one fused max-|g| over every gradient (``torch._foreach_norm`` with ``ord=inf``, one
+    kernel per device and dtype, no host sync per tensor; a NaN anywhere propagates through the
+    max) and one host sync for the loss and that max together, the sync ``loss.item()`` cost anyway.
+    With the fp16 grad scaler the gradients are left to it (it skips overflowed steps itself). Only
+    on a failure are the tensors looked at one by one, to name the bad one.
+    """
+    checks = [total.detach().float().reshape(())]
+    grads = [] if run.scaler.is_enabled() else \
+        [(n, p.grad) for n, p in run.model.named_parameters() if p.grad is not None and p.grad.numel()]
+    if grads:
+        checks.append(torch.stack([g.float() for g in torch._foreach_norm([g for _, g in grads], math.inf)]).max())
+    value, *grad_max = torch.stack(checks).tolist()
+    if not math.isfinite(value):
+        return value, f"the loss is {value}"
+    if grad_max and not math.isfinite(grad_max[0]):
+        name = next(n for n, g in grads if not torch.isfinite(g).all())
+        return value, f"the gradient of {name!r} is not finite"
+    return value, None
+
+
+def _nonfinite_step(run: Run, out, problem: str, buffers: list | None):
+    """Skip the batch (``on_nonfinite = "skip"``: the buffers its forward changed are put back, no
+    optimizer step; the LR schedule and the pruning threshold move on, so both stay on schedule) or
+    stop the run."""
+    step, epoch = run.state.global_step + 1, run.state.epoch + 1
+    if run.recipe.on_nonfinite == "skip":
+        with torch.no_grad():
+            for saved, buffer in zip(buffers, run.model.buffers(), strict=True):
+                buffer.copy_(saved)
+        broken = first_nonfinite(run.model.state_dict())
+        if broken is None:
+            run.optimizer.zero_grad(set_to_none=True)
+            if run.pruner is not None:  # the threshold keeps to its schedule (it follows the LR)
+                run.pruner.step(run.optimizer)
+            run.scheduler.step()
+            run.emit("skipped_batch", epoch=epoch, step=step, problem=problem)
+            return out, None
+        problem += f" and the weight {broken!r} is not finite (skipping batches cannot recover)"
+    raise NonFiniteError(f"step {step} (epoch {epoch}): {problem}")
+
+
+def _check_finite(run: Run, when: str) -> None:
+    """Refuse to save a model holding a NaN or an infinity (all float tensors of its state_dict)."""
+    broken = first_nonfinite(run.model.state_dict())
+    if broken is not None:
+        raise NonFiniteError(f"{when}: the model's {broken!r} is not finite, not saved")
 
 
 def _should_stop(ctx, stop, stop_after_steps, steps_this_call) -> bool:

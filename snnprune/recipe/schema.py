@@ -488,6 +488,11 @@ class Recipe(_Section):
     amp: bool = Field(default=True, description="mixed precision (CUDA only)")
     channels_last: bool = Field(default=True, description="channels-last memory format (CUDA only)")
     compile: bool = False
+    on_nonfinite: Literal["stop", "skip"] = Field(
+        default="stop",
+        description="a non-finite loss or gradient: 'stop' the run (no checkpoint is written past the last good "
+        "one), or 'skip' the batch (no optimizer step; counted in skipped_batches)",
+    )
     model: ModelConfig
     data: DataConfig
     optim: OptimConfig = Field(default_factory=OptimConfig)
