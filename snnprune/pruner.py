@@ -202,7 +202,35 @@ class Pruner:
         self._frozen_threshold: float | None = None
         self._warned: set[str] = set()
         self._last_lr: float | None = None
+        self._warn_if_unreachable(target_sparsity)
         self._apply_control()
+
+    def _warn_if_unreachable(self, target: float | None) -> None:
+        """Say at once when the floors alone keep more weights than the target leaves."""
+        if isinstance(self.schedule, TargetSparsity):
+            target = self.schedule.target
+        if target is None or not self.min_weights:
+            return
+        sizes = [self._latent(i).numel() for i in range(len(self._reparams))]
+        kept, total = sum(min(self.min_weights, n) for n in sizes), sum(sizes)
+        if 1.0 - kept / total < float(target) - 0.005:
+            warnings.warn(
+                f"target sparsity {float(target):.2%} cannot be reached: min_weights={self.min_weights} keeps at least "
+                f"{kept} of the {total} pruned weights, so at most {1 - kept / total:.2%}; lower min_weights "
+                "or the target",
+                stacklevel=3,
+            )
+
+    def target_metrics(self) -> dict[str, float]:
+        """Where the target's controller stands (the engine logs it every epoch): for soft
+        thresholding ``target_lambda`` (the λ in force) and ``target_lambda_updates`` (the length
+        of :attr:`TargetSparsity.history`); for the learned methods ``target_gain`` (the
+        regulariser's multiplier) and ``target_gain_updates``. Empty without a target."""
+        if isinstance(self.schedule, TargetSparsity):
+            return {"target_lambda": self.schedule.l1, "target_lambda_updates": len(self.schedule.history)}
+        if self.controller is not None:
+            return {"target_gain": self.controller.gain, "target_gain_updates": len(self.controller.history)}
+        return {}
 
     # -- introspection ---------------------------------------------------------------------
     def _latent(self, i: int) -> nn.Parameter:

@@ -43,7 +43,8 @@ def test_overrides_are_read_as_toml_values():
         ("pruning.freeze_epoch=3", "freeze_epoch belongs to family 'early_pruning'"),
         ("pruning.l1=0.001", "give one of pruning.final_threshold (D) or pruning.l1"),
         ("pruning.fixed_mask=false", "pruning.fixed_mask belongs to family 'pruning_at_initialization'"),
-        ("pruning.target_sparsity=0.5", "pruning.target_sparsity belongs to family 'pruning_at_initialization'"),
+        # a during-training target replaces D: both together is refused
+        ("pruning.target_sparsity=0.5", "sets LATS's λ by itself: drop pruning.final_threshold"),
     ],
 )
 def test_bad_values_give_one_line_naming_the_key(override, message):

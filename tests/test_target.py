@@ -140,3 +140,90 @@ def test_min_weights_holds_in_prune_to(method):
     pruner.prune_to(0.999)
     assert all(int(m.sum()) >= 30 for m in pruner.masks().values())
     assert pruner.sparsity().pruned == pytest.approx(1 - 60 / (32 * 64 + 64 * 10), abs=0.01)
+
+
+def test_floors_above_the_budget_warn_at_once_and_say_why():
+    model, _, _ = task()
+    with pytest.warns(UserWarning, match="cannot be reached: min_weights=500 keeps at least 1000 of the 2688"):
+        Pruner(model, "ltp", target_sparsity=0.9, total_steps=10, min_weights=500)
+
+
+# -- the same through a recipe and the command line ------------------------------------------
+RECIPE = """
+name = "target"
+family = "sparsify_during_training"
+epochs = 2
+batch_size = 64
+[model]
+name = "sew_digits"
+kwargs = { in_channels = 2, input_size = 24 }
+[data]
+name = "digits_dvs"
+T = 4
+limit = 256
+[pruning]
+method = "soft_threshold"
+target_sparsity = 0.9
+"""
+
+
+@pytest.fixture
+def recipe_file(tmp_path):
+    path = tmp_path / "target.toml"
+    path.write_text(RECIPE)
+    return path
+
+
+@pytest.mark.parametrize("method, target, key", [("soft_threshold", 0.95, "target_lambda"),
+                                                 ("ltp", 0.9, "target_gain")])
+def test_a_recipe_target_lands_through_the_command_line_and_logs_its_controller(recipe_file, tmp_path, method,
+                                                                                target, key):
+    import json
+
+    from snnprune.cli import main
+
+    out = tmp_path / "run"
+    code = main(["train", str(recipe_file), "--out", str(out), "--set", f"pruning.method={method}",
+                 "--set", f"pruning.target_sparsity={target}"])
+    assert code == 0
+    final = torch.load(out / "final_model.pt", weights_only=True)
+    assert abs(final["sparsity"] - target) <= 0.005  # every conv/linear weight is pruned: .total is .pruned
+    epochs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    epochs = [e for e in epochs if e["kind"] == "epoch"]
+    updates = [e[f"{key}_updates"] for e in epochs]
+    assert len(epochs) == 2 and 0 < updates[0] < updates[1] and all(e[key] > 0 for e in epochs)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("pruning.target_sparsity=1.0", "target_sparsity"),
+    ("pruning.target_sparsity=-0.1", "target_sparsity"),
+    ("pruning.target_sparsity='most'", "target_sparsity"),
+    ("pruning.final_threshold=0.2", "drop pruning.final_threshold"),
+])
+def test_bad_recipe_targets_exit_2_with_one_line(recipe_file, tmp_path, capsys, override, message):
+    from snnprune.cli import main
+
+    code = main(["train", str(recipe_file), "--out", str(tmp_path / "run"), "--set", override])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_the_recipe_target_means_the_family_s_sparsity_and_old_recipes_still_load():
+    from snnprune.recipe import RecipeError, load_recipe
+
+    base = {"name": "x", "epochs": 4, "batch_size": 8, "model": {"name": "sew_digits"}, "data": {"name": "digits"}}
+    during = load_recipe({**base, "family": "sparsify_during_training",
+                          "pruning": {"method": "str", "target_sparsity": 0.9, "min_weights": 8}})
+    assert during.pruning.target_sparsity == 0.9 and during.pruning.selection()["min_weights"] == 8
+    at_init = load_recipe({**base, "family": "pruning_at_initialization",
+                           "pruning": {"method": "soft_threshold", "target_sparsity": 0.9}})
+    assert at_init.pruning.fixed_mask is True
+    with pytest.raises(RecipeError, match="goes with family 'sparsify_during_training'"):
+        load_recipe({**base, "family": "early_pruning", "pruning": {
+            "method": "soft_threshold", "schedule": "pgh", "beta": 0.05, "final_threshold": 0.1, "freeze_epoch": 2,
+            "target_sparsity": 0.9}})
+    with pytest.raises(RecipeError, match="pruning.target_sparsity"):
+        load_recipe({**base, "family": "sparsify_during_training", "pruning": {"method": "soft_threshold"}})
+    for name in ("digits_snn_lats", "digits_snn_pai", "digits_snn_ltp", "digits_snn_magnitude"):
+        load_recipe(name)

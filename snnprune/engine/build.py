@@ -197,6 +197,7 @@ class _Context:
     lr: Any
     steps_per_epoch: int
     total_steps: int
+    family: str
 
 
 def build_pruner(recipe: Recipe, model: nn.Module, *, steps_per_epoch: int, total_steps: int | None = None,
@@ -209,7 +210,8 @@ def build_pruner(recipe: Recipe, model: nn.Module, *, steps_per_epoch: int, tota
     """
     p = recipe.pruning
     total = recipe.epochs * steps_per_epoch if total_steps is None else total_steps
-    ctx = _Context(schedules, lr if lr is not None else lr_probe(recipe, steps_per_epoch), steps_per_epoch, total)
+    ctx = _Context(schedules, lr if lr is not None else lr_probe(recipe, steps_per_epoch), steps_per_epoch, total,
+                   recipe.family)
     spec = call_with_kwargs("pruning", p.spec, ctx)
     if spec is None:
         return None
@@ -217,4 +219,4 @@ def build_pruner(recipe: Recipe, model: nn.Module, *, steps_per_epoch: int, tota
 
     call_with_kwargs("pruning.method", get_method, spec.method)
     return call_with_kwargs("pruning", Pruner, model, spec.method, spec.schedule, total_steps=total,
-                            method_kwargs=spec.kwargs, **p.selection())
+                            method_kwargs=spec.kwargs, target_sparsity=spec.target_sparsity, **p.selection())

@@ -93,6 +93,7 @@ class BuildContext(Protocol):
     lr: Any  #: the LR schedule of the run (LATS's D-form simulates it)
     steps_per_epoch: int
     total_steps: int  #: steps the pruning schedule spans (the family decides: early pruning ends at freeze)
+    family: str  #: the recipe's family (what ``pruning.target_sparsity`` means depends on it)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,8 @@ class PrunerSpec:
     method: str
     kwargs: dict[str, Any] = field(default_factory=dict)
     schedule: Any = None
+    #: ``Pruner(target_sparsity=...)``: the sparsity at the last step (during-training methods)
+    target_sparsity: float | None = None
 
 
 class ModelConfig(_Section):
@@ -188,16 +191,15 @@ class PruningMethodConfig(_Section):
     include: list[str] | None = None
     exclude: list[str] | None = None
     freeze_epoch: int | None = Field(default=None, ge=1, description="early pruning: freeze the mask here")
-    target_sparsity: float | None = Field(default=None, ge=0, lt=1, description="pruning at initialization")
+    target_sparsity: float | None = Field(
+        default=None, ge=0, lt=1,
+        description="pruning_at_initialization: the mask set at step 0; sparsify_during_training (soft_threshold, "
+        "str, ltp, smooth_threshold): the sparsity over the pruned layers at the last step",
+    )
     fixed_mask: bool | None = Field(
         default=None,
         description="pruning at initialization: True (default) freezes the mask at step 0 (the sparsity stays "
         "exactly target_sparsity); False keeps only the threshold fixed (straight-through: weights may regrow)",
-    )
-    trail: bool = Field(
-        default=False,
-        description="write a finalized model (trail/sparsity_<percent>.pt, listed in trail.json) each time the "
-        "sparsity over the pruned layers passes a new 5% step; on by default for ltp",
     )
 
     #: "threshold" | "sparsity" | "learned" (None: decided by the registered class)
@@ -233,6 +235,33 @@ class PruningMethodConfig(_Section):
         """The Pruner's layer-selection arguments."""
         return dict(scope=self.scope, keep_first=self.keep_first, keep_last=self.keep_last, include=self.include,
                     exclude=self.exclude)
+
+
+class _TargetKeys(PruningMethodConfig):
+    """``pruning.target_sparsity`` in family ``sparsify_during_training``: the run ends at that
+    sparsity over the pruned layers (the Pruner's ``target_sparsity=``: LATS with a λ controller for
+    soft thresholding, a feedback on the regulariser and a last-step projection for the learned
+    methods); ``min_weights`` floors every pruned layer."""
+
+    min_weights: int = Field(
+        default=0, ge=0, description="keep at least this many weights in every pruned layer (counted in the budget)"
+    )
+    own_family_keys: ClassVar[tuple[str, ...]] = ("target_sparsity",)
+
+    def selection(self) -> dict[str, Any]:
+        return {**super().selection(), "min_weights": self.min_weights}
+
+    def target_during_training(self, ctx: BuildContext) -> float | None:
+        return self.target_sparsity if ctx.family == "sparsify_during_training" else None
+
+    def spec(self, ctx: BuildContext) -> PrunerSpec | None:
+        return PrunerSpec(self.method, self.kwargs(), self.make_schedule(ctx), self.target_during_training(ctx))
+
+    def check(self, recipe: Recipe) -> None:
+        if self.target_sparsity is not None and recipe.family not in ("sparsify_during_training",
+                                                                      "pruning_at_initialization"):
+            raise ValueError(f"pruning.target_sparsity goes with family 'sparsify_during_training' (reached at the "
+                             f"last step) or 'pruning_at_initialization' (set at step 0), not {recipe.family!r}")
 
 
 class _ThresholdKeys(PruningMethodConfig):
@@ -272,27 +301,40 @@ class _ThresholdKeys(PruningMethodConfig):
         return f"{self.method} / {self.schedule or 'lats'}" if self.scheduled else super().label
 
 
-class SoftThresholdConfig(_ThresholdKeys):
+class SoftThresholdConfig(_ThresholdKeys, _TargetKeys):
     """``method = "soft_threshold"``: ``w = sign(θ)·max(|θ|−d, 0)`` with a scheduled ``d`` (LATS, S-LATS,
-    PGH, Sine, Linear, Constant)."""
+    PGH, Sine, Linear, Constant), or with ``target_sparsity``: LATS whose λ a feedback controller sets
+    so that the run ends at that sparsity."""
 
     method: Literal["soft_threshold"] = "soft_threshold"
     schedule: Literal["lats", "slats", "pgh", "sine", "linear", "constant"] = "lats"
     control: ClassVar[str] = "threshold"
 
+    def make_schedule(self, ctx: BuildContext) -> Any:
+        target = self.target_during_training(ctx)
+        if target is not None:
+            return ctx.schedules.TargetSparsity(target, lr=ctx.lr)
+        return super().make_schedule(ctx)
+
     def check(self, recipe: Recipe) -> None:
+        _TargetKeys.check(self, recipe)
         family = recipe.family
         if family == "pruning_at_initialization":
             if self.final_threshold is not None or self.l1 is not None:
                 raise ValueError("pruning_at_initialization sets the threshold from pruning.target_sparsity: "
                                  "drop pruning.final_threshold / pruning.l1")
+        elif self.target_sparsity is not None:
+            if self.final_threshold is not None or self.l1 is not None or self.schedule != "lats":
+                raise ValueError("pruning.target_sparsity sets LATS's λ by itself: drop pruning.final_threshold / "
+                                 "pruning.l1 (and keep pruning.schedule = 'lats')")
         elif self.final_threshold is None and self.l1 is None:
-            raise ValueError("soft_threshold needs exactly one of pruning.final_threshold (D) or pruning.l1 (λ)")
+            raise ValueError("soft_threshold needs exactly one of pruning.final_threshold (D), pruning.l1 (λ) or "
+                             "pruning.target_sparsity (S, reached at the last step)")
         if family == "early_pruning" and not (self.schedule == "pgh" and self.beta < 1):
             raise ValueError("early_pruning uses method 'soft_threshold' with schedule 'pgh' and beta < 1")
 
 
-class STRConfig(PruningMethodConfig):
+class STRConfig(_TargetKeys):
     """``method = "str"``: soft threshold reparameterization (Kusupati et al. 2020), learned per-layer
     threshold ``d = sigmoid(s)``."""
 
@@ -304,7 +346,7 @@ class STRConfig(PruningMethodConfig):
         return {"s_init": self.s_init}
 
 
-class LTPConfig(PruningMethodConfig):
+class LTPConfig(_TargetKeys):
     """``method = "ltp"``: learned threshold pruning (Azarian et al. 2020): a sigmoid soft mask of
     ``θ²`` against a learned per-layer threshold, with a soft-L0 penalty."""
 
@@ -313,14 +355,13 @@ class LTPConfig(PruningMethodConfig):
     temperature: float = Field(default=0.1, gt=0, description="sigmoid temperature, in units of the layer's mean w²")
     tau_init: float = Field(default=0.0, description="initial threshold τ, in the same unit")
     window: int = Field(default=100, ge=1, description="steps between two saturation checks")
-    trail: bool = True  # LTP yields a trail of ever sparser models (Azarian et al. 2020): keep it
     control: ClassVar[str] = "learned"
 
     def kwargs(self) -> dict[str, Any]:
         return {"l0": self.l0, "temperature": self.temperature, "tau_init": self.tau_init, "window": self.window}
 
 
-class SmoothThresholdConfig(PruningMethodConfig):
+class SmoothThresholdConfig(_TargetKeys):
     """``method = "smooth_threshold"``: a differentiable threshold (Manessi et al. 2018) with a
     learned per-layer threshold pushed up by a regulariser."""
 
@@ -488,11 +529,6 @@ class Recipe(_Section):
     amp: bool = Field(default=True, description="mixed precision (CUDA only)")
     channels_last: bool = Field(default=True, description="channels-last memory format (CUDA only)")
     compile: bool = False
-    on_nonfinite: Literal["stop", "skip"] = Field(
-        default="stop",
-        description="a non-finite loss or gradient: 'stop' the run (no checkpoint is written past the last good "
-        "one), or 'skip' the batch (no optimizer step; counted in skipped_batches)",
-    )
     model: ModelConfig
     data: DataConfig
     optim: OptimConfig = Field(default_factory=OptimConfig)
