@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from .trainer import Run
 
 __all__ = ["Sink", "Sinks", "JSONLSink", "TensorBoardSink", "Checkpoints", "EPOCH_METRICS", "register_epoch_metric",
-           "LAST", "BEST", "FINAL"]
+           "final_payload", "LAST", "BEST", "FINAL"]
 
 LAST, BEST, FINAL = "last.pt", "best.pt", "final_model.pt"
 
@@ -177,14 +177,18 @@ class Checkpoints:
         atomic_save(payload, self.run_dir / name)
 
     def save_final(self, run: Run) -> None:
-        """The plain model: parametrizations removed, zeros baked in; its ``model`` state_dict loads
-        strictly into ``create_model(model_name, twin=twin, **model_kwargs)``."""
-        plain = bake(copy.deepcopy(run.model))
-        atomic_save(
-            {"model": plain.state_dict(), "model_name": run.recipe.model.name, "twin": run.recipe.model.twin,
-             "model_kwargs": run.model_kwargs, "sparsity": sparsity(plain).total},
-            self.run_dir / FINAL,
-        )
+        """The plain model (:func:`final_payload`) as ``final_model.pt``."""
+        atomic_save(final_payload(run), self.run_dir / FINAL)
+
+
+def final_payload(run: Run) -> dict:
+    """The plain model of ``run`` as it is now: parametrizations removed, zeros baked in (the
+    training model untouched); its ``model`` state_dict loads strictly into
+    ``create_model(model_name, twin=twin, **model_kwargs)``. ``final_model.pt`` and the trail's
+    files hold this."""
+    plain = bake(copy.deepcopy(run.model))
+    return {"model": plain.state_dict(), "model_name": run.recipe.model.name, "twin": run.recipe.model.twin,
+            "model_kwargs": run.model_kwargs, "sparsity": sparsity(plain).total}
 
 
 # -- epoch metrics ---------------------------------------------------------------------------

@@ -201,6 +201,11 @@ class PruningMethodConfig(_Section):
         description="pruning at initialization: True (default) freezes the mask at step 0 (the sparsity stays "
         "exactly target_sparsity); False keeps only the threshold fixed (straight-through: weights may regrow)",
     )
+    trail: bool = Field(
+        default=False,
+        description="write a finalized model (trail/sparsity_<percent>.pt, listed in trail.json) each time the "
+        "sparsity over the pruned layers passes a new 5% step; on by default for ltp",
+    )
 
     #: "threshold" | "sparsity" | "learned" (None: decided by the registered class)
     control: ClassVar[str | None] = None
@@ -355,6 +360,7 @@ class LTPConfig(_TargetKeys):
     temperature: float = Field(default=0.1, gt=0, description="sigmoid temperature, in units of the layer's mean w²")
     tau_init: float = Field(default=0.0, description="initial threshold τ, in the same unit")
     window: int = Field(default=100, ge=1, description="steps between two saturation checks")
+    trail: bool = True  # LTP yields a trail of ever sparser models (Azarian et al. 2020): keep it
     control: ClassVar[str] = "learned"
 
     def kwargs(self) -> dict[str, Any]:
@@ -529,6 +535,11 @@ class Recipe(_Section):
     amp: bool = Field(default=True, description="mixed precision (CUDA only)")
     channels_last: bool = Field(default=True, description="channels-last memory format (CUDA only)")
     compile: bool = False
+    on_nonfinite: Literal["stop", "skip"] = Field(
+        default="stop",
+        description="a non-finite loss or gradient: 'stop' the run (no checkpoint is written past the last good "
+        "one), or 'skip' the batch (no optimizer step; counted in skipped_batches)",
+    )
     model: ModelConfig
     data: DataConfig
     optim: OptimConfig = Field(default_factory=OptimConfig)
