@@ -22,8 +22,8 @@ target sparsity S (over every conv and linear weight; no layer is kept dense):
   (global), fine-tuning with the mask fixed for the second half.
 
 The runs use the Python API (``Pruner`` and one shared training loop built from the engine's
-``snnprune.engine.build`` helpers on the digits recipes), because the recipe schema does not take a
-target sparsity for the during-training methods. Accuracy is that of the finalized model
+``snnprune.engine.build`` helpers on the digits recipes; a recipe's ``pruning.target_sparsity`` builds
+the same Pruner for the LATS, STR, LTP and smooth-threshold rows). Accuracy is that of the finalized model
 (``pruner.finalize()``) on the 360 test samples after the last epoch; the measured sparsity is the
 fraction of zeros over every conv and linear weight of the finalized model.
 
