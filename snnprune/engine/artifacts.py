@@ -72,13 +72,19 @@ def load_run_model(path: str | Path) -> tuple[nn.Module, dict]:
         except json.JSONDecodeError:
             recipe = None
     if "model_name" in payload:  # a plain, finalized model
-        name, twin, kwargs = payload["model_name"], bool(payload.get("twin", False)), dict(payload["model_kwargs"])
-        model = snn_models.create_model(name, twin=twin, **kwargs)
-        if payload.get("channel_spec") is not None:
-            from ..channels import ChannelSpec
+        try:
+            name, twin, kwargs = payload["model_name"], bool(payload.get("twin", False)), dict(payload["model_kwargs"])
+            model = snn_models.create_model(name, twin=twin, **kwargs)
+            if payload.get("channel_spec") is not None:
+                from ..channels import ChannelSpec
 
-            model = ChannelSpec.from_state(payload["channel_spec"]).apply(model)
-        _load(model, payload["model"], path)
+                model = ChannelSpec.from_state(payload["channel_spec"]).apply(model)
+            _load(model, payload["model"], path)
+        except CheckpointError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:  # an edited file: an entry missing or of another type
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"cannot read checkpoint {path}: not a whole final model ({reason})") from None
     elif recipe is not None and "model" in payload:
         model, name, twin, kwargs = _from_checkpoint(recipe, payload, path)
     else:

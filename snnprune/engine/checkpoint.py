@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import tempfile
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["atomic_save", "atomic_write", "load_checkpoint", "CheckpointError", "first_nonfinite"]
+__all__ = ["atomic_save", "atomic_write", "load_checkpoint", "CheckpointError", "first_nonfinite",
+           "load_run_checkpoint"]
 
 
 class CheckpointError(ValueError):
@@ -42,7 +44,9 @@ def atomic_save(obj, path: str | Path) -> Path:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
 
     A run killed at any moment leaves either the previous checkpoint or the new one, never a
-    truncated file.
+    truncated file. A dict gets a ``checksum`` entry (SHA-256 of its content: every tensor's bytes,
+    dtype and shape, every other value's repr), which :func:`load_checkpoint` verifies, so a file
+    changed after it was written (a flipped bit, an edit) is refused rather than trained on.
 
     Example::
 
@@ -51,7 +55,43 @@ def atomic_save(obj, path: str | Path) -> Path:
         >>> load_checkpoint(p)["w"]
         tensor([1., 1.])
     """
+    if isinstance(obj, dict):
+        obj = {**{k: v for k, v in obj.items() if k != CHECKSUM}, CHECKSUM: content_checksum(obj)}
     return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+#: the key of the content checksum in the files :func:`atomic_save` writes
+CHECKSUM = "checksum"
+
+
+def content_checksum(obj) -> str:
+    """``"sha256:<hex>"`` of a nested structure of dicts, lists and tensors (the ``checksum`` entry
+    itself left out): the same before saving and after ``torch.load``. Cost: one pass over the
+    bytes (about 1 s per GB)."""
+    digest = hashlib.sha256()
+
+    def feed(x):
+        if isinstance(x, torch.Tensor):
+            t = x.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"T{t.dtype}{tuple(x.shape)}".encode())
+            digest.update(memoryview(t.view(torch.uint8).numpy()) if t.numel() else b"")
+        elif isinstance(x, dict):
+            digest.update(b"{")
+            for k, v in x.items():
+                if k != CHECKSUM:
+                    digest.update(repr(k).encode())
+                    feed(v)
+            digest.update(b"}")
+        elif isinstance(x, (list, tuple)):
+            digest.update(b"[" if isinstance(x, list) else b"(")
+            for v in x:
+                feed(v)
+            digest.update(b"]")
+        else:
+            digest.update(f"{type(x).__name__}:{x!r};".encode())
+
+    feed(obj)
+    return "sha256:" + digest.hexdigest()
 
 
 def atomic_write(path: str | Path, write) -> Path:
@@ -73,7 +113,8 @@ def atomic_write(path: str | Path, write) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """``torch.load(path, weights_only=True)``; a missing or unreadable file raises
+    """``torch.load(path, weights_only=True)``; a missing or unreadable file, or one whose content
+    no longer matches its ``checksum`` (files without one, older ones, are read as they are), raises
     :class:`CheckpointError` with one line."""
     path = Path(path)
     if not path.is_file():
@@ -85,4 +126,31 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         raise CheckpointError(f"cannot read checkpoint {path}: {reason[:200]}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"cannot read checkpoint {path}: not a snnprune checkpoint")
+    if CHECKSUM in state and state[CHECKSUM] != content_checksum(state):
+        raise CheckpointError(f"checkpoint {path} was changed or damaged after it was written (its checksum "
+                              "does not match): use another copy")
+    return state
+
+
+#: what a run checkpoint (last.pt, best.pt) holds, and the type of each entry
+RUN_CHECKPOINT = {"recipe": dict, "model": dict, "optimizer": dict, "scheduler": dict, "scaler": dict,
+                  "masks": dict, "rng": list, "epoch": int, "step_in_epoch": int, "global_step": int,
+                  "history": list, "partial": list}
+
+
+def load_run_checkpoint(path: str | Path) -> dict:
+    """:func:`load_checkpoint` for resuming: refuses (one line naming the file) a file that is not a
+    whole run checkpoint (an entry missing or of the wrong type, a model entry that is not a
+    tensor) or whose model holds a NaN or an infinity."""
+    state = load_checkpoint(path)
+    for key, kind in RUN_CHECKPOINT.items():
+        if not isinstance(state.get(key), kind) or (kind is int and isinstance(state[key], bool)):
+            raise CheckpointError(f"checkpoint {path} is not a run checkpoint: {key!r} is missing or not a "
+                                  f"{kind.__name__}")
+    bad = next((k for k, v in state["model"].items() if not isinstance(v, torch.Tensor)), None)
+    if bad is not None:
+        raise CheckpointError(f"checkpoint {path} is not a run checkpoint: model entry {bad!r} is not a tensor")
+    broken = first_nonfinite(state["model"])
+    if broken is not None:
+        raise CheckpointError(f"checkpoint {path} holds a non-finite value in {broken!r}: resume from a good copy")
     return state

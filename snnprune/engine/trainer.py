@@ -43,7 +43,7 @@ from .build import (
     model_kwargs,
 )
 from .callbacks import BEST, EPOCH_METRICS, FINAL, LAST, Checkpoints, JSONLSink, Sinks, TensorBoardSink
-from .checkpoint import first_nonfinite, load_checkpoint
+from .checkpoint import CheckpointError, first_nonfinite, load_run_checkpoint
 from .families import Family, get_family
 from .state import RunState, seed_everything, set_rng_state
 from .trail import TRAIL_DIR, TRAIL_LISTING, Trail
@@ -262,7 +262,7 @@ def train(
 def _train(recipe: Recipe, run_dir: Path, resume: bool, ctx, extra_sinks: list, stop_after_steps) -> RunResult:
     if (run_dir / LAST).exists() and not resume:
         raise RunExistsError(f"{run_dir} already holds a run: pass --resume to continue it, or --out elsewhere")
-    checkpoint = load_checkpoint(run_dir / LAST) if resume else None
+    checkpoint = load_run_checkpoint(run_dir / LAST) if resume else None
     if checkpoint is not None and not _same_recipe(checkpoint["recipe"], recipe):
         raise RunExistsError(f"{run_dir} holds a run of a different recipe: resume it with the recipe.json saved there")
     if recipe.batch_size % ctx.world_size:
@@ -296,26 +296,15 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool, ctx, extra_sinks: list, 
                               total_steps=run.family.schedule_steps(run.steps_per_epoch))
     run.set_model(model)
     run.previous_masks = run.pruner.masks() if run.pruner is not None else {}
-    # the files come after everything that can reject the recipe
-    run.sinks = Sinks(([JSONLSink(run_dir), TensorBoardSink(run_dir)] if ctx.is_main else [])
-                      + [s for s in extra_sinks if ctx.is_main or getattr(s, "all_ranks", False)])
     state = run.state
+    held = _Held()  # events of the start or restore, given to the sinks once they exist
+    run.sinks = Sinks([held])
     if checkpoint is not None:
-        run.family.load_state_dict(checkpoint.get("family") or {})
-        run._apply(run.family.on_resume(run))
-        run.model.load_state_dict(checkpoint["model"])
-        run.optimizer.load_state_dict(checkpoint["optimizer"])
-        run.scheduler.load_state_dict(checkpoint["scheduler"])
-        run.scaler.load_state_dict(checkpoint["scaler"])
-        if run.pruner is not None:
-            run.pruner.load_state_dict(checkpoint["pruner"])
-            run.previous_masks = {k: v.to(ctx.device) for k, v in checkpoint["masks"].items()}
-        state.load_state_dict(checkpoint)
-        saved_rng = checkpoint["rng"]
-        if len(saved_rng) == ctx.world_size:
-            set_rng_state(saved_rng[ctx.rank])
-        else:  # resumed on another number of processes: fresh, still rank-specific, streams
-            seed_everything(recipe.seed + 1_000_003 * state.global_step + ctx.rank)
+        try:
+            _restore(run, checkpoint)
+        except Exception as exc:  # an edited checkpoint: a key missing, a tensor of another shape, ...
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"checkpoint {run_dir / LAST} does not fit this run: {reason}") from exc
     else:
         run._apply(run.family.on_start(run))
         if run.pruner is not None:
@@ -324,6 +313,11 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool, ctx, extra_sinks: list, 
         # random numbers (Poisson coding, dropout), or all ranks would repeat the same noise.
         seed_everything(recipe.seed + ctx.rank)
 
+    # the files come after everything that can reject the recipe or the checkpoint
+    run.sinks = Sinks(([JSONLSink(run_dir), TensorBoardSink(run_dir)] if ctx.is_main else [])
+                      + [s for s in extra_sinks if ctx.is_main or getattr(s, "all_ranks", False)])
+    for kind, fields in held.events:
+        run.sinks.on_event(kind, fields)
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "recipe.json").write_text(recipe.model_dump_json(indent=2))
@@ -419,6 +413,36 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool, ctx, extra_sinks: list, 
         run.sinks.on_end(result)
         run.sinks.close()
     return result
+
+
+class _Held:
+    """A sink that keeps the events it receives."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict]] = []
+
+    def on_event(self, kind: str, fields: dict) -> None:
+        self.events.append((kind, fields))
+
+
+def _restore(run: Run, checkpoint: dict) -> None:
+    """Put model, optimizer, LR schedule, scaler, pruner, family, run state and RNGs back."""
+    state = run.state
+    run.family.load_state_dict(checkpoint.get("family") or {})
+    run._apply(run.family.on_resume(run))
+    run.model.load_state_dict(checkpoint["model"])
+    run.optimizer.load_state_dict(checkpoint["optimizer"])
+    run.scheduler.load_state_dict(checkpoint["scheduler"])
+    run.scaler.load_state_dict(checkpoint["scaler"])
+    if run.pruner is not None:
+        run.pruner.load_state_dict(checkpoint["pruner"])
+        run.previous_masks = {k: v.to(run.ctx.device) for k, v in checkpoint["masks"].items()}
+    state.load_state_dict(checkpoint)
+    saved_rng = checkpoint["rng"]
+    if len(saved_rng) == run.ctx.world_size:
+        set_rng_state(saved_rng[run.ctx.rank])
+    else:  # resumed on another number of processes: fresh, still rank-specific, streams
+        seed_everything(run.recipe.seed + 1_000_003 * state.global_step + run.ctx.rank)
 
 
 def _train_step(run: Run, x, y) -> tuple[torch.Tensor, float]:
