@@ -66,7 +66,20 @@ def _log_if_wide(ax, ys: list[float]) -> None:
     count that moves over decades), linear otherwise."""
     positive = [y for y in ys if y > 0]
     if positive and len(positive) == len(ys) and max(positive) > 20 * min(positive):
-        ax.set_yscale("log")
+        _log_scale(ax, ys)
+
+
+def _log_scale(ax, values) -> None:
+    """Log y axis with short labels (2e5, 5e5, 1e6): at 1, 2 and 5 of each decade when the values
+    span up to two decades, at the decades beyond (matplotlib's own minor labels crowd a panel)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_yscale("log")
+    positive = [v for v in values if v > 0]
+    narrow = bool(positive) and max(positive) <= 100 * min(positive)
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if narrow else (1.0,)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0e}".replace("e+0", "e").replace("e-0", "e-")))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def _empty(ax, text: str) -> None:
@@ -124,7 +137,7 @@ def plot_training(history: list[dict], out: str | Path, title: str = "") -> Path
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
         if label.startswith("operations") and min(drawn) > 0:
-            ax.set_yscale("log")  # sparse against dense: a factor 10 or more
+            _log_scale(ax, drawn)  # sparse against dense: a factor 10 or more
         elif label.startswith("threshold"):
             _log_if_wide(ax, drawn)
         elif label.startswith(("sparsity", "regrowth")):  # shares: never below 0 or above 100
@@ -215,10 +228,11 @@ def plot_compare(rows: list[dict], out: str | Path) -> Path:
     ax2.bar(x + width / 2, macs, width, color=_ANN_COLOR, label="MACs")
     ax2.scatter(x + width / 2, [r["dense_macs"] for r in rows], marker="_", s=400, color="black", zorder=3,
                 label="MACs if dense (every weight, every step)")
-    ax2.set_yscale("log")
+    _log_scale(ax2, sops + macs + [r["dense_macs"] for r in rows])
+    ax2.set_ylim(top=6 * max(v for r in rows for v in (r["sops"], r["macs"], r["dense_macs"])))  # room for the legend
     ax2.set_ylabel("operations per sample")
     ax2.set_title("operations: SNN SOPs against ANN MACs")
-    ax2.legend(fontsize=8)
+    ax2.legend(fontsize=8, loc="upper right")
 
     energies = [r["energy_pj"] for r in rows]
     ax3.bar(x, energies, color=colors)
@@ -226,7 +240,7 @@ def plot_compare(rows: list[dict], out: str | Path) -> Path:
         ratio = e / energies[0] if energies[0] else float("nan")
         ax3.annotate(f"{e:.3g} pJ\n{ratio:.3g}x", (xi, e), xytext=(0, 2), textcoords="offset points",
                      ha="center", va="bottom", fontsize=7)
-    ax3.set_yscale("log")
+    _log_scale(ax3, energies)
     ax3.margins(y=0.25)
     ax3.set_ylabel(f"energy per sample (pJ, {rows[0]['energy_table']} table)")
     ax3.set_title(f"energy (ratios to {labels[0]})")
