@@ -75,6 +75,8 @@ def test_every_shipped_recipe_runs_a_step_on_generated_data(path, tmp_path, data
     for key, value in (("freeze_epoch", 1), ("prune_epoch", 1), ("start_epoch", 0), ("end_epoch", 2)):
         if getattr(recipe.pruning, key, None) is not None:  # epochs of the schedule within the two run here
             overrides.append(f"pruning.{key}={value}")
+    if recipe.channels is not None:  # the channel family's cut, too
+        overrides.append("channels.prune_epoch=1")
     result = train(load_recipe(path, overrides), tmp_path / "run", stop_after_steps=1)
     assert result.interrupted  # stopped on purpose after one optimizer step, checkpoint written
     state = load_checkpoint(tmp_path / "run" / "last.pt")

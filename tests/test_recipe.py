@@ -21,7 +21,8 @@ def test_shipped_recipes_cover_each_family_for_digits_snn_and_twin():
         for family in ("dense", "lats", "early", "pai"):
             assert f"digits_{kind}_{family}" in names
     families = {load_recipe(p).family for p in list_recipes()}
-    assert families == {"dense", "sparsify_during_training", "early_pruning", "pruning_at_initialization"}
+    assert families == {"dense", "sparsify_during_training", "early_pruning", "pruning_at_initialization",
+                        "channel_pruning"}
 
 
 def test_overrides_are_read_as_toml_values():

@@ -188,7 +188,8 @@ def final_payload(run: Run) -> dict:
     files hold this."""
     plain = bake(copy.deepcopy(run.model))
     return {"model": plain.state_dict(), "model_name": run.recipe.model.name, "twin": run.recipe.model.twin,
-            "model_kwargs": run.model_kwargs, "sparsity": sparsity(plain).total}
+            "model_kwargs": run.model_kwargs, "sparsity": sparsity(plain).total,
+            "channel_spec": run.family.channel_spec}  # the channels kept, if the family cut some
 
 
 # -- epoch metrics ---------------------------------------------------------------------------

@@ -137,7 +137,8 @@ class Run:
         self.net = net
 
     def _apply(self, new_model: nn.Module | None) -> None:
-        if new_model is not None and new_model is not self.model:
+        # the same object too: channel surgery shrinks the model in place, with new Parameters
+        if new_model is not None:
             self.set_model(new_model)
             self.emit("model_replaced", step=self.state.global_step,
                       parameters=sum(p.numel() for p in new_model.parameters()))
@@ -320,6 +321,8 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool, ctx, extra_sinks: list, 
         run.sinks.on_event(kind, fields)
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in run_dir.glob(".*.tmp"):  # the temporary file of a write that was killed
+            stale.unlink(missing_ok=True)
         (run_dir / "recipe.json").write_text(recipe.model_dump_json(indent=2))
     checkpoints = Checkpoints(run_dir)
     trail = Trail.of(run)  # pruning.trail: a finalized model at every new 5% of sparsity
@@ -454,6 +457,9 @@ def _train_step(run: Run, x, y) -> tuple[torch.Tensor, float]:
     total = loss
     if run.pruner is not None and run.pruner.has_regularization:
         total = loss + run.pruner.regularization()
+    family_term = run.family.regularization(run)
+    if family_term is not None:
+        total = total + family_term
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(total).backward()
     value, problem = _check_step(run, total)
@@ -472,6 +478,8 @@ def _train_step(run: Run, x, y) -> tuple[torch.Tensor, float]:
         if threshold is not None and not math.isfinite(threshold):
             raise NonFiniteError(f"step {run.state.global_step + 1} (epoch {run.state.epoch + 1}): "
                                  f"the pruning threshold is {threshold}")
+    if stepped:
+        run.family.on_optimizer_step(run)
     run.scheduler.step()
     return out, value
 

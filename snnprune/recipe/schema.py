@@ -19,7 +19,11 @@ Families (after Chen et al., "A Unified Framework for Soft Threshold Pruning", I
 * ``early_pruning`` — continuation (PGH with ``beta < 1``) reaches most of ``D`` early, the mask is
   frozen at ``pruning.freeze_epoch`` and the rest is sparse fine-tuning;
 * ``pruning_at_initialization`` — the mask giving ``pruning.target_sparsity`` is set at step 0
-  (surviving weights unchanged), then kept (``pruning.fixed_mask``).
+  (surviving weights unchanged), then kept (``pruning.fixed_mask``);
+* ``channel_pruning`` — whole channels leave (structured; Optimal Thresholding or network slimming
+  on batch-norm scales, the ``channels`` section): L1 sparsity training on the BN scales until
+  ``channels.prune_epoch``, the cut there, then fine-tuning of the smaller network. It does not
+  combine with weight pruning (``pruning.method = "none"``, its default in this family).
 
 Example::
 
@@ -64,6 +68,7 @@ __all__ = [
     "RandomConfig",
     "GMPConfig",
     "CustomMethodConfig",
+    "ChannelPruningConfig",
     "METHOD_CONFIGS",
     "FAMILIES",
     "FAMILY_KEYS",
@@ -71,7 +76,7 @@ __all__ = [
     "PrunerSpec",
 ]
 
-FAMILIES = ("dense", "sparsify_during_training", "early_pruning", "pruning_at_initialization")
+FAMILIES = ("dense", "sparsify_during_training", "early_pruning", "pruning_at_initialization", "channel_pruning")
 #: pruning keys that belong to a family rather than to a method: key -> the family they belong to
 FAMILY_KEYS = {"freeze_epoch": "early_pruning", "target_sparsity": "pruning_at_initialization",
                "fixed_mask": "pruning_at_initialization"}
@@ -521,12 +526,42 @@ def migrate_flat_pruning(data: dict) -> dict:
     return {**data, "pruning": kept}
 
 
+class ChannelPruningConfig(_Section):
+    """The ``channels`` section of family ``channel_pruning`` (:mod:`snnprune.channels`): L1 on the
+    batch-norm scales for the first ``prune_epoch`` epochs (:class:`~snnprune.channels.BNSparsity`),
+    the cut at the start of epoch ``prune_epoch`` (:func:`~snnprune.channels.prune_channels`), then
+    fine-tuning of the smaller network with a new optimizer (the LR schedule runs on)."""
+
+    l1: float = Field(default=1e-4, ge=0, description="s, the L1 strength on the BN scales (slimming 1e-4, OT 2e-4)")
+    proximal: bool = Field(
+        default=True,
+        description="True: proximal step after every optimizer step (dead scales reach exactly 0); False: the "
+        "papers' subgradient s*sign(gamma), as the loss term s*sum|gamma|",
+    )
+    prune_epoch: int = Field(ge=1, description="the channels are cut at the start of this epoch")
+    criterion: Literal["optimal", "slimming"] = "optimal"
+    delta: float = Field(default=1e-3, ge=0, lt=1, description="optimal: the largest share of a layer's sum gamma^2 "
+                         "that its removed channels may carry")
+    percent: float | None = Field(default=None, ge=0, lt=1,
+                                  description="slimming: the fraction of all channels removed (one global cut)")
+    round_to: int | None = Field(default=None, ge=2, description="keep every group's width a multiple of this")
+
+    @model_validator(mode="after")
+    def _criterion_keys(self):
+        if self.criterion == "slimming" and self.percent is None:
+            raise ValueError("channels.criterion = 'slimming' needs channels.percent (the fraction of channels to cut)")
+        if self.criterion == "optimal" and self.percent is not None:
+            raise ValueError("channels.percent goes with channels.criterion = 'slimming' (optimal uses channels.delta)")
+        return self
+
+
 class Recipe(_Section):
     """A whole experiment. Every default of snnprune's training lives here."""
 
     name: str
     description: str = ""
-    family: Literal["dense", "sparsify_during_training", "early_pruning", "pruning_at_initialization"]
+    family: Literal["dense", "sparsify_during_training", "early_pruning", "pruning_at_initialization",
+                    "channel_pruning"]
     seed: int = 0
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1, description="global batch (split over the processes under torchrun)")
@@ -545,17 +580,42 @@ class Recipe(_Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     lr_schedule: LRConfig = Field(default_factory=LRConfig)
     pruning: PruningConfig = Field(default_factory=SoftThresholdConfig)
+    channels: ChannelPruningConfig | None = Field(default=None, description="family channel_pruning only")
 
     @model_validator(mode="before")
     @classmethod
     def _migrate(cls, data: Any) -> Any:
         return migrate_flat_pruning(data) if isinstance(data, dict) else data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _channel_family_prunes_no_weights(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("family") == "channel_pruning" and data.get("pruning") is None:
+            return {**data, "pruning": {"method": "none"}}
+        return data
+
+    def _check_channels(self) -> None:
+        c = self.channels
+        if self.family != "channel_pruning":
+            if c is not None:
+                raise ValueError(f"the channels section belongs to family 'channel_pruning', not {self.family!r}")
+            return
+        if c is None:
+            raise ValueError("family 'channel_pruning' needs a channels section (at least channels.prune_epoch)")
+        if self.pruning.method != "none":
+            raise ValueError("family 'channel_pruning' removes whole channels and does not combine with weight "
+                             "pruning: set pruning.method = 'none' (or drop the pruning section)")
+        if c.prune_epoch >= self.epochs:
+            raise ValueError("channels.prune_epoch must be smaller than epochs (fine-tuning follows the cut)")
+
     @model_validator(mode="after")
     def _family_is_consistent(self) -> Recipe:
         p, family = self.pruning, self.family
         if self.lr_schedule.warmup_epochs >= self.epochs and self.lr_schedule.warmup_epochs > 0:
             raise ValueError("lr_schedule.warmup_epochs must be smaller than epochs")
+        self._check_channels()
+        if family == "channel_pruning":
+            return self
         if family == "dense":
             if p.method != "none":
                 raise ValueError("family 'dense' needs pruning.method = 'none'")
