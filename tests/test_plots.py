@@ -55,14 +55,26 @@ def test_layer_sparsity_lists_every_conv_and_linear_layer(tmp_path):
     assert ink(plot_layer_sparsity(rows, tmp_path / "l.png")) > 0.02
 
 
-def test_a_killed_run_keeps_the_curves_of_its_finished_epochs(tmp_path):
+@pytest.mark.slow  # three short runs of the digits SNN
+def test_a_killed_run_keeps_the_curves_of_its_finished_epochs_and_resuming_redraws_them(tmp_path):
     recipe = load_recipe("digits_snn_lats", overrides=["epochs=2", "data.limit=96"])  # 2 steps an epoch
-    result = train(recipe, tmp_path / "run", sinks=[PlotSink()], stop_after_steps=3)
-    assert result.interrupted and not (tmp_path / "run" / "final_model.pt").exists()
-    assert ink(tmp_path / "run" / CURVES_PNG) > 0.02
-    assert ink(tmp_path / "run" / LAYERS_PNG) > 0.02  # drawn from last.pt
-    epochs = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    run = tmp_path / "run"
+    result = train(recipe, run, sinks=[PlotSink()], stop_after_steps=3)
+    assert result.interrupted and not (run / "final_model.pt").exists()
+    assert ink(run / CURVES_PNG) > 0.02
+    assert ink(run / LAYERS_PNG) > 0.02  # drawn from last.pt
+    epochs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in epochs if e["kind"] == "epoch"] == [1]
+
+    def drawn():
+        return {png: (run / png).stat().st_mtime_ns for png in (CURVES_PNG, LAYERS_PNG)}
+
+    killed = drawn()
+    assert not train(recipe, run, resume=True, sinks=[PlotSink()]).interrupted
+    finished = drawn()
+    assert all(finished[png] > killed[png] for png in killed)  # epoch 2 and the final model drawn
+    train(recipe, run, resume=True, sinks=[PlotSink()])  # complete already: trains nothing, draws nothing
+    assert drawn() == finished
 
 
 def test_a_picture_that_cannot_be_drawn_warns_and_the_run_goes_on(tmp_path):

@@ -319,7 +319,10 @@ class PlotSink:
             self._drawn = True
 
     def on_end(self, result) -> None:
+        # a call that finished no epoch (a complete run continued again: `make demo` a second time)
+        # changed nothing drawn: pictures already there stay
         if self.run_dir is not None:
-            if not self._drawn:  # no epoch ended in this call (a finished run resumed, a kill in epoch 1)
+            if not self._drawn and not (self.run_dir / CURVES_PNG).is_file():
                 self._guard(CURVES_PNG, self._curves)
-            self._guard(LAYERS_PNG, self._layers)
+            if self._drawn or not (self.run_dir / LAYERS_PNG).is_file():
+                self._guard(LAYERS_PNG, self._layers)
