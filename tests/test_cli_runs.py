@@ -78,14 +78,20 @@ def test_report_plot_draws_a_run_or_checkpoint_into_a_folder(runs, capsys, tmp_p
 
 
 def test_every_export_format_round_trips_or_names_the_layer(runs, capsys, tmp_path):
+    from snnprune.engine.artifacts import load_run_model
     from snnprune.export import load_sparse
+    from snnprune.export.run import example_input
     from snnprune.models import create_model
 
     final = torch.load(runs["digits_snn_lats"] / "final_model.pt", weights_only=True)
     snn = runs["digits_snn_lats"]
     code, _, _ = run_cli(capsys, "export", snn, "--format", "state_dict", "--out", tmp_path / "a.pt")
+    assert code == 0
     fresh = create_model(final["model_name"], twin=final["twin"], **final["model_kwargs"])
-    fresh.load_state_dict(torch.load(tmp_path / "a.pt", weights_only=True))
+    fresh.load_state_dict(torch.load(tmp_path / "a.pt", weights_only=True))  # strict
+    trained, info = load_run_model(snn)
+    x = example_input(info["recipe"], info["model_kwargs"])
+    assert torch.equal(fresh.eval()(x), trained(x))
     code, out, _ = run_cli(capsys, "export", runs["digits_snn_lats"], "--format", "sparse", "--out", tmp_path / "b.pt")
     assert code == 0 and "of the dense state_dict" in out
     restored = load_sparse(tmp_path / "b.pt")
