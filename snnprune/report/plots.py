@@ -13,6 +13,15 @@
 
 Only :class:`matplotlib.figure.Figure` is used (no pyplot, no global backend switch), so plotting
 works without a display and from any thread.
+
+Example::
+
+    >>> history = [{"epoch": 1, "test_acc": 0.5, "sparsity": 0.2}, {"epoch": 2, "test_acc": 0.7, "sparsity": 0.6}]
+    >>> plot_training(history, CURVES_PNG, title="two epochs").stat().st_size > 10_000
+    True
+    >>> from snnprune.models import create_model
+    >>> [row["name"] for row in layer_rows(create_model("sew_digits"))][:2]
+    ['body.features.0.conv', 'body.features.1.conv.0.conv']
 """
 
 from __future__ import annotations
