@@ -226,3 +226,21 @@ def test_weight_pruning_on_the_channel_family_is_one_line_from_the_command_line(
     assert code == 2 and "pruning.method = 'none'" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(RecipeError):
         load_recipe("digits_snn_channels", ["channels.prune_epoch=12"])
+
+
+@pytest.mark.slow
+def test_under_torchrun_both_ranks_make_the_same_cut_and_ddp_is_rebuilt(tmp_path):
+    # DDP checks at construction that every rank's parameters have the same shapes: a rank that cut
+    # differently would fail the rebuild after the cut
+    sets = ["epochs=2", "channels.prune_epoch=1", "data.limit=128", "batch_size=32", *SMALL[4:]]
+    two = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29523",
+         "-m", "snnprune", "train", "digits_ann_channels", *[x for s in sets for x in ("--set", s)],
+         "--out", str(tmp_path / "two")],
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )
+    assert two.returncode == 0, two.stderr[-2000:]
+    (cut,) = events(tmp_path / "two", "channel_prune")
+    assert cut["parameters_after"] < cut["parameters_before"]
+    model, info = load_run_model(tmp_path / "two")
+    assert sum(p.numel() for p in model.parameters()) == cut["parameters_after"]
