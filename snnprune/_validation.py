@@ -32,7 +32,8 @@ def check_nonnegative(name: str, value) -> float:
 
 def check_positive_int(name: str, value) -> int:
     """``int(value)`` if it is an integer >= 1 (``2.0`` passes, ``2.7`` does not)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or float(value) != int(value) or int(value) < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+            or float(value) != int(value) or int(value) < 1:  # (inf and nan first: int() of them raises)
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     return int(value)
 

@@ -82,9 +82,19 @@ def main(argv: list[str] | None = None) -> int:
         kind = next((k for k in codes if isinstance(exc, k)), None)
         if kind is None or os.environ.get("SNNPRUNE_DEBUG"):
             raise
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"snnprune: {message}", file=sys.stderr)
+        print(f"snnprune: {_one_line(exc)}", file=sys.stderr)
         return codes[kind]
+
+
+def _one_line(exc: Exception) -> str:
+    """The first line of the message; for an error a DataLoader worker re-raised ("Caught X in
+    DataLoader worker process 0." and the worker's traceback), the worker's own message."""
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    if lines[0].startswith("Caught ") and "DataLoader worker" in lines[0] and len(lines) > 1:
+        return lines[-1].split(": ", 1)[-1]
+    return lines[0]
 
 
 def _exit_codes() -> dict[type[Exception], int]:
@@ -99,12 +109,13 @@ def _user_errors() -> tuple[type[Exception], ...]:
     """Errors whose one-line message tells the user what to fix (everything else is a bug and
     keeps its traceback)."""
     from .data import DatasetNotFoundError
+    from .data.neuromorphic import CorruptRecordingError
     from .engine import CheckpointError
     from .engine.trainer import RunExistsError
     from .export import ExportError
     from .recipe import RecipeError
 
-    return RecipeError, RunExistsError, CheckpointError, DatasetNotFoundError, ExportError
+    return RecipeError, RunExistsError, CheckpointError, DatasetNotFoundError, CorruptRecordingError, ExportError
 
 
 def _train(args) -> int:

@@ -481,7 +481,7 @@ _CUSTOM = "custom"
 def _method_tag(value: Any) -> str:
     method = value.get("method", "soft_threshold") if isinstance(value, dict) else getattr(value, "method", None)
     method = _normalised(method)
-    return method if method in METHOD_CONFIGS else _CUSTOM
+    return method if isinstance(method, str) and method in METHOD_CONFIGS else _CUSTOM  # [] is not a name
 
 
 def config_class(method: Any) -> type[BaseModel]:
