@@ -284,6 +284,38 @@ def test_smooth_threshold_fused_forward_and_gradients_equal_autograd_of_the_form
         torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("slice_size", [16, 4])  # 50 weights: 3 slices + a remainder; 13 slices over 2 threads
+def test_smooth_threshold_fused_path_has_the_true_gradient_in_float64(monkeypatch, slice_size):
+    from snnprune.reparam import smooth
+
+    monkeypatch.setattr(smooth, "_SLICE", slice_size)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    layer = nn.Linear(10, 5)
+    with torch.no_grad():
+        layer.weight[0, :3] = 0.0  # sign(0): v ≡ 0 there, in t too
+    pruner = Pruner(layer, "smooth_threshold", method_kwargs={"t_init": 0.6, "beta": 8.0})
+    layer.double()
+    (_, _, r), = pruner.layers()
+    w = layer.parametrizations.weight.original.detach().clone().requires_grad_()
+    raw = r.raw_threshold.detach().clone().requires_grad_()
+
+    def fused(w, raw):
+        r.invalidate()
+        assert r._fast(w, raw)
+        return torch.func.functional_call(r, {"raw_threshold": raw}, (w,))
+
+    def plain(w, raw):  # the formula in plain autograd: t = scale·softplus(raw), β = beta/scale
+        return smooth_threshold(w, r.scale * torch.nn.functional.softplus(raw), r.beta / float(r.scale))
+
+    assert torch.autograd.gradcheck(fused, (w, raw), eps=1e-6, atol=1e-7)
+    g = torch.randn(5, 10, dtype=torch.float64)
+    got = torch.autograd.grad((fused(w, raw) * g).sum(), (w, raw))
+    want = torch.autograd.grad((plain(w, raw) * g).sum(), (w, raw))
+    torch.testing.assert_close(fused(w, raw), plain(w, raw), rtol=1e-12, atol=1e-14)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
 def test_smooth_threshold_regulariser_alone_raises_every_threshold():
     model = ann()
     pruner = Pruner(model, "smooth_threshold", method_kwargs={"threshold_reg": 1.0})
