@@ -194,6 +194,20 @@ def test_a_recipe_target_lands_through_the_command_line_and_logs_its_controller(
     assert len(epochs) == 2 and 0 < updates[0] < updates[1] and all(e[key] > 0 for e in epochs)
 
 
+def test_an_early_pruning_target_is_reached_at_the_freeze_and_then_held(recipe_file, tmp_path):
+    import json
+
+    from snnprune.cli import main
+
+    out = tmp_path / "run"
+    code = main(["train", str(recipe_file), "--out", str(out), "--set", "family='early_pruning'",
+                 "--set", "pruning.freeze_epoch=1", "--set", "pruning.target_sparsity=0.95"])
+    assert code == 0
+    epochs = [e for e in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if e["kind"] == "epoch"]
+    assert abs(epochs[0]["sparsity"] - 0.95) <= 0.005  # reached at the end of epoch 1 ...
+    assert epochs[1]["sparsity"] == epochs[0]["sparsity"] and epochs[1]["regrowth"] == 0  # ... and frozen there
+
+
 @pytest.mark.parametrize("override, message", [
     ("pruning.target_sparsity=1.0", "target_sparsity"),
     ("pruning.target_sparsity=-0.1", "target_sparsity"),
@@ -219,10 +233,9 @@ def test_the_recipe_target_means_the_family_s_sparsity_and_old_recipes_still_loa
     at_init = load_recipe({**base, "family": "pruning_at_initialization",
                            "pruning": {"method": "soft_threshold", "target_sparsity": 0.9}})
     assert at_init.pruning.fixed_mask is True
-    with pytest.raises(RecipeError, match="goes with family 'sparsify_during_training'"):
-        load_recipe({**base, "family": "early_pruning", "pruning": {
-            "method": "soft_threshold", "schedule": "pgh", "beta": 0.05, "final_threshold": 0.1, "freeze_epoch": 2,
-            "target_sparsity": 0.9}})
+    early = load_recipe({**base, "family": "early_pruning",
+                         "pruning": {"method": "soft_threshold", "target_sparsity": 0.9, "freeze_epoch": 2}})
+    assert early.pruning.schedule == "lats"  # no PGH needed: the target is reached at freeze_epoch
     with pytest.raises(RecipeError, match="pruning.target_sparsity"):
         load_recipe({**base, "family": "sparsify_during_training", "pruning": {"method": "soft_threshold"}})
     for name in ("digits_snn_lats", "digits_snn_pai", "digits_snn_ltp", "digits_snn_magnitude"):

@@ -251,7 +251,8 @@ class _TargetKeys(PruningMethodConfig):
     """``pruning.target_sparsity`` in family ``sparsify_during_training``: the run ends at that
     sparsity over the pruned layers (the Pruner's ``target_sparsity=``: LATS with a λ controller for
     soft thresholding, a feedback on the regulariser and a last-step projection for the learned
-    methods); ``min_weights`` floors every pruned layer."""
+    methods); in ``early_pruning`` it is reached at ``freeze_epoch``, where the mask is frozen for
+    sparse fine-tuning; ``min_weights`` floors every pruned layer."""
 
     min_weights: int = Field(
         default=0, ge=0, description="keep at least this many weights in every pruned layer (counted in the budget)"
@@ -262,7 +263,7 @@ class _TargetKeys(PruningMethodConfig):
         return {**super().selection(), "min_weights": self.min_weights}
 
     def target_during_training(self, ctx: BuildContext) -> float | None:
-        return self.target_sparsity if ctx.family == "sparsify_during_training" else None
+        return self.target_sparsity if ctx.family in ("sparsify_during_training", "early_pruning") else None
 
     def spec(self, ctx: BuildContext) -> PrunerSpec | None:
         return PrunerSpec(self.method, self.kwargs(), self.make_schedule(ctx), self.target_during_training(ctx))
@@ -271,7 +272,8 @@ class _TargetKeys(PruningMethodConfig):
         if self.target_sparsity is not None and recipe.family not in ("sparsify_during_training",
                                                                       "pruning_at_initialization"):
             raise ValueError(f"pruning.target_sparsity goes with family 'sparsify_during_training' (reached at the "
-                             f"last step) or 'pruning_at_initialization' (set at step 0), not {recipe.family!r}")
+                             "last step), 'early_pruning' (reached at freeze_epoch) or 'pruning_at_initialization' "
+                             f"(set at step 0), not {recipe.family!r}")
 
 
 class _ThresholdKeys(PruningMethodConfig):
@@ -340,8 +342,10 @@ class SoftThresholdConfig(_ThresholdKeys, _TargetKeys):
         elif self.final_threshold is None and self.l1 is None:
             raise ValueError("soft_threshold needs exactly one of pruning.final_threshold (D), pruning.l1 (λ) or "
                              "pruning.target_sparsity (S, reached at the last step)")
-        if family == "early_pruning" and not (self.schedule == "pgh" and self.beta < 1):
-            raise ValueError("early_pruning uses method 'soft_threshold' with schedule 'pgh' and beta < 1")
+        pgh = self.schedule == "pgh" and self.beta < 1
+        if family == "early_pruning" and self.target_sparsity is None and not pgh:
+            raise ValueError("early_pruning uses method 'soft_threshold' with schedule 'pgh' and beta < 1, or with "
+                             "pruning.target_sparsity (reached at freeze_epoch)")
 
 
 class STRConfig(_TargetKeys):
