@@ -269,7 +269,7 @@ class _TargetKeys(PruningMethodConfig):
         return PrunerSpec(self.method, self.kwargs(), self.make_schedule(ctx), self.target_during_training(ctx))
 
     def check(self, recipe: Recipe) -> None:
-        if self.target_sparsity is not None and recipe.family not in ("sparsify_during_training",
+        if self.target_sparsity is not None and recipe.family not in ("sparsify_during_training", "early_pruning",
                                                                       "pruning_at_initialization"):
             raise ValueError(f"pruning.target_sparsity goes with family 'sparsify_during_training' (reached at the "
                              "last step), 'early_pruning' (reached at freeze_epoch) or 'pruning_at_initialization' "
