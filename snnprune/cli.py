@@ -11,7 +11,8 @@ Bad input (unknown recipe key, wrong type, value out of range, missing data fold
 checkpoint, a run folder that already holds a run) prints one line on stderr and exits with code 2;
 nothing is overwritten. A run stopped by a NaN or infinite loss, gradient, threshold or weight
 prints one line naming the step and exits with code 3 (its checkpoints are the last good ones);
-an interrupted run (SIGINT, SIGTERM) saves and exits with code 130. ``SNNPRUNE_DEBUG=1`` shows the
+under torchrun, a process that died or hung past ``SNNPRUNE_DIST_TIMEOUT`` ends the others with one
+line and code 4; an interrupted run (SIGINT, SIGTERM) saves and exits with code 130. ``SNNPRUNE_DEBUG=1`` shows the
 traceback instead.
 """
 
@@ -26,6 +27,7 @@ __all__ = ["main"]
 
 EXIT_BAD_INPUT = 2
 EXIT_NONFINITE = 3  # a NaN or infinity stopped the run (the checkpoints are the last good ones)
+EXIT_DISTRIBUTED = 4  # under torchrun: another process died or hung (resume from the last checkpoint)
 EXIT_INTERRUPTED = 130
 
 
@@ -99,10 +101,12 @@ def _one_line(exc: Exception) -> str:
 
 def _exit_codes() -> dict[type[Exception], int]:
     """Errors with a one-line message and their exit codes: the user's input (2), a run that
-    diverged (3)."""
+    diverged (3), a process of a distributed run that died or hung (4)."""
+    from .engine.distributed import DistributedError
     from .engine.trainer import NonFiniteError
 
-    return {NonFiniteError: EXIT_NONFINITE, **dict.fromkeys(_user_errors(), EXIT_BAD_INPUT)}
+    return {NonFiniteError: EXIT_NONFINITE, DistributedError: EXIT_DISTRIBUTED,
+            **dict.fromkeys(_user_errors(), EXIT_BAD_INPUT)}
 
 
 def _user_errors() -> tuple[type[Exception], ...]:

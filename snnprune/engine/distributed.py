@@ -1,14 +1,48 @@
-"""Process-group set-up for ``torchrun``: the ranks, the device, rank-0-only side effects."""
+"""Process-group set-up for ``torchrun``: the ranks, the device, rank-0-only side effects.
+
+``SNNPRUNE_DIST_TIMEOUT`` (seconds; default torch's, 10 minutes for nccl and 30 for gloo) bounds
+how long a collective waits for the other processes: a process that died or hangs ends the others
+with a :class:`DistributedError` after that long, rather than a job that never returns.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistContext", "setup", "teardown"]
+__all__ = ["DistContext", "setup", "teardown", "DistributedError", "is_collective_failure", "TIMEOUT_ENV"]
+
+TIMEOUT_ENV = "SNNPRUNE_DIST_TIMEOUT"
+
+
+class DistributedError(RuntimeError):
+    """A collective failed: another process died, hung past the timeout or lost its connection.
+    The message is one line; the run folder's last checkpoint is intact (``--resume`` continues)."""
+
+
+def is_collective_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is the process group failing (gloo/nccl errors, timeouts, lost peers)."""
+    if isinstance(exc, dist.DistError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(w in text for w in ("gloo", "nccl", "connection", "timed out"))
+
+
+def _timeout() -> timedelta | None:
+    raw = os.environ.get(TIMEOUT_ENV)
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ValueError(f"{TIMEOUT_ENV} must be a number of seconds > 0, got {raw!r}")
+    return timedelta(seconds=seconds)
 
 
 @dataclass
@@ -57,7 +91,8 @@ def setup(device: str = "auto") -> DistContext:
     else:
         dev = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if want_cuda else "gloo")
+        timeout = _timeout()
+        dist.init_process_group(backend="nccl" if want_cuda else "gloo", **({"timeout": timeout} if timeout else {}))
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
 
 

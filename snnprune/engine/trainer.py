@@ -18,6 +18,7 @@ seeds afresh).
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import signal
 import time
@@ -256,6 +257,16 @@ def train(
         if fresh and ctx.distributed:
             ctx.all_reduce_sum([0.0])  # a barrier: no rank looks at the folder before it is cleared
         return _train(recipe, run_dir, resume, ctx, list(sinks), stop_after_steps)
+    except Exception as exc:
+        if not (ctx.distributed and distributed.is_collective_failure(exc)):
+            raise
+        reason = re.sub(r"^\[[^\]]*\]\s*", "", str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+        reason = (reason[:120].rsplit(" ", 1)[0] + " ..." if len(reason) > 120 else reason) or type(exc).__name__
+        last = run_dir / LAST
+        kept = f"{last} is the last checkpoint" if last.exists() else "no checkpoint was written yet"
+        raise distributed.DistributedError(
+            f"process {ctx.rank} of {ctx.world_size}: a collective failed ({reason}): another process died or hung; "
+            f"{kept}: continue with --resume") from exc
     finally:
         distributed.teardown(ctx)
 

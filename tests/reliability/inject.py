@@ -9,7 +9,8 @@ FAULT is one of
   ``rename:N``        SIGKILL after the N-th checkpoint is whole in its temporary file (fsynced), just
                       before the rename;
   ``signal:K:NAME``   this process sends itself SIGNAME (INT or TERM) in training step K, as a
-                      user's Ctrl-C or a cluster's scheduler would.
+                      user's Ctrl-C or a cluster's scheduler would;
+  ``stop:K``          SIGSTOP in training step K: a process that hangs (its peers wait on it).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def install(fault: str) -> None:
     kind, *args = fault.split(":")
     if kind == "none":
         return
-    if kind in ("step", "signal"):
+    if kind in ("step", "signal", "stop"):
         target, original, count = int(args[0]), trainer.forward, [0]
 
         def forward(net, *a, **k):
@@ -42,7 +43,10 @@ def install(fault: str) -> None:
                 if count[0] == target:
                     if kind == "step":
                         _die()
-                    os.kill(os.getpid(), getattr(signal, "SIG" + args[1]))
+                    elif kind == "stop":
+                        os.kill(os.getpid(), signal.SIGSTOP)
+                    else:
+                        os.kill(os.getpid(), getattr(signal, "SIG" + args[1]))
             return out
 
         trainer.forward = forward
