@@ -137,6 +137,19 @@ def test_in_process_resume_on_either_side_of_the_cut_is_bit_for_bit(tmp_path):
     assert whole.history[-1]["epoch"] == 3
 
 
+def test_restart_lr_runs_the_schedule_afresh_in_each_phase_and_resumes_exactly(tmp_path):
+    recipe = load_recipe("digits_ann_channels", [*SMALL, "epochs=3", "channels.restart_lr=true"])
+    whole = train(recipe, tmp_path / "whole")
+    lr = [h["lr"] for h in whole.history]  # cosine over 1 epoch, then afresh over 2 (12 steps)
+    assert lr == pytest.approx([0.0, 0.05, 0.0], abs=1e-12)
+    assert train(recipe, tmp_path / "cut", stop_after_steps=9).interrupted  # in the fine-tuning phase
+    resumed = train(recipe, tmp_path / "cut", resume=True)
+    assert [h["lr"] for h in resumed.history] == lr
+    a = torch.load(tmp_path / "whole" / "final_model.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "cut" / "final_model.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 # The SNN on event frames, through the command line: killed with SIGKILL once before the cut
 # (resumes from a checkpoint of the full model and makes the cut itself) and once after it
 # (resumes from a checkpoint of the shrunk model, rebuilt from create_model + spec).
@@ -210,6 +223,7 @@ BASE = {"name": "x", "family": "channel_pruning", "epochs": 3, "batch_size": 8, 
     ({"channels": {"prune_epoch": 1, "criterion": "slimming"}}, "needs channels.percent"),
     ({"channels": {"prune_epoch": 1, "percent": 0.5}}, "goes with channels.criterion = 'slimming'"),
     ({"family": "dense", "pruning": {"method": "none"}}, "belongs to family 'channel_pruning'"),
+    ({"channels": {"prune_epoch": 2, "restart_lr": True}, "lr_schedule": {"warmup_epochs": 1}}, "each phase warms up"),
 ])
 def test_recipe_rules_of_the_channel_family(change, message):
     data = {**BASE, "channels": {"prune_epoch": 1}, **change}

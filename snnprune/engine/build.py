@@ -163,10 +163,11 @@ def build_optimizer(recipe: Recipe, model: nn.Module, pruner: Pruner | None) -> 
     return torch.optim.AdamW(groups, lr=o.lr)
 
 
-def build_scheduler(recipe: Recipe, optimizer, steps_per_epoch: int):
-    """Per-step LR schedule: optional linear warmup, then cosine / step / constant (torch's own)."""
+def build_scheduler(recipe: Recipe, optimizer, steps_per_epoch: int, epochs: int | None = None):
+    """Per-step LR schedule: optional linear warmup, then cosine / step / constant (torch's own),
+    over ``epochs`` (default the recipe's; a family may run it over a phase of the run)."""
     s, sched = recipe.lr_schedule, torch.optim.lr_scheduler
-    total = recipe.epochs * steps_per_epoch
+    total = (recipe.epochs if epochs is None else epochs) * steps_per_epoch
     warmup = s.warmup_epochs * steps_per_epoch
     if s.name == "cosine":
         main = sched.CosineAnnealingLR(optimizer, T_max=max(total - warmup, 1))

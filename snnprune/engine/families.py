@@ -12,6 +12,8 @@ be the same object changed in place, as channel surgery does):
 * :meth:`Family.on_epoch_start` / :meth:`Family.on_epoch_end` — around every epoch;
 * :meth:`Family.regularization` — a term added to every step's loss (None: nothing);
 * :meth:`Family.on_optimizer_step` — after every optimizer step (not one that AMP skipped);
+* :meth:`Family.lr_phase` — the epochs the LR schedule spans and the step it starts at (when the
+  loop builds it: at the start, and after a hook returned a model);
 * :meth:`Family.state_dict` / :meth:`Family.load_state_dict` — saved in every checkpoint.
 
 A subclass that sets ``name`` is registered (:data:`FAMILIES`); the recipe names it in ``family``.
@@ -76,6 +78,10 @@ class Family:
     def regularization(self, run: Run) -> torch.Tensor | None:
         return None
 
+    def lr_phase(self, run: Run) -> tuple[int, int]:
+        """``(epochs, first step)`` of the LR schedule: by default the whole run."""
+        return self.recipe.epochs, 0
+
     def on_optimizer_step(self, run: Run) -> None:
         pass
 
@@ -137,8 +143,9 @@ class ChannelPruning(Family):
     ``channels.prune_epoch``; at the start of that epoch the channels the criterion marks go
     (:func:`~snnprune.channels.prune_channels`, with the coupled groups of residuals and depthwise
     convs), the loop rebuilds optimizer (fresh: no momentum carried over), LR schedule (replayed to
-    the current step), DDP wrapper and compiled model around the smaller network, and the rest of
-    the run fine-tunes it without the penalty. The best accuracy restarts at the cut, so
+    the current step; with ``channels.restart_lr`` each phase runs the schedule afresh over its own
+    epochs), DDP wrapper and compiled model around the smaller network, and the rest of the run
+    fine-tunes it without the penalty. The best accuracy restarts at the cut, so
     ``best.pt`` holds the best *pruned* model.
 
     The cut is logged as a ``channel_prune`` event (``metrics.jsonl``): parameters and dense MACs
@@ -173,6 +180,14 @@ class ChannelPruning(Family):
         from ..channels import ChannelSpec
 
         return ChannelSpec.from_state(self.channel_spec).apply(run.model)
+
+    def lr_phase(self, run: Run) -> tuple[int, int]:
+        c = self.recipe.channels
+        if not c.restart_lr:
+            return super().lr_phase(run)
+        if self.channel_spec is None:
+            return c.prune_epoch, 0
+        return self.recipe.epochs - c.prune_epoch, c.prune_epoch * run.steps_per_epoch
 
     def regularization(self, run: Run) -> torch.Tensor | None:
         if self.bn is None or self.bn.proximal:

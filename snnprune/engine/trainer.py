@@ -124,11 +124,12 @@ class Run:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         self.optimizer = build_optimizer(self.recipe, model, self.pruner)
-        self.scheduler = build_scheduler(self.recipe, self.optimizer, self.steps_per_epoch)
-        if self.state.global_step:
+        epochs, first_step = self.family.lr_phase(self)
+        self.scheduler = build_scheduler(self.recipe, self.optimizer, self.steps_per_epoch, epochs)
+        if self.state.global_step > first_step:
             with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": a replay
                 warnings.simplefilter("ignore", UserWarning)
-                for _ in range(self.state.global_step):
+                for _ in range(self.state.global_step - first_step):
                     self.scheduler.step()
         net = model
         if self.ctx.distributed:
