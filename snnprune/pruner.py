@@ -124,7 +124,9 @@ class Pruner:
         min_weights: keep at least this many weights in every pruned layer, whatever the
             threshold or the target (counted in the budget: the other layers prune a little more).
             A spiking net's stem and readout starve first under one global threshold at extreme
-            sparsity; a floor of a few dozen weights keeps them alive (see the README).
+            sparsity; a floor of a few dozen weights keeps them alive (see the README). Default
+            (``None``): with a target, ``min(32, budget // (2 * layers))`` (:func:`default_floor`:
+            no layer is cut off entirely, at most half the budget goes to floors); else 0.
 
     Call :meth:`step` right after every ``optimizer.step()`` (and before ``scheduler.step()``, so
     that the learning rate read is the one the step used). Tied weights (one tensor in two
@@ -145,7 +147,7 @@ class Pruner:
         total_steps: int | None = None,
         method_kwargs: dict | None = None,
         target_sparsity: float | None = None,
-        min_weights: int = 0,
+        min_weights: int | None = None,
         **unknown,
     ) -> None:
         if unknown:
@@ -168,6 +170,10 @@ class Pruner:
         _check_attachable(model, selected)
         reparams = [copy.deepcopy(prototype) for _ in selected]
 
+        if min_weights is None:
+            target = self.controller.target if self.controller is not None else getattr(self.schedule, "target", None)
+            target = target_sparsity if target is None else target
+            min_weights = default_floor(target, [getattr(m, t).numel() for _, m, t in selected])
         self.min_weights = int(min_weights)
         if self.min_weights < 0 or self.min_weights != min_weights:
             raise ValueError(f"min_weights must be an integer >= 0, got {min_weights!r}")
@@ -405,8 +411,20 @@ class Pruner:
             caps.append(max(float(torch.nextafter(kth, torch.zeros_like(kth))), 0.0))
         return caps
 
-    def _floored(self, keeps: list[torch.Tensor], scores: list[torch.Tensor]) -> list[torch.Tensor]:
-        return with_floor(keeps, scores, self.min_weights) if self.min_weights else keeps
+    @torch.no_grad()
+    def _floored_masks(self, scores: list[torch.Tensor], target: float) -> list[torch.Tensor]:
+        """:func:`magnitude_masks` at ``target`` with every layer keeping ``min_weights``, the floors
+        counted in the budget (in global scope each layer's best scores are ranked first)."""
+        if not self.min_weights:
+            return magnitude_masks(scores, target, self.scope)
+        ranked = scores
+        if self.scope == "global":
+            ranked = []
+            for score in scores:
+                score = score.detach().float().clone()
+                score.view(-1)[torch.topk(score.flatten(), min(self.min_weights, score.numel())).indices] = math.inf
+                ranked.append(score)
+        return with_floor(magnitude_masks(ranked, target, self.scope), scores, self.min_weights)
 
     def _apply_control(self, retarget: bool = True) -> None:
         if self.frozen:
@@ -436,7 +454,7 @@ class Pruner:
                 stacklevel=4,
             )
         finals = [r.finished_weight(self._latent(i)).abs() for i, r in enumerate(self._reparams)]
-        keeps = self._floored(magnitude_masks(finals, max(target, measured), self.scope), finals)
+        keeps = self._floored_masks(finals, max(target, measured))
         for i, (r, keep) in enumerate(zip(self._reparams, keeps)):
             r.freeze(self._latent(i), keep)
 
@@ -470,7 +488,7 @@ class Pruner:
     @torch.no_grad()
     def _set_masks(self, target: float) -> None:
         scores = [r.score(self._latent(i)) for i, r in enumerate(self._reparams)]
-        for r, keep in zip(self._reparams, self._floored(magnitude_masks(scores, target, self.scope), scores)):
+        for r, keep in zip(self._reparams, self._floored_masks(scores, target)):
             r.set_mask(keep)
 
     # -- families: pruning at initialization, early pruning ---------------------------------
@@ -615,6 +633,30 @@ class Pruner:
 
 
 # -- construction helpers --------------------------------------------------------------------
+#: the most weights :func:`default_floor` keeps per layer
+DEFAULT_FLOOR_CAP = 32
+
+
+def default_floor(target: float | None, sizes: list[int]) -> int:
+    """The ``min_weights`` a Pruner takes when none is given: 0 without a target; with one, the
+    weights the target leaves (the budget) shared so that floors take at most half of it, at most
+    :data:`DEFAULT_FLOOR_CAP` per layer, and at least 1 where the budget allows (a layer with no
+    weight left disconnects the network: the digits SNN at 99% loses its readout this way).
+
+    Example::
+
+        >>> default_floor(0.99, [144, 2304, 2304, 4608, 9216, 9216, 1280])   # 290 weights for 7 layers
+        20
+        >>> default_floor(0.9, [10_000] * 4), default_floor(None, [100])
+        (32, 0)
+    """
+    if target is None or not sizes:
+        return 0
+    budget = int((1.0 - float(target)) * sum(sizes))
+    floor = min(DEFAULT_FLOOR_CAP, budget // (2 * len(sizes)))
+    return floor if floor > 0 else int(budget >= len(sizes))
+
+
 def _prototype(method, method_kwargs) -> tuple[Reparameterization, str]:
     kwargs = dict(method_kwargs or {})
     if isinstance(method, (ThresholdSchedule, SparsitySchedule)):

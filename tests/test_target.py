@@ -125,6 +125,18 @@ def test_min_weights_keeps_every_layer_alive_and_the_target_still_lands():
     assert abs(pruner.sparsity().pruned - 0.98) <= 0.005
 
 
+def test_a_target_floors_every_layer_by_default_so_none_is_cut_off():
+    model, x, y = task()
+    pruner = Pruner(model, "soft_threshold", target_sparsity=0.995, total_steps=60)
+    assert pruner.min_weights == 3  # 13 weights left for 2 layers: floors take at most half
+    train(model, pruner, x, y, 60)
+    assert all(int(m.sum()) >= 3 for m in pruner.masks().values())
+    assert abs(pruner.sparsity().pruned - 0.995) <= 0.005
+    assert Pruner(task()[0], "soft_threshold", target_sparsity=0.995, total_steps=6, min_weights=0).min_weights == 0
+    assert Pruner(task()[0], "soft_threshold", LATS(l1=0.1)).min_weights == 0  # no target, no floor
+    assert Pruner(task()[0], "ltp", target_sparsity=0.9, total_steps=6).min_weights == 32
+
+
 def test_a_floor_above_the_budget_warns():
     model, x, y = task()
     pruner = Pruner(model, "soft_threshold", target_sparsity=0.995, total_steps=5, min_weights=20)

@@ -254,8 +254,10 @@ class _TargetKeys(PruningMethodConfig):
     methods); in ``early_pruning`` it is reached at ``freeze_epoch``, where the mask is frozen for
     sparse fine-tuning; ``min_weights`` floors every pruned layer."""
 
-    min_weights: int = Field(
-        default=0, ge=0, description="keep at least this many weights in every pruned layer (counted in the budget)"
+    min_weights: int | None = Field(
+        default=None, ge=0,
+        description="keep at least this many weights in every pruned layer (counted in the budget); default: with a "
+        "target, min(32, budget / (2 x layers)), else 0",
     )
     own_family_keys: ClassVar[tuple[str, ...]] = ("target_sparsity",)
 
