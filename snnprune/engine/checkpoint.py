@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -20,8 +19,8 @@ class CheckpointError(ValueError):
 
 def first_nonfinite(tensors: dict) -> str | None:
     """The first key of ``tensors`` whose floating-point tensor holds a NaN or an infinity, else
-    ``None``. One fused max-|x| over all of them (``torch._foreach_norm``, ``ord=inf``) and one host
-    sync; the tensors are looked at one by one only when something is wrong.
+    ``None``. Their L2 norms in one fused call (``torch._foreach_norm``) and one host sync; the
+    tensors are looked at one by one only when the norms are not all finite.
 
     Example::
 
@@ -34,10 +33,10 @@ def first_nonfinite(tensors: dict) -> str | None:
               if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel()}
     if not floats:
         return None
-    maxima = torch._foreach_norm(list(floats.values()), math.inf)
-    if torch.isfinite(torch.stack([m.float() for m in maxima])).all():
+    norms = torch._foreach_norm(list(floats.values()))
+    if torch.isfinite(torch.stack([n.float() for n in norms])).all():
         return None
-    return next(k for k, v in floats.items() if not torch.isfinite(v).all())
+    return next((k for k, v in floats.items() if not torch.isfinite(v).all()), None)  # None: a norm overflowed
 
 
 def atomic_save(obj, path: str | Path) -> Path:

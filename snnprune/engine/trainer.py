@@ -499,23 +499,27 @@ def _train_step(run: Run, x, y) -> tuple[torch.Tensor, float]:
 def _check_step(run: Run, total: torch.Tensor) -> tuple[float, str | None]:
     """The loss value and what is non-finite at this step (``None``: nothing).
 
-    Cost: one fused max-|g| over every gradient (``torch._foreach_norm`` with ``ord=inf``, one
-    kernel per device and dtype, no host sync per tensor; a NaN anywhere propagates through the
-    max) and one host sync for the loss and that max together, the sync ``loss.item()`` cost anyway.
-    With the fp16 grad scaler the gradients are left to it (it skips overflowed steps itself). Only
-    on a failure are the tensors looked at one by one, to name the bad one.
+    Cost: the L2 norms of all gradients in one fused call (``torch._foreach_norm``: one kernel per
+    device and dtype, no host sync per tensor; a NaN or an infinity anywhere makes their sum
+    non-finite) and one host sync for the loss and that sum together, the sync ``loss.item()`` cost
+    anyway. Measured on a shared 2-core CPU, one thread: 8-22 ms for ResNet-18's 11.7M gradients,
+    0.9-1.7% of a batch-16 step (the max-norm, ``ord=inf``, takes 70 ms there); 0.1 ms on the
+    digits twin, under 0.6% of its step. Only when the sum is not finite are the
+    tensors looked at one by one, to name the bad one (a sum that merely overflowed is no fault).
+    With the fp16 grad scaler the gradients are left to it (it skips overflowed steps itself).
     """
     checks = [total.detach().float().reshape(())]
     grads = [] if run.scaler.is_enabled() else \
         [(n, p.grad) for n, p in run.model.named_parameters() if p.grad is not None and p.grad.numel()]
     if grads:
-        checks.append(torch.stack([g.float() for g in torch._foreach_norm([g for _, g in grads], math.inf)]).max())
-    value, *grad_max = torch.stack(checks).tolist()
+        checks.append(torch.stack([g.float() for g in torch._foreach_norm([g for _, g in grads])]).sum())
+    value, *grad_sum = torch.stack(checks).tolist()
     if not math.isfinite(value):
         return value, f"the loss is {value}"
-    if grad_max and not math.isfinite(grad_max[0]):
-        name = next(n for n, g in grads if not torch.isfinite(g).all())
-        return value, f"the gradient of {name!r} is not finite"
+    if grad_sum and not math.isfinite(grad_sum[0]):
+        name = next((n for n, g in grads if not torch.isfinite(g).all()), None)
+        if name is not None:
+            return value, f"the gradient of {name!r} is not finite"
     return value, None
 
 
