@@ -86,14 +86,20 @@ class Valid(Exception):
 
 
 @pytest.fixture
-def builders_only(monkeypatch, data_home):
-    """``snnprune train`` runs the builders of the recipe (data, model, pruner) instead of training."""
+def builders_only(monkeypatch, tmp_path, data_home):
+    """``snnprune train`` runs the builders of the recipe (data, model, pruner) instead of training;
+    the data only from the default root (a fuzzed ``data.root`` could be anywhere on this machine)."""
+    monkeypatch.chdir(tmp_path)
 
     def train(recipe, out=None, **kwargs):
-        from snnprune.engine.build import build_datasets, build_model, build_pruner
+        from snnprune.data import dataset_info
+        from snnprune.engine.build import build_datasets, build_model, build_pruner, call_with_kwargs
         from snnprune.engine.families import get_family
 
-        _, _, info = build_datasets(recipe)
+        if recipe.data.root is None:
+            _, _, info = build_datasets(recipe)
+        else:
+            info = call_with_kwargs("data.name", dataset_info, recipe.data.name)
         model = build_model(recipe, info)
         build_pruner(recipe, model, steps_per_epoch=2, total_steps=get_family(recipe).schedule_steps(2))
         raise Valid
