@@ -13,15 +13,20 @@ in these variants (each the previous plus one step):
 * ``pruned``          — plain surgery, ``n - round(s n)`` channels kept (odd widths at s = 30 %, 70 %);
 * ``round8``          — widths rounded up to a multiple of 8 (the vector width CPU conv kernels block by);
 * ``round8_fuse``     — batch norms folded into the preceding convs (inference only);
-* ``round8_fuse_cl``  — and channels_last memory format.
+* ``round8_fuse_cl``  — and channels_last memory format;
+* ``round8_fuse_compiled`` (with ``--compile``) — ``round8_fuse`` through ``torch.compile``
+  (inductor): the spiking neurons' per-step element-wise ops become a few fused C++ loops.
 
-The dense model gets the same treatments (``dense``, ``dense_fuse``, ``dense_fuse_cl``); a row's
+The dense model gets the same treatments (``dense``, ``dense_fuse``, ``dense_fuse_cl``,
+``dense_fuse_compiled``); a row's
 ``lat_ratio`` is against the dense model *with the same treatment* (what pruning buys on top of it),
 ``vs_dense`` against the plain dense model (what the whole recipe buys). Timings are interleaved
 round-robin over all models in one process, so machine load hits all alike; medians are reported.
 
-Run:  python bench/channels.py [--reps 9] [--threads 2] [--quick] [--out bench/results]
-Writes channels.json and channels.md to --out.
+Run:  python bench/channels.py [--reps 9] [--threads 2] [--quick] [--models ...] [--sparsities ...]
+                               [--compile] [--name channels] [--out bench/results]
+Writes <name>.json and <name>.md to --out. Compiling takes minutes per model (about 4 min for the
+dense SEW-ResNet-18 on a loaded 2-core machine), so ``--compile`` is best run on a few rows.
 """
 
 from __future__ import annotations
@@ -130,27 +135,37 @@ def macs(net: nn.Module, x: torch.Tensor) -> float:
     return counter.get_total_flops() / 2
 
 
-def make_models(model_name: str, sparsities: list[float]) -> dict[tuple[float, str], nn.Module]:
+def make_models(model_name: str, sparsities: list[float], compile: bool = False) -> dict[tuple[float, str], nn.Module]:
     dense = build(model_name)
     models = {
         (0.0, "dense"): dense,
         (0.0, "dense_fuse"): fuse_bn(copy.deepcopy(dense)),
         (0.0, "dense_fuse_cl"): fuse_bn(copy.deepcopy(dense)).to(memory_format=torch.channels_last),
     }
+    if compile:
+        models[(0.0, "dense_fuse_compiled")] = torch.compile(fuse_bn(copy.deepcopy(dense)))
     for s in sparsities:
         models[(s, "pruned")] = prune_inner(build(model_name), s, None)
         rounded = prune_inner(build(model_name), s, 8)
         models[(s, "round8")] = rounded
         models[(s, "round8_fuse")] = fuse_bn(copy.deepcopy(rounded))
         models[(s, "round8_fuse_cl")] = fuse_bn(copy.deepcopy(rounded)).to(memory_format=torch.channels_last)
+        if compile:
+            models[(s, "round8_fuse_compiled")] = torch.compile(fuse_bn(copy.deepcopy(rounded)))
     return models
 
 
-BASELINE = {"pruned": "dense", "round8": "dense", "round8_fuse": "dense_fuse", "round8_fuse_cl": "dense_fuse_cl"}
+BASELINE = {"pruned": "dense", "round8": "dense", "round8_fuse": "dense_fuse", "round8_fuse_cl": "dense_fuse_cl",
+            "round8_fuse_compiled": "dense_fuse_compiled"}
 
 
-def measure(model_name: str, cfg: dict, reps: int) -> list[dict]:
-    models = make_models(model_name, cfg["sparsities"])
+def _plain(net: nn.Module) -> nn.Module:
+    """The module under a ``torch.compile`` wrapper (counting and naming go through it)."""
+    return getattr(net, "_orig_mod", net)
+
+
+def measure(model_name: str, cfg: dict, reps: int, compile: bool = False) -> list[dict]:
+    models = make_models(model_name, cfg["sparsities"], compile)
     inputs = {False: example(model_name, cfg), True: example(model_name, cfg, channels_last=True)}
     times: dict[tuple[float, str], list[float]] = {k: [] for k in models}
     with torch.no_grad():
@@ -164,6 +179,17 @@ def measure(model_name: str, cfg: dict, reps: int) -> list[dict]:
                 if rep:
                     times[key].append(elapsed)
     median = {k: statistics.median(v) for k, v in times.items()}
+    if compile:  # a compiled model computes what its plain module computes
+        for key, net in models.items():
+            if net is not _plain(net):
+                x = inputs[False]
+                with torch.no_grad():
+                    functional.reset_net(net)
+                    a = net(x)
+                    functional.reset_net(net)
+                    b = _plain(net)(x)
+                assert torch.allclose(a, b, atol=1e-4), key
+    models = {k: _plain(net) for k, net in models.items()}
     mac = {k: macs(net, inputs[False]) for k, net in models.items()}
     rows = []
     for (s, variant), net in models.items():
@@ -184,9 +210,9 @@ def measure(model_name: str, cfg: dict, reps: int) -> list[dict]:
     return rows
 
 
-def write(rows: list[dict], meta: dict, out: Path) -> None:
+def write(rows: list[dict], meta: dict, out: Path, name: str = "channels") -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "channels.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    (out / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     lines = [
         "# Channel-pruned vs dense latency (CPU, forward, eval)",
         "",
@@ -209,7 +235,7 @@ def write(rows: list[dict], meta: dict, out: Path) -> None:
             f"| {r['params'] / 1e6:.2f} "
             f"| {r['mac_ratio']:.3f} | {r['latency_ms']:.1f} | {r['lat_ratio']:.3f} | {gap} | {r['vs_dense']:.3f} |"
         )
-    (out / "channels.md").write_text("\n".join(lines) + "\n")
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -218,14 +244,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="tiny inputs, one sparsity, two reps (a smoke test)")
     parser.add_argument("--models", nargs="+", default=["resnet18", "sew_resnet18"])
+    parser.add_argument("--sparsities", nargs="+", type=float, default=None, help="default 0.3 0.5 0.7")
+    parser.add_argument("--compile", action="store_true", help="add the torch.compile variants")
+    parser.add_argument("--name", default="channels", help="the results' file name, without extension")
     parser.add_argument("--status", default="preliminary (measured on a busy shared machine)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     cfg, reps = (QUICK, 2) if args.quick else (FULL, args.reps)
+    if args.sparsities:
+        cfg = {**cfg, "sparsities": args.sparsities}
     try:
-        rows = [r for name in args.models for r in measure(name, cfg, reps)]
+        rows = [r for name in args.models for r in measure(name, cfg, reps, args.compile)]
     finally:
         torch.set_num_threads(threads)
     meta = {
@@ -234,7 +265,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "torch": torch.__version__, "threads": args.threads, "reps": reps, "status": args.status,
         "sizes": {k: v for k, v in cfg.items() if k in args.models},
     }
-    write(rows, meta, args.out)
+    write(rows, meta, args.out, args.name)
     return rows
 
 
