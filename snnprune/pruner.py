@@ -357,8 +357,8 @@ class Pruner:
         model's state was loaded without ``pruner.load_state_dict`` (the Pruner's values win)."""
         if self.control != "threshold" or self.frozen or "stale" in self._warned:
             return
-        expected = self._expected_thresholds()
-        for name, r, want in zip(self.layer_names, self._reparams, expected):
+        # the values set last (recomputing them would move the floors' caps with the weights)
+        for name, r, want in zip(self.layer_names, self._reparams, self._held):
             have = r.current_threshold()
             if not math.isclose(have, want, rel_tol=1e-5, abs_tol=1e-12):
                 self._warned.add("stale")
@@ -433,7 +433,8 @@ class Pruner:
             self._retarget()
         if self.control == "threshold":
             # per layer: the λ-forms integrate the learning rate of each layer's own group
-            for r, d in zip(self._reparams, self._expected_thresholds()):
+            self._held = self._expected_thresholds()
+            for r, d in zip(self._reparams, self._held):
                 r.set_threshold(d)
         elif self.control == "sparsity" and self.schedule is not None and self.schedule.updates_at(self.steps):
             self._set_masks(self.schedule(self.steps))

@@ -252,3 +252,28 @@ def test_the_recipe_target_means_the_family_s_sparsity_and_old_recipes_still_loa
         load_recipe({**base, "family": "sparsify_during_training", "pruning": {"method": "soft_threshold"}})
     for name in ("digits_snn_lats", "digits_snn_pai", "digits_snn_ltp", "digits_snn_magnitude"):
         load_recipe(name)
+
+
+def test_floors_moving_with_the_weights_raise_no_stale_threshold_warning_but_a_stale_model_does():
+    import warnings
+
+    from snnprune.schedules import Constant
+
+    model, _, _ = task()
+    pruner = Pruner(model, "soft_threshold", Constant(10.0), min_weights=5)  # every layer held by its floor
+    assert [int(m.sum()) for m in pruner.masks().values()] == [5, 5]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(3):
+            for p in model.parameters():
+                p.data.mul_(1.1)  # what an optimizer step does to the floors' caps
+            pruner.step(lr=0.1)
+    trained, _, _ = task()
+    lats = Pruner(trained, "soft_threshold", LATS(l1=1.0))
+    for _ in range(3):
+        lats.step(lr=0.1)
+    fresh, _, _ = task()
+    stale = Pruner(fresh, "soft_threshold", LATS(l1=1.0))
+    fresh.load_state_dict(trained.state_dict())  # thresholds of step 3, this Pruner at step 0
+    with pytest.warns(UserWarning, match="holds threshold"):
+        stale.step(lr=0.1)
