@@ -172,7 +172,7 @@ kwargs = { in_channels = 2, input_size = 24 }
 [data]
 name = "digits_dvs"
 T = 4
-limit = 256
+limit = 128
 [pruning]
 method = "soft_threshold"
 target_sparsity = 0.9
@@ -186,6 +186,7 @@ def recipe_file(tmp_path):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method, target, key", [("soft_threshold", 0.95, "target_lambda"),
                                                  ("ltp", 0.9, "target_gain")])
 def test_a_recipe_target_lands_through_the_command_line_and_logs_its_controller(recipe_file, tmp_path, method,
@@ -206,6 +207,7 @@ def test_a_recipe_target_lands_through_the_command_line_and_logs_its_controller(
     assert len(epochs) == 2 and 0 < updates[0] < updates[1] and all(e[key] > 0 for e in epochs)
 
 
+@pytest.mark.slow
 def test_an_early_pruning_target_is_reached_at_the_freeze_and_then_held(recipe_file, tmp_path):
     import json
 
