@@ -224,7 +224,9 @@ def run_grid(args, journal: Path | None = None) -> list[dict]:
         nonlocal done
         done += 1
         records.append(rec)
-        if journal is not None and not rec.pop("journaled", False):
+        reused = rec.pop("journaled", False)
+        rec["reused"] = reused  # read back from the journal (--resume), not run now
+        if journal is not None and not reused:
             with journal.open("a") as f:
                 f.write(json.dumps(rec) + "\n")
         print(f"[{done}/{n_total} {time.perf_counter() - started:6.0f}s] {rec['model']} {rec['method']:16s} "
@@ -296,7 +298,9 @@ def markdown(summary: dict, args, info: dict, wall: float) -> str:
         "",
         f"Machine: {info['machine']['cpu']}, {info['machine']['cores']} cores (shared), torch "
         f"{info['machine']['torch']}, Python {info['machine']['python']}; torch threads {args.threads} per process, "
-        f"{args.procs} processes; wall time {wall / 60:.1f} min.",
+        f"{args.procs} processes; wall time {wall / 60:.1f} min"
+        + (f" for the {info['made']} runs made now (--resume: {info['reused']} read back from quality_runs.jsonl, "
+           "made by earlier invocations)." if info.get("reused") else "."),
         "",
         f"Model / data: `sew_digits` on `digits_dvs` (T=4, 2x24x24 event frames, 1437 train / 360 test"
         f"{'' if args.limit is None else f', limited to {args.limit} samples per split'}), the data and model of "
@@ -403,7 +407,8 @@ def main(argv=None) -> int:
     wall = time.perf_counter() - started
     summary = summarise(records, args.sparsities)
     info = {"command": "python bench/quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "machine": machine(), "wall_seconds": wall,
+            "machine": machine(), "wall_seconds": wall, "reused": sum(r["reused"] for r in records),
+            "made": sum(not r["reused"] for r in records),
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
     print(markdown(summary, args, info, wall))
     if out is not None:
