@@ -1,7 +1,7 @@
 """A 2-process gloo run where one process dies (SIGKILL) or hangs (SIGSTOP): the other ends within
 the process-group timeout (``SNNPRUNE_DIST_TIMEOUT``) with one line and exit code 4, never a hang,
-and ``--resume`` on two processes continues from the last checkpoint to the end, bit for bit on an
-uninterrupted two-process run."""
+and (after the death) ``--resume`` on two processes continues from the last checkpoint to the end,
+bit for bit on an uninterrupted two-process run."""
 
 from __future__ import annotations
 
@@ -75,6 +75,8 @@ def test_a_process_that_dies_or_hangs_ends_the_job_in_one_line_and_resume_finish
     assert time.time() - started < 240
     saved = load_checkpoint(out / "last.pt")
     assert saved["epoch"] == 1 and len(saved["rng"]) == 2  # epoch 1's checkpoint, both processes' random states
+    if fault.startswith("stop"):
+        return  # the folder is the same as after a death: resumed once, below, to keep the suite short
 
     results = finish(launch(out, resume=True))
     assert [c for c, _ in results] == [0, 0], results[0][1][-2000:]
