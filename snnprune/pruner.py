@@ -170,9 +170,10 @@ class Pruner:
         _check_attachable(model, selected)
         reparams = [copy.deepcopy(prototype) for _ in selected]
 
+        # the sparsity asked for, whichever way (target_sparsity=, a TargetSparsity schedule)
+        target = self.controller.target if self.controller is not None else getattr(self.schedule, "target", None)
+        target = target_sparsity if target is None else target
         if min_weights is None:
-            target = self.controller.target if self.controller is not None else getattr(self.schedule, "target", None)
-            target = target_sparsity if target is None else target
             min_weights = default_floor(target, [getattr(m, t).numel() for _, m, t in selected])
         self.min_weights = int(min_weights)
         if self.min_weights < 0 or self.min_weights != min_weights:
@@ -208,13 +209,12 @@ class Pruner:
         self._frozen_threshold: float | None = None
         self._warned: set[str] = set()
         self._last_lr: float | None = None
-        self._warn_if_unreachable(target_sparsity)
+        self._held: list[float] = []  #: the thresholds set last (threshold methods)
+        self._warn_if_unreachable(target)
         self._apply_control()
 
     def _warn_if_unreachable(self, target: float | None) -> None:
         """Say at once when the floors alone keep more weights than the target leaves."""
-        if isinstance(self.schedule, TargetSparsity):
-            target = self.schedule.target
         if target is None or not self.min_weights:
             return
         sizes = [self._latent(i).numel() for i in range(len(self._reparams))]
