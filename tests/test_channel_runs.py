@@ -180,6 +180,7 @@ def _wait_for_checkpoint(run: Path, epoch: int, proc) -> None:
 def test_a_digits_snn_channel_run_resumes_exactly_after_kill_9_on_either_side_of_the_cut(tmp_path):
     whole = _cli("--out", str(tmp_path / "whole"))
     assert whole.wait(timeout=600) == 0, whole.stderr.read()
+    assert "epoch 3: channels cut (slimming)" in whole.stdout.read()  # the console says when the model shrank
     a = torch.load(tmp_path / "whole" / "final_model.pt", weights_only=True)
     assert a["channel_spec"] is not None
     for after_epoch, side in ((1, "before"), (3, "after")):

@@ -98,8 +98,41 @@ class ConsoleSink:
         table.add_row(*["" if metrics.get(k) is None else fmt.format(metrics[k]) for k, _, fmt in self._columns])
         self.console.print(table)
 
+    def on_event(self, kind: str, fields: dict) -> None:
+        """One dim line for what changes the run's course: the channel cut, a frozen mask, a trail
+        checkpoint, a skipped batch (the full fields are in metrics.jsonl)."""
+        line = _event_line(kind, fields)
+        if line is not None:
+            self._stop_progress()
+            self.console.print(f"[dim]{line}[/dim]")
+
     def on_end(self, result) -> None:
         self._stop_progress()
 
     def close(self) -> None:
         self._stop_progress()
+
+
+def _event_line(kind: str, f: dict) -> str | None:
+    """The console's words for an engine event, or None for the ones it does not show.
+
+    Example::
+
+        >>> _event_line("channel_prune", dict(epoch=2, criterion="optimal", parameters_before=30816,
+        ...             parameters_after=15400, dense_macs_per_sample_before=2.0e6,
+        ...             dense_macs_per_sample_after=1.0e6, layers={"a": [8, 16]}))
+        'epoch 3: channels cut (optimal) in 1 layer: parameters 30816 -> 15400, dense MACs per sample x0.500'
+    """
+    if kind == "channel_prune":
+        n = len(f.get("layers", {}))
+        ratio = f["dense_macs_per_sample_after"] / max(f["dense_macs_per_sample_before"], 1)
+        return (f"epoch {f['epoch'] + 1}: channels cut ({f['criterion']}) in {n} layer{'s' * (n != 1)}: parameters "
+                f"{f['parameters_before']} -> {f['parameters_after']}, dense MACs per sample x{ratio:.3f}")
+    if kind == "freeze":
+        return f"epoch {f['epoch'] + 1}: mask frozen at sparsity {f['sparsity']:.2%}"
+    if kind == "trail":
+        acc = "" if f.get("test_acc") is None else f", test acc {f['test_acc']:.2%}"
+        return f"trail: {f['file']} (sparsity {f['sparsity']:.2%}{acc})"
+    if kind == "skipped_batch":
+        return f"step {f['step']}: batch skipped ({f['problem']})"
+    return None

@@ -12,15 +12,20 @@ __all__ = ["print_summary", "method_label"]
 
 def method_label(recipe) -> str:
     """How a recipe prunes, in a few words: "dense", "str (learned)", "soft_threshold / lats" (the
-    method config's own label), and "(fixed mask)" for a mask set at initialization and kept.
+    method config's own label), "(fixed mask)" for a mask set at initialization and kept, and
+    "channels / optimal" for the channel family.
 
     Example::
 
         >>> from snnprune.recipe import load_recipe
         >>> method_label(load_recipe("digits_snn_pai")), method_label(load_recipe("imagenet_resnet50_str"))
         ('soft_threshold / lats (fixed mask)', 'str (learned)')
+        >>> method_label(load_recipe("digits_snn_channels"))
+        'channels / optimal'
     """
     p = recipe.pruning
+    if recipe.family == "channel_pruning":
+        return f"channels / {recipe.channels.criterion}"
     fixed = recipe.family == "pruning_at_initialization" and getattr(p, "fixed_mask", False)
     return p.label + (" (fixed mask)" if fixed else "")
 
