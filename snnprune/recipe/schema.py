@@ -551,14 +551,14 @@ class ChannelPruningConfig(_Section):
     percent: float | None = Field(default=None, ge=0, lt=1,
                                   description="slimming: the fraction of all channels removed (one global cut)")
     round_to: int | None = Field(default=None, ge=2, description="keep every group's width a multiple of this")
-
-    @model_validator(mode="after")
     restart_lr: bool = Field(
         default=False,
         description="run the LR schedule afresh in each phase, over its own epochs (sparsity training: prune_epoch; "
         "fine-tuning: the rest; step milestones count from the phase's start), as network slimming fine-tunes; "
         "False: one schedule over the whole run",
     )
+
+    @model_validator(mode="after")
     def _criterion_keys(self):
         if self.criterion == "slimming" and self.percent is None:
             raise ValueError("channels.criterion = 'slimming' needs channels.percent (the fraction of channels to cut)")
@@ -619,11 +619,11 @@ class Recipe(_Section):
                              "pruning: set pruning.method = 'none' (or drop the pruning section)")
         if c.prune_epoch >= self.epochs:
             raise ValueError("channels.prune_epoch must be smaller than epochs (fine-tuning follows the cut)")
-
-    @model_validator(mode="after")
         if c.restart_lr and self.lr_schedule.warmup_epochs >= min(c.prune_epoch, self.epochs - c.prune_epoch):
             raise ValueError("with channels.restart_lr each phase warms up: lr_schedule.warmup_epochs must be "
                              "smaller than channels.prune_epoch and than the fine-tuning epochs")
+
+    @model_validator(mode="after")
     def _family_is_consistent(self) -> Recipe:
         p, family = self.pruning, self.family
         if self.lr_schedule.warmup_epochs >= self.epochs and self.lr_schedule.warmup_epochs > 0:
