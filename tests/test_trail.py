@@ -59,12 +59,20 @@ def test_ltp_run_leaves_a_trail_of_ever_sparser_models(ltp_run):
     assert [e["level"] for e in events if e["kind"] == "trail"] == levels
 
 
-def test_snnprune_report_reads_a_trail_file(ltp_run):
-    from snnprune.report.runs import run_report
+def test_snnprune_report_and_export_read_a_trail_file(ltp_run, capsys, tmp_path):
+    from snnprune.cli import main
 
     entry = read_trail(ltp_run)[-1]
-    report = run_report(ltp_run / entry["file"], batch=4)
+    assert main(["report", str(ltp_run / entry["file"]), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
     assert report["sparsity"] == pytest.approx(entry["sparsity_total"], abs=1e-12)
+    assert report["recipe"] == "digits_snn_ltp"
+    out = tmp_path / "picked.pt"
+    assert main(["export", str(ltp_run / entry["file"]), "--format", "state_dict", "--out", str(out)]) == 0
+    exported = torch.load(out, weights_only=True)
+    picked = torch.load(ltp_run / entry["file"], weights_only=True)["model"]
+    state = exported.get("model", exported)
+    assert all(torch.equal(state[k], picked[k]) for k in picked)
 
 
 def test_resume_keeps_the_trail_of_an_uninterrupted_run(ltp_run, tmp_path):

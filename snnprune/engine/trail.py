@@ -36,6 +36,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .callbacks import final_payload
 from .checkpoint import atomic_save, atomic_write
 
 if TYPE_CHECKING:
@@ -84,22 +85,16 @@ class Trail:
     def resume(self, epochs_done: int) -> None:
         """Keep the entries of the first ``epochs_done`` epochs (those the checkpoint the run
         continues from has seen); drop the others and their files."""
-        kept = []
-        for entry in read_trail(self.run_dir):
-            if entry["epoch"] <= epochs_done:
-                kept.append(entry)
-            else:
-                (self.run_dir / entry["file"]).unlink(missing_ok=True)
-        changed = len(kept) != len(read_trail(self.run_dir))
-        self.entries = kept
-        if changed:
+        listed = read_trail(self.run_dir)
+        self.entries = [e for e in listed if e["epoch"] <= epochs_done]
+        for entry in listed[len(self.entries):]:  # the listing is in epoch order
+            (self.run_dir / entry["file"]).unlink(missing_ok=True)
+        if len(self.entries) != len(listed):
             self._write_listing()
 
     def on_epoch_end(self, run: Run, metrics: dict) -> dict | None:
         """After evaluation: write the model and its entry (and emit a ``trail`` event) when a new
         step has been passed. Returns the entry (or ``None``)."""
-        from .callbacks import final_payload
-
         report = run.pruner.sparsity()
         reached = level(report.pruned, self.step)
         if reached <= self.highest:
