@@ -22,8 +22,8 @@ and one variant per registered method through the Pruner, in the same round-robi
   whose masks are recomputed every 100 steps (so within the run, as in training, rarely).
 
 Run:  python bench/overhead.py [--reps 25] [--threads 2]
-Writes bench/results/overhead.json and bench/results/overhead.md. ``--quick`` (3 rounds, one
-model, nothing written) only checks that every variant runs.
+Writes bench/results/overhead.json and bench/results/overhead.md (``--name``: another file name).
+``--quick`` (3 rounds, one model, nothing written) only checks that every variant runs.
 """
 
 from __future__ import annotations
@@ -132,10 +132,12 @@ def main() -> None:
     parser.add_argument("--models", default="sew_resnet18,resnet18,resnet18_224")
     parser.add_argument("--methods", default=",".join(METHODS), help="registered methods to time besides the baselines")
     parser.add_argument("--quick", action="store_true", help="3 rounds on resnet18, nothing written: a smoke run")
+    parser.add_argument("--name", default="overhead", help="results file name in bench/results (.json and .md)")
     args = parser.parse_args()
     if args.quick:
         args.reps, args.models = 3, "resnet18"
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
     methods = [m for m in args.methods.split(",") if m]
     kinds = BASELINES + methods
     results = {}
@@ -168,16 +170,21 @@ def main() -> None:
     machine = {
         "cpu": _cpu_model(), "nproc": os.cpu_count(), "torch": torch.__version__,
         "python": platform.python_version(), "threads": args.threads,
+        # 1/5/15-minute load averages when the run started and ended (the machine is shared)
+        "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    command = f"python bench/overhead.py --reps {args.reps} --threads {args.threads} --methods {','.join(methods)}"
-    (RESULTS / "overhead.json").write_text(
+    command = (f"python bench/overhead.py --reps {args.reps} --threads {args.threads} --models {args.models} "
+               f"--methods {','.join(methods)}" + (f" --name {args.name}" if args.name != "overhead" else ""))
+    (RESULTS / f"{args.name}.json").write_text(
         json.dumps({"machine": machine, "command": command, "results": results}, indent=1))
     lines = [
         "# Training-step overhead (median of per-round step-time ratios to dense, variants interleaved in one run)",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {machine['cpu']}, {args.threads} threads, torch {machine['torch']}, Python {machine['python']}",
+        f"Machine: {machine['cpu']}, {args.threads} threads, torch {machine['torch']}, Python {machine['python']}  ",
+        f"Load average (1, 5, 15 min): {machine['load_before']} at the start, {machine['load_after']} at the end "
+        f"({machine['nproc']} cores)",
         "",
         "| model | dense (s) | snnprune soft threshold | torch.prune 50% mask | naive parametrization |",
         "|---|---|---|---|---|",
@@ -197,7 +204,7 @@ def main() -> None:
     for method in methods:
         ratios = " | ".join(f"{r[method]['ratio_to_dense']:.3f}x" for r in results.values())
         lines.append(f"| {method} | {ratios} |")
-    (RESULTS / "overhead.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
