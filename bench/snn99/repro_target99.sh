@@ -28,6 +28,17 @@ for s in 0 1 2; do
   $P target99.py --seed $s --min_weights 40 --reach 0.75 --tag sgd_floor40_reach75 --out $O
   $P target99.py --seed $s --min_weights 40 --readout_scale 4 --tag sgd_floor40_scale4 --out $O
   $P target99.py --seed $s --min_weights 40 --opt adam --lr 0.01 --reach 0.75 --twin --tag ann_adam_floor40_reach75 --out $O
+  # longer runs, and the ANN twin with SGD
+  $P target99.py --seed $s --min_weights 40 --opt adam --lr 0.01 --reach 0.75 --epochs 40 \
+    --tag adam_floor40_reach75_e40 --out $O
+  $P target99.py --seed $s --min_weights 40 --opt adam --lr 0.01 --reach 0.75 --epochs 60 \
+    --tag adam_floor40_reach75_e60 --out $O
+  $P target99.py --seed $s --min_weights 40 --opt adam --lr 0.01 --reach 0.75 --epochs 40 --twin \
+    --tag ann_adam_floor40_reach75_e40 --out $O
+  $P target99.py --seed $s --min_weights 20 --twin --tag ann_sgd_floor20 --out $O
+  $P target99.py --seed $s --min_weights 0 --reach 0.75 --twin --tag ann_sgd_reach75 --out $O
+  $P target99.py --seed $s --min_weights 20 --reach 0.75 --twin --tag ann_sgd_floor20_reach75 --out $O
+  $P target99.py --seed $s --min_weights 20 --reach 0.75 --epochs 40 --twin --tag ann_sgd_floor20_reach75_e40 --out $O
 done
 # seed 0 only
 $P target99.py --min_weights 40 --opt adam --lr 0.01 --epochs 40 --tag adam_floor40_e40 --out $O
