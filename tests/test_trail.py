@@ -67,6 +67,7 @@ def test_snnprune_report_and_export_read_a_trail_file(ltp_run, capsys, tmp_path)
     report = json.loads(capsys.readouterr().out)
     assert report["sparsity"] == pytest.approx(entry["sparsity_total"], abs=1e-12)
     assert report["recipe"] == "digits_snn_ltp"
+    assert report["test_acc"] == entry["test_acc"]  # the file's own epoch, not the run's last
     out = tmp_path / "picked.pt"
     assert main(["export", str(ltp_run / entry["file"]), "--format", "state_dict", "--out", str(out)]) == 0
     exported = torch.load(out, weights_only=True)

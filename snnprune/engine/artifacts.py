@@ -98,6 +98,8 @@ def load_run_model(path: str | Path) -> tuple[nn.Module, dict]:
         "model_kwargs": kwargs,
         "sparsity": sparsity(model).total,
         "history": run_history(run_dir),
+        # the file's own accuracy where it carries one (a trail checkpoint: not the run's last epoch)
+        "test_acc": payload.get("test_acc"),
     }
     return model, info
 
