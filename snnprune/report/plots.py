@@ -216,10 +216,16 @@ def plot_compare(rows: list[dict], out: str | Path) -> Path:
     colors = [_SNN_COLOR if r["spiking"] else _ANN_COLOR for r in rows]
     fig = _figure(15, 4.8)
     ax1, ax2, ax3 = fig.subplots(1, 3)
+    seen: dict[tuple[float, float], int] = {}
     for r, label, color in zip(rows, labels, colors):
         x, y = 100 * r["sparsity"], 100 * (r["test_acc"] or 0)
-        ax1.scatter(x, y, marker="o" if r["spiking"] else "s", s=60, color=color)
-        ax1.annotate(label.split(" ")[0], (x, y), xytext=(5, 4), textcoords="offset points", fontsize=8)
+        if r["spiking"]:  # filled dots over hollow squares, so an SNN and an ANN on one spot both show
+            ax1.scatter(x, y, marker="o", s=45, color=color, zorder=3)
+        else:
+            ax1.scatter(x, y, marker="s", s=110, facecolors="none", edgecolors=color, linewidths=1.8, zorder=2)
+        spot = (round(x, 1), round(y, 2))
+        n = seen[spot] = seen.get(spot, -1) + 1  # stack the numbers of runs that land on one spot
+        ax1.annotate(label.split(" ")[0], (x, y), xytext=(7, 4 + 10 * n), textcoords="offset points", fontsize=8)
     ax1.set_xlabel("sparsity over every conv/linear weight (%)")
     ax1.set_ylabel("test accuracy (%)")
     ax1.set_title("accuracy against sparsity (runs numbered as on the right)")
@@ -227,7 +233,8 @@ def plot_compare(rows: list[dict], out: str | Path) -> Path:
     ax1.margins(y=0.15)
     ax1.grid(alpha=0.3)
     ax1.legend(handles=[Line2D([], [], marker="o", color=_SNN_COLOR, linestyle="", label="SNN"),
-                        Line2D([], [], marker="s", color=_ANN_COLOR, linestyle="", label="ANN")], fontsize=8)
+                        Line2D([], [], marker="s", color=_ANN_COLOR, markerfacecolor="none", markeredgewidth=1.8,
+                               linestyle="", label="ANN")], fontsize=8)
 
     x = np.arange(len(rows))
     width = 0.38
