@@ -1,5 +1,5 @@
 """Every pruning method trains the digits SNN and its ANN twin from its shipped recipe and resumes
-exactly: an interrupted run continued with resume=True, and a command-line run killed with kill -9
+exactly: an interrupted run continued with resume=True, and a command-line run of each method killed with kill -9
 and continued with --resume, end with the weights of an uninterrupted one, bit for bit (the
 pruner's, the method's and the optimizer's state all come back)."""
 
@@ -50,12 +50,14 @@ def test_each_method_recipe_trains_and_resumes_bit_for_bit(name, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a), name
 
 
-# Through the command line: LTP and the smooth threshold on the other net than above (so each goes
-# through both), and random (no in-process run above). GMP and magnitude share random's hard-mask
-# machinery; a command-line run costs ~12 s of CPU (imports), so they stay in-process only.
+# Through the command line: every method on the other net than above (so each goes through both),
+# and random (no in-process run above). The kill lands in the second of three epochs: after GMP's
+# first mask updates, and after the one-shot magnitude cut made at the start of it.
 CLI_RUNS = {
     "ltp": ("digits_ann_ltp", []),
     "smooth_threshold": ("digits_snn_smooth", []),
+    "gmp": ("digits_ann_gmp", ["pruning.start_epoch=0", "pruning.end_epoch=3", "pruning.update_every=1"]),
+    "magnitude": ("digits_snn_magnitude", ["pruning.prune_epoch=1"]),
     "random": ("digits_ann_magnitude", ['pruning={method="random", target_sparsity=0.9, prune_epoch=1}']),
 }
 
