@@ -80,5 +80,7 @@ def test_the_command_line_names_the_damaged_file_in_one_line(tmp_path, capsys):
     assert code == 2 and len(lines) == 1 and str(victim) in lines[0], lines
     code, lines = run_main([*args[:-2], "--set", "data.workers=1", "--out", tmp_path / "run1"], capsys)
     assert code == 2 and len(lines) == 1 and str(victim) in lines[0], lines  # re-raised from a worker process
-    code, lines = run_main([*args[:-2], "--set", "data.kwargs.skip_corrupt=true", "--out", tmp_path / "run2"], capsys)
+    with pytest.warns(UserWarning, match=f"skipped 1 unreadable recording.*{victim.name}"):
+        code, lines = run_main([*args[:-2], "--set", "data.kwargs.skip_corrupt=true", "--out", tmp_path / "run2"],
+                               capsys)
     assert code == 0, lines
