@@ -56,6 +56,7 @@ def copy_run(run_dir, to):
     return to
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol 4")  # torch's note on the plain pickle: expected
 @pytest.mark.parametrize("how", ["torch.save", "plain pickle"])
 def test_a_checkpoint_that_runs_code_is_refused_by_every_reader(how, run_dir, tmp_path, capsys):
     marker = tmp_path / "pwned"
