@@ -1,4 +1,5 @@
-"""Argument checks shared by the methods, the schedules and the pruner: one message per mistake."""
+"""Argument checks shared by the methods, the schedules and the pruner: one message per mistake
+(and :func:`first_line`, the one-line form of an error's message that every user-facing error uses)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,21 @@ import numbers
 
 __all__ = [
     "check_nonnegative", "check_positive_int", "check_fraction", "did_you_mean", "normalise_name", "resolve_name",
+    "first_line",
 ]
+
+
+def first_line(exc: BaseException, limit: int | None = 200) -> str:
+    """The first line of ``exc``'s message, cut to ``limit`` characters (``None``: whole), or the
+    name of its type when it has no message.
+
+    Example::
+
+        >>> first_line(ValueError("bad shape\\nat line 3")), first_line(KeyError()), first_line(OSError("x" * 9), 4)
+        ('bad shape', 'KeyError', 'xxxx')
+    """
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
 
 
 def check_nonnegative(name: str, value) -> float:

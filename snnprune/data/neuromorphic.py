@@ -22,6 +22,7 @@ import warnings
 import numpy as np
 import tonic
 
+from .._validation import first_line
 from .errors import DatasetNotFoundError
 from .framing import EventFrames, Framing, make_framing
 from .splits import canonical_split, stratified_split
@@ -92,9 +93,8 @@ class _OnDisk:
             _check_recording(self.data[index], self.suffix)  # an empty .bin would read as no events
             return super().__getitem__(index)
         except Exception as exc:  # numpy, aedat and tonic raise many types for a bad file
-            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise CorruptRecordingError(
-                f"{self.name}: cannot read recording {self.data[index]} ({reason}): replace it, or set "
+                f"{self.name}: cannot read recording {self.data[index]} ({first_line(exc)}): replace it, or set "
                 "data.kwargs.skip_corrupt = true to leave unreadable recordings out"
             ) from exc
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from torch import nn
 
+from .._validation import first_line
 from .checkpoint import CheckpointError, load_checkpoint
 
 __all__ = ["load_run_model", "run_history"]
@@ -83,7 +84,7 @@ def load_run_model(path: str | Path) -> tuple[nn.Module, dict]:
         except CheckpointError:
             raise
         except (KeyError, TypeError, ValueError) as exc:  # an edited file: an entry missing or of another type
-            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc)
             raise CheckpointError(f"cannot read checkpoint {path}: not a whole final model ({reason})") from None
     elif recipe is not None and "model" in payload:
         model, name, twin, kwargs = _from_checkpoint(recipe, payload, path)
@@ -126,5 +127,4 @@ def _load(model: nn.Module, state: dict, path: Path) -> None:
     try:
         model.load_state_dict(state)
     except (RuntimeError, KeyError) as exc:
-        reason = str(exc).strip().splitlines()[0][:200]
-        raise CheckpointError(f"checkpoint {path} does not fit its model: {reason}") from None
+        raise CheckpointError(f"checkpoint {path} does not fit its model: {first_line(exc)}") from None

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from .._validation import first_line
+
 __all__ = ["atomic_save", "atomic_write", "load_checkpoint", "CheckpointError", "first_nonfinite",
            "load_run_checkpoint"]
 
@@ -121,8 +123,7 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for a corrupt file
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {reason[:200]}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {first_line(exc)}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"cannot read checkpoint {path}: not a snnprune checkpoint")
     if CHECKSUM in state and state[CHECKSUM] != content_checksum(state):

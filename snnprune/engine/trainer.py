@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.data import DistributedSampler, Sampler
 
 from .. import data as snn_data
+from .._validation import first_line
 from ..recipe import Recipe, RecipeError
 from . import distributed
 from .build import (
@@ -261,8 +262,8 @@ def train(
     except Exception as exc:
         if not (ctx.distributed and distributed.is_collective_failure(exc)):
             raise
-        reason = re.sub(r"^\[[^\]]*\]\s*", "", str(exc).strip().splitlines()[0] if str(exc).strip() else "")
-        reason = (reason[:120].rsplit(" ", 1)[0] + " ..." if len(reason) > 120 else reason) or type(exc).__name__
+        reason = re.sub(r"^\[[^\]]*\]\s*", "", first_line(exc, None)) or type(exc).__name__
+        reason = reason[:120].rsplit(" ", 1)[0] + " ..." if len(reason) > 120 else reason
         last = run_dir / LAST
         kept = f"{last} is the last checkpoint" if last.exists() else "no checkpoint was written yet"
         raise distributed.DistributedError(
@@ -316,8 +317,7 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool, ctx, extra_sinks: list, 
         try:
             _restore(run, checkpoint)
         except Exception as exc:  # an edited checkpoint: a key missing, a tensor of another shape, ...
-            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise CheckpointError(f"checkpoint {run_dir / LAST} does not fit this run: {reason}") from exc
+            raise CheckpointError(f"checkpoint {run_dir / LAST} does not fit this run: {first_line(exc)}") from exc
     else:
         run._apply(run.family.on_start(run))
         if run.pruner is not None:
