@@ -15,7 +15,7 @@ Example:
 
 from .errors import DatasetNotFoundError
 from .framing import EventFrames, Framing
-from .loader import collate_time_major, make_loader
+from .loader import collate_time_major, first_samples, make_loader
 from .registry import DatasetInfo, create_dataset, dataset_info, default_root, list_datasets
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "create_dataset",
     "dataset_info",
     "default_root",
+    "first_samples",
     "list_datasets",
     "make_loader",
 ]

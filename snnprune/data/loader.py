@@ -25,6 +25,21 @@ def collate_time_major(batch) -> tuple[torch.Tensor, torch.Tensor]:
     return out, torch.as_tensor(labels, dtype=torch.long)
 
 
+def first_samples(dataset: Dataset, n: int) -> torch.Tensor:
+    """The inputs of the first ``n`` samples of ``dataset`` (all, if it has fewer) as one float
+    batch shaped as the model takes it: ``[N, C, H, W]``, or ``[T, N, C, H, W]`` for event frames
+    (``dataset.time_major``). The engine's fixed held-out batch and the channel cut's example.
+
+    Example:
+        >>> class Frames(list):
+        ...     time_major = True
+        >>> tuple(first_samples(Frames([(torch.ones(4, 2, 8, 8), 0)] * 3), 2).shape)
+        (4, 2, 2, 8, 8)
+    """
+    samples = [torch.as_tensor(dataset[i][0]) for i in range(min(n, len(dataset)))]
+    return torch.stack(samples, 1 if getattr(dataset, "time_major", False) else 0).float()
+
+
 def make_loader(
     dataset: Dataset,
     batch_size: int,

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..data import first_samples
 from ..metrics import regrowth, sparsity
 from ..pruner import bake
 from .checkpoint import atomic_save
@@ -229,9 +230,7 @@ def _operations(run: Run) -> dict:
     from ..metrics import ops_metrics
 
     if getattr(run, "_ops_batch", None) is None:
-        samples = [torch.as_tensor(test_set[i][0]) for i in range(min(OPS_BATCH, len(test_set)))]
-        time_major = bool(getattr(test_set, "time_major", False))
-        run._ops_batch = torch.stack(samples, 1 if time_major else 0).float()
+        run._ops_batch = first_samples(test_set, OPS_BATCH)
     with torch.random.fork_rng(devices=[]):
         values = ops_metrics(run.model, run._ops_batch.to(run.ctx.device))
     return {key: values[key] for key in values if key.endswith("per_sample") or key == "firing_rate"}

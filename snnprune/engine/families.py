@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import nn
 
+from ..data import first_samples
 from ..recipe import Recipe
 
 if TYPE_CHECKING:
@@ -206,7 +207,7 @@ class ChannelPruning(Family):
         c, model = self.recipe.channels, run.model
         device = next(model.parameters()).device
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            x = _example_input(run, device)
+            x = first_samples(run.test_set, 1).to(device)  # one test sample
             before = _size(model, x)
             model, spec = prune_channels(model, x, c.criterion, delta=c.delta, percent=c.percent,
                                          round_to=c.round_to)
@@ -225,13 +226,6 @@ class ChannelPruning(Family):
 
     def load_state_dict(self, state: dict) -> None:
         self.channel_spec = state.get("channel_spec")
-
-
-def _example_input(run: Run, device) -> torch.Tensor:
-    """One test sample shaped as the model takes it (``[1, C, H, W]``, events ``[T, 1, C, H, W]``)."""
-    test_set = run.test_set
-    sample = torch.as_tensor(test_set[0][0]).float()
-    return sample.unsqueeze(1 if getattr(test_set, "time_major", False) else 0).to(device)
 
 
 def _size(model: nn.Module, x: torch.Tensor) -> tuple[int, float]:
