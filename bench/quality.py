@@ -1,35 +1,42 @@
 """Accuracy against sparsity: every pruning method of snnprune on the embedded digits, SNN and ANN twin.
 
-The data set and model are those of the shipped ``digits_snn_lats`` / ``digits_ann_lats`` recipes
-(``sew_digits`` on ``digits_dvs``, T=4 event frames 2x24x24; the ANN twin has ReLU instead of IF
-neurons), with their optimizer (SGD 0.1, momentum 0.9, per-step cosine LR, batch 64). Every row
-gets the same epoch budget and the same initial weights per seed. Rows and how each reaches the
-target sparsity S (over every conv and linear weight; no layer is kept dense):
+The setting is chosen by options and is the same for every row of a net: the data (``--data digits``,
+static scikit-learn digits 1x8x8 with direct coding, the default, or ``digits_dvs`` event frames
+2x24x24), ``T``, the model's keyword arguments (``--kw width=4``: ``sew_digits``'s channel multiplier),
+the optimizer and learning rate (per-step cosine to 0; ``--opt snn=adamw ann=sgd`` gives each net its
+own), batch, epochs, and one protocol: **every pruned row reaches its target sparsity S at ``--reach``
+of the run, then the mask is frozen** (``pruner.freeze()``) and the rest of the run fine-tunes the
+surviving weights; **per-layer floors** (``--floor``, the Pruner's ``min_weights``) in every method
+that takes them. The defaults are the protocol ``bench/snn99`` found best at 99% for each net: the SNN
+with AdamW 1e-2 and floors of 40 weights, the ANN twin with SGD 0.1 + momentum 0.9 and the Pruner's
+default floor (:func:`snnprune.pruner.default_floor`), 20 epochs, the target at 75% of the run. The whole data
+set is held in memory as tensors (no DataLoader); every row of a seed starts from the same weights and
+sees the same batches. Sparsity counts every conv and linear weight (no layer kept dense), measured on
+the finalized model (``pruner.finalize()``); accuracy is on the 360 test samples after the last epoch.
+
+How each row reaches S at the reach step R (``total_steps=R`` for every Pruner):
 
 * ``dense`` -- no pruning (one run per seed, shown in every column);
 * ``lats`` -- ``soft_threshold`` with ``TargetSparsity(S)`` (the LATS shape, λ set by the feedback
-  controller, the last step lands on S);
+  controller, the last retarget lands on S);
 * ``slats``, ``pgh`` (β=0.1), ``sine`` (STDS), ``linear`` -- ``soft_threshold`` with the closed-form
-  shape and D = the final threshold the ``lats`` controller reached for the same model and S on the
-  first seed (calibration); whatever sparsity that D gives, an exact projection at the last step
-  (``pruner.prune_to(S)``: the smallest surviving weights go, no fine-tuning after it) brings the run
-  to S; the sparsity before the projection is recorded (``pre_projection``);
+  shape ending at R on D = the threshold the ``lats`` row of the same net and S reached on the first
+  seed (a calibration: the closed forms have no target of their own); whatever sparsity that D gives
+  at R (``pre_projection`` in the JSON), an exact projection (``pruner.prune_to(S)``, floors kept)
+  brings the run to S before the freeze;
 * ``str``, ``ltp``, ``smooth_threshold`` -- ``target_sparsity=S``: a feedback on the regulariser's
-  strength along a cubic ramp, and a projection onto S at the last step (STR has no regulariser: its
-  row is the projection alone);
-* ``gmp`` -- ``target_sparsity=S``: the cubic schedule ending at the last step, masks every 1% of the run;
-* ``magnitude`` -- one-shot: dense training for the first half of the epochs, magnitude pruning to S
-  (global), fine-tuning with the mask fixed for the second half.
-
-The runs use the Python API (``Pruner`` and one shared training loop built from the engine's
-``snnprune.engine.build`` helpers on the digits recipes; a recipe's ``pruning.target_sparsity`` builds
-the same Pruner for the LATS, STR, LTP and smooth-threshold rows). Accuracy is that of the finalized model
-(``pruner.finalize()``) on the 360 test samples after the last epoch; the measured sparsity is the
-fraction of zeros over every conv and linear weight of the finalized model.
+  strength along a cubic ramp, and a projection onto S at R (floors kept). They learn their own
+  per-layer thresholds, so the floors act at that projection only; STR has no regulariser, so its
+  row is training with STR's learned threshold and that projection;
+* ``gmp`` -- ``target_sparsity=S``: the cubic schedule ending at R, masks every 1% of it, floors kept;
+* ``magnitude`` -- one-shot: dense training up to R, global magnitude pruning to S (floors kept), then
+  the same frozen-mask fine-tuning as every other row.
 
 Run:   python bench/quality.py                  # the full grid (see --help), torch threads 1, 2 processes
+       python bench/quality.py --plan           # time one SNN and one ANN run, project the grid's wall time
        python bench/quality.py --quick          # 2 methods, 1 sparsity, 1 seed, 1 epoch, 128 samples
-Writes bench/results/quality.{json,md,png} (``--quick`` writes nothing unless ``--out`` is given).
+Writes bench/results/quality.{json,md,png} and the run journal quality_runs.jsonl (``--quick`` writes
+nothing unless ``--out`` is given); ``--resume`` skips the runs of the same setting already journaled.
 """
 
 from __future__ import annotations
@@ -55,110 +62,195 @@ LABELS = {
     "smooth_threshold": "smooth threshold (target feedback)", "gmp": "GMP (cubic)",
     "magnitude": "one-shot magnitude + fine-tune",
 }
-RECIPES = {"snn": "digits_snn_lats", "ann": "digits_ann_lats"}
+MODELS = ("snn", "ann")
+NAMES = {"snn": "SNN (IF neurons)", "ann": "ANN twin (ReLU)"}
 
 
-# -- one run -----------------------------------------------------------------------------------
-def _recipe(model: str, seed: int, epochs: int, limit: int | None):
-    from snnprune.recipe import Recipe, load_recipe
+# -- the setting ---------------------------------------------------------------------------------
+def per_model(values: list[str], cast, option: str) -> dict:
+    """``["0.01"]`` -> both nets; ``["snn=0.01", "ann=0.1"]`` -> one value per net."""
+    out = {}
+    for value in values:
+        model, sep, rest = value.partition("=")
+        if sep and model in MODELS:
+            out[model] = cast(rest)
+        elif not sep:
+            out.update({m: cast(value) for m in MODELS if m not in out})
+        else:
+            raise SystemExit(f"error: {option} {value!r}: give a value or snn=VALUE / ann=VALUE")
+    missing = [m for m in MODELS if m not in out]
+    if missing:
+        raise SystemExit(f"error: {option} has no value for {', '.join(missing)}: give a value or {missing[0]}=VALUE")
+    return out
 
-    data = load_recipe(RECIPES[model]).model_dump()
-    data.update(seed=seed, epochs=epochs, family="dense", pruning={"method": "none"})
-    data["data"]["limit"] = limit
-    return Recipe.model_validate(data)
+
+def keywords(pairs: list[str]) -> dict:
+    """``["width=4", "neuron=lif"]`` -> ``{"width": 4, "neuron": "lif"}`` (values read as JSON where they parse)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"error: --kw {pair!r}: give key=value")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def settings(args) -> dict:
+    """net -> the setting every row of that net trains with (what a journaled run is matched on)."""
+    opt = per_model(args.opt, str, "--opt")
+    lr = per_model(args.lr, float, "--lr")
+    floor = per_model(args.floor, lambda v: None if v == "default" else int(v), "--floor")
+    for m in MODELS:
+        if opt[m] not in ("sgd", "adamw"):
+            raise SystemExit(f"error: --opt {opt[m]!r}: use sgd or adamw")
+    return {m: {"data": args.data, "T": args.T, "kw": keywords(args.kw), "opt": opt[m], "lr": lr[m],
+                "momentum": args.momentum, "wd": args.wd, "batch": args.batch, "epochs": args.epochs,
+                "reach": args.reach, "floor": floor[m], "limit": args.limit} for m in MODELS}
 
 
 _DATA: dict = {}
 
 
-def _datasets(recipe):
-    from snnprune.engine.build import build_datasets
+def load_data(name: str, T: int, limit: int | None) -> dict:
+    """split -> (x, y) tensors of the whole split (event frames time-major: [T, N, C, H, W]);
+    ``limit`` keeps a fixed random subset of each split (the same for every seed)."""
+    import torch
 
-    key = (recipe.data.name, recipe.data.limit, recipe.seed if recipe.data.limit else None)
+    from snnprune.data import create_dataset
+
+    key = (name, T, limit)
     if key not in _DATA:
-        _DATA[key] = build_datasets(recipe)
+        out = {}
+        for split in ("train", "test"):
+            ds = create_dataset(name, None, split, **({"n_time_bins": T} if name == "digits_dvs" else {}))
+            idx = range(len(ds))
+            if limit is not None and limit < len(ds):
+                idx = sorted(torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:limit].tolist())
+            xs, ys = zip(*[ds[i] for i in idx])
+            x = torch.stack([torch.as_tensor(v) for v in xs]).float()
+            out[split] = (x.transpose(0, 1).contiguous() if name == "digits_dvs" else x, torch.tensor(ys))
+        _DATA[key] = out
     return _DATA[key]
 
 
-def run_one(task: dict) -> dict:
-    """Train one (model, method, sparsity, seed) and return its record."""
+def _take(x, idx, events: bool):
+    return x[:, idx] if events else x[idx]
+
+
+
+
+def _accuracy(model, x, y, events: bool) -> float:
     import torch
+
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for idx in torch.arange(len(y)).split(512):
+            correct += int((model(_take(x, idx, events)).argmax(1) == y[idx]).sum())
+    return correct / len(y)
+
+
+def build_pruner(model, method: str, target: float, reach: int, floor, lrs: list[float], final_threshold=None):
+    """The row's Pruner, every one reaching ``target`` at step ``reach`` (None for dense)."""
+    from snnprune import Pruner
+    from snnprune import schedules as S
+
+    if method == "dense":
+        return None
+    if method == "lats":
+        return Pruner(model, "soft_threshold", S.TargetSparsity(target, lr=lrs[:reach]), target_sparsity=target,
+                      total_steps=reach, min_weights=floor)
+    if method in SHAPES:
+        extra = {"beta": 0.1} if method == "pgh" else {}
+        return Pruner(model, "soft_threshold", getattr(S, SHAPES[method])(final=final_threshold, **extra),
+                      total_steps=reach, min_weights=floor)
+    if method == "magnitude":
+        return Pruner(model, "magnitude", S.OneShot(target, at=reach), min_weights=floor)
+    return Pruner(model, method, target_sparsity=target, total_steps=reach, min_weights=floor)
+
+
+def run_one(task: dict) -> dict:
+    """Train one (net, method, sparsity, seed) in its setting and return its record."""
+    import torch
+    import torch.nn.functional as F
     from torch import nn
 
-    from snnprune import Pruner, sparsity
-    from snnprune import data as snn_data
-    from snnprune import schedules as S
-    from snnprune.engine.build import build_model, build_optimizer, build_scheduler, lr_probe
-    from snnprune.engine.state import seed_everything
+    from snnprune import sparsity
+    from snnprune.models import create_model
 
     torch.set_num_threads(task["threads"])
     started = time.perf_counter()
-    model_kind, method, target, seed, epochs = (task[k] for k in ("model", "method", "sparsity", "seed", "epochs"))
-    recipe = _recipe(model_kind, seed, epochs, task["limit"])
-    train_set, test_set, info = _datasets(recipe)
-    seed_everything(seed)
-    model = build_model(recipe, info)
-    train_loader = snn_data.make_loader(train_set, recipe.batch_size, train=True, seed=seed)
-    test_loader = snn_data.make_loader(test_set, recipe.batch_size, train=False)
-    spe = len(train_loader)
-    total = epochs * spe
+    st, method, target, seed = task["setting"], task["method"], task["sparsity"], task["seed"]
+    data = load_data(st["data"], st["T"], st["limit"])
+    events = st["data"] == "digits_dvs"
+    (x, y), (xt, yt) = data["train"], data["test"]
+    torch.manual_seed(seed)
+    geometry = {"in_channels": 2, "input_size": 24} if events else {}
+    model = create_model("sew_digits", twin=task["model"] == "ann", T=st["T"], **geometry, **st["kw"])
+    spe = math.ceil(len(y) / st["batch"])
+    total = spe * st["epochs"]
+    reach = min(total, max(1, round(total * st["reach"])))
+    lrs = [st["lr"] * 0.5 * (1 + math.cos(math.pi * t / total)) for t in range(total)]
+    pruner = build_pruner(model, method, target, reach, st["floor"], lrs, task.get("final_threshold"))
 
-    pruner = None
-    if method == "lats":
-        pruner = Pruner(model, "soft_threshold", S.TargetSparsity(target, lr=lr_probe(recipe, spe)),
-                        target_sparsity=target, total_steps=total)
-    elif method in SHAPES:
-        extra = {"beta": 0.1} if method == "pgh" else {}
-        pruner = Pruner(model, "soft_threshold", getattr(S, SHAPES[method])(final=task["final_threshold"], **extra),
-                        total_steps=total)
-    elif method in ("str", "ltp", "smooth_threshold", "gmp"):
-        pruner = Pruner(model, method, target_sparsity=target, total_steps=total)
-    elif method == "magnitude":
-        pruner = Pruner(model, "magnitude", S.OneShot(target, at=(epochs // 2) * spe))
-    optimizer = build_optimizer(recipe, model, pruner)
-    scheduler = build_scheduler(recipe, optimizer, spe)
-    criterion = nn.CrossEntropyLoss()
-
-    for epoch in range(epochs):
+    own = {id(p) for p in pruner.parameters()} if pruner is not None else set()
+    groups = [{"params": [p for p in model.parameters() if id(p) not in own]}]
+    if own:
+        groups.append({"params": list(pruner.parameters())})
+    optimizer = (torch.optim.SGD(groups, lr=st["lr"], momentum=st["momentum"], weight_decay=st["wd"])
+                 if st["opt"] == "sgd" else torch.optim.AdamW(groups, lr=st["lr"], weight_decay=st["wd"]))
+    record = {k: task[k] for k in ("model", "method", "sparsity", "seed")}
+    record["setting"] = st
+    gen = torch.Generator().manual_seed(seed)
+    step = 0
+    for _ in range(st["epochs"]):
         model.train()
-        train_loader.generator.manual_seed(seed + 1_000_003 * epoch)
-        for x, y in train_loader:
-            loss = criterion(model(x), y)
-            if pruner is not None and pruner.has_regularization:
+        for idx in torch.randperm(len(y), generator=gen).split(st["batch"]):
+            for g in optimizer.param_groups:
+                g["lr"] = lrs[step]
+            loss = F.cross_entropy(model(_take(x, idx, events)), y[idx])
+            if pruner is not None and not pruner.frozen and pruner.has_regularization:
                 loss = loss + pruner.regularization()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if pruner is not None:
+            step += 1
+            if pruner is not None and not pruner.frozen:
                 pruner.step(optimizer)
-            scheduler.step()
+                if pruner.steps == reach:
+                    _reach(pruner, method, target, record)
 
-    record = {k: task[k] for k in ("model", "method", "sparsity", "seed", "epochs", "limit")}
     if pruner is not None:
         record["threshold"] = pruner.threshold
         if method in SHAPES:
             record["final_threshold"] = task["final_threshold"]
-            record["pre_projection"] = pruner.sparsity().total
-            if abs(record["pre_projection"] - target) > 1e-4:
-                pruner.prune_to(target)
         model = pruner.finalize()
-    model.eval()
-    correct = seen = 0
-    with torch.no_grad():
-        for x, y in test_loader:
-            correct += int((model(x).argmax(1) == y).sum())
-            seen += len(y)
     report = sparsity(model)
     layers = [(n, m.weight) for n, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
     record.update(
-        accuracy=correct / seen,
+        accuracy=_accuracy(model, xt, yt, events),
+        train_accuracy=_accuracy(model, x, y, events),
         measured=report.total,
         nonzero=report.numel - report.zeros,
         weights=report.numel,
         nnz_per_layer={n: int((w != 0).sum()) for n, w in layers},
+        reach_step=reach, total_steps=total,
         seconds=time.perf_counter() - started,
     )
     return record
+
+
+def _reach(pruner, method: str, target: float, record: dict) -> None:
+    """The reach step: the closed-form shapes are projected onto the target, then every mask is frozen."""
+    record["at_reach"] = pruner.sparsity().total
+    if method in SHAPES:
+        record["pre_projection"] = record["at_reach"]
+        if abs(record["pre_projection"] - target) > 1e-4:
+            pruner.prune_to(target)
+    pruner.freeze()
 
 
 # -- the grid ----------------------------------------------------------------------------------
@@ -182,23 +274,27 @@ def _init(threads: int) -> None:
 
 
 def _key(t: dict) -> tuple:
-    return (t["model"], t["method"], round(t["sparsity"], 6), t["seed"], t["epochs"], t["limit"])
+    return (t["model"], t["method"], round(t["sparsity"], 6), t["seed"], json.dumps(t["setting"], sort_keys=True))
 
 
 def run_grid(args, journal: Path | None = None) -> list[dict]:
     """Every run of the grid; each record is appended to ``journal`` (JSON lines) as it arrives,
     and with ``args.resume`` the runs already there are not run again."""
-    base = dict(epochs=args.epochs, limit=args.limit, threads=args.threads)
+    sets = settings(args)
+
+    def base(model, **task):
+        return dict(task, model=model, threads=args.threads, setting=sets[model])
+
     seeds, models, sparsities = args.seeds, args.models, args.sparsities
     pruned = [m for m in args.methods if m != "dense"]
     independent = [m for m in pruned if m not in SHAPES]
     calib_seed = seeds[0]
     # the LATS runs of the calibration seed first: the closed-form rows take their D from them
-    first = [dict(base, model=mo, method="lats", sparsity=s, seed=calib_seed) for mo in models for s in sparsities
+    first = [base(mo, method="lats", sparsity=s, seed=calib_seed) for mo in models for s in sparsities
              if "lats" in pruned or any(m in SHAPES for m in pruned)]
-    rest = [dict(base, model=mo, method=me, sparsity=s, seed=sd) for sd in seeds for mo in models
+    rest = [base(mo, method=me, sparsity=s, seed=sd) for sd in seeds for mo in models
             for me in independent for s in sparsities if not (me == "lats" and sd == calib_seed)]
-    rest += [dict(base, model=mo, method="dense", sparsity=0.0, seed=sd) for sd in seeds for mo in models
+    rest += [base(mo, method="dense", sparsity=0.0, seed=sd) for sd in seeds for mo in models
              if "dense" in args.methods]
     # the heavy SNN runs early, so the two processes end together
     rest.sort(key=lambda t: (t["model"] != "snn", t["seed"]))
@@ -233,6 +329,8 @@ def run_grid(args, journal: Path | None = None) -> list[dict]:
               f"S={rec['sparsity']:.3f} seed={rec['seed']} acc={rec['accuracy']:.3f} "
               f"measured={rec['measured']:.4f} ({rec['seconds']:.0f}s)", flush=True)
 
+    for model in models:  # loaded once here, inherited by the forked workers
+        load_data(sets[model]["data"], sets[model]["T"], sets[model]["limit"])
     ctx = mp.get_context("fork" if sys.platform != "win32" else "spawn")
     with (ctx.Pool(args.procs, initializer=_init, initargs=(args.threads,)) if args.procs > 1 else _Inline()) as pool:
         calib = [submit(pool, t) for t in first]
@@ -244,7 +342,7 @@ def run_grid(args, journal: Path | None = None) -> list[dict]:
                 log(rec)
             for me in (m for m in pruned if m in SHAPES):
                 for sd in seeds:
-                    shapes.append(submit(pool, dict(base, model=t["model"], method=me, sparsity=t["sparsity"],
+                    shapes.append(submit(pool, base(t["model"], method=me, sparsity=t["sparsity"],
                                                     seed=sd, final_threshold=rec["threshold"])))
         for res in pending + shapes:
             log(res.get())
@@ -266,6 +364,7 @@ def summarise(records: list[dict], sparsities: list[float]) -> dict:
                 acc = [r["accuracy"] for r in rs]
                 meas = [r["measured"] for r in rs]
                 cell = {"acc_mean": statistics.fmean(acc), "acc_std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
+                        "train_acc_mean": statistics.fmean(r["train_accuracy"] for r in rs),
                         "measured_mean": statistics.fmean(meas), "measured_min": min(meas),
                         "measured_max": max(meas), "n": len(rs)}
                 pre = [r["pre_projection"] for r in rs if "pre_projection" in r]
@@ -289,8 +388,55 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version()}
 
 
+def describe(st: dict) -> str:
+    """One line of a net's setting."""
+    kw = ", ".join(f"{k}={v}" for k, v in st["kw"].items())
+    data = ("static digits 1x8x8, direct coding" if st["data"] == "digits" else "digits_dvs event frames 2x24x24")
+    opt = f"SGD lr {st['lr']:g} momentum {st['momentum']:g}" if st["opt"] == "sgd" else f"AdamW lr {st['lr']:g}"
+    floor = "the Pruner's default floor" if st["floor"] is None else f"floor {st['floor']} weights per layer"
+    return (f"`sew_digits({kw})` on {data}, T={st['T']}; {opt}, weight decay {st['wd']:g}, per-step cosine to 0, "
+            f"batch {st['batch']}, {st['epochs']} epochs; target reached at {st['reach']:.0%} of the run, then the "
+            f"mask frozen; {floor}" + ("" if st["limit"] is None else f"; {st['limit']} samples per split"))
+
+
+def timing(records: list[dict]) -> dict:
+    """net -> median and total seconds of the runs made now (not read back)."""
+    out = {}
+    for model in MODELS:
+        secs = [r["seconds"] for r in records if r["model"] == model and not r.get("reused")]
+        if secs:
+            out[model] = {"median": statistics.median(secs), "total": math.fsum(secs), "runs": len(secs)}
+    return out
+
+
+def _cell(cell: dict | None, target: float, with_measured: bool) -> str:
+    if cell is None:
+        return "–"
+    text = f"{100 * cell['acc_mean']:.1f} ± {100 * cell['acc_std']:.1f}"
+    if with_measured:
+        return text + f" / {100 * cell['measured_mean']:.2f}"
+    off = target > 0 and abs(cell["measured_mean"] - target) > 5e-4
+    return text + (f" (at {100 * cell['measured_mean']:.2f}%)" if off else "")
+
+
+def readme_table(summary: dict, sparsities: list[float]) -> str:
+    """SNN and ANN side by side, accuracy only, "(at x%)" where the target was not landed."""
+    models = [m for m in MODELS if m in summary]
+    head = [f"{m.upper()} {100 * s:g}%" for m in models for s in sparsities]
+    lines = ["| method | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
+    for method in METHODS:
+        if not any(method in summary[m] for m in models):
+            continue
+        cells = [_cell(summary[m].get(method, {}).get(f"{s:g}"), 0.0 if method == "dense" else s, False)
+                 for m in models for s in sparsities]
+        lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def markdown(summary: dict, args, info: dict, wall: float) -> str:
     cols = [f"{s:g}" for s in args.sparsities]
+    sets = info["settings"]
+    made = info["timing"]
     lines = [
         "# Accuracy against sparsity on the embedded digits (`python bench/quality.py`)",
         "",
@@ -302,49 +448,54 @@ def markdown(summary: dict, args, info: dict, wall: float) -> str:
         + (f" for the {info['made']} runs made now (--resume: {info['reused']} read back from quality_runs.jsonl, "
            "made by earlier invocations)." if info.get("reused") else "."),
         "",
-        f"Model / data: `sew_digits` on `digits_dvs` (T=4, 2x24x24 event frames, 1437 train / 360 test"
-        f"{'' if args.limit is None else f', limited to {args.limit} samples per split'}), the data and model of "
-        "`recipes/digits_snn_lats.toml` and `digits_ann_lats.toml` (SGD lr 0.1, momentum 0.9, per-step cosine, "
-        f"batch 64). Every row: {args.epochs} epochs (the recipes train 12; cut to fit the time budget), "
-        f"seeds {', '.join(map(str, args.seeds))}; same initial weights for every method of a seed.",
+        "Time per run (median over the runs made now): "
+        + "; ".join(f"{NAMES[m]} {t['median']:.1f} s ({t['runs']} runs, {t['total'] / 60:.1f} process-min)"
+                    for m, t in made.items())
+        + f". Seeds {', '.join(map(str, args.seeds))} and the epoch budget were chosen so that the grid fits "
+        "60 minutes on 2 processes (`--plan` measures one run per net and projects the wall time).",
         "",
-        "Cell: test accuracy mean ± std over the seeds (%) / measured sparsity (mean over the seeds, %, zeros over "
-        "every conv and linear weight of the finalized model, 30 816 weights). How each row reaches the target: see "
-        "the docstring of `bench/quality.py`; in short LATS = the λ controller (`target_sparsity`), the closed-form "
-        "shapes = D from the LATS run of the first seed, then an exact projection onto the target at the last step "
-        "(their sparsity before it is in the JSON, `pre_projection`), STR/LTP/smooth threshold = `target_sparsity` "
-        "(regulariser feedback + projection at the last step), GMP = cubic to the last step, magnitude = one-shot at "
-        "half the epochs then fine-tuning.",
     ]
-    for model in ("snn", "ann"):
+    for model in MODELS:
+        if model in sets and model in summary:
+            lines.append(f"Setting, {NAMES[model]}: {describe(sets[model])}.")
+            lines.append("")
+    lines += [
+        "The same setting, budget, initial weights and batches for every row of a net. Cell: test accuracy mean ± "
+        "std over the seeds (%) / measured sparsity (mean over the seeds, %, zeros over every conv and linear weight "
+        "of the finalized model). How each row reaches the target: the docstring of `bench/quality.py`; in short "
+        "LATS = the λ controller (`target_sparsity`), the closed-form shapes = D from the LATS run of the first seed "
+        "and an exact projection onto the target at the reach step (their sparsity before it: `pre_projection` in "
+        "the JSON), STR/LTP/smooth threshold = `target_sparsity` (regulariser feedback + projection at the reach "
+        "step; they learn their own thresholds, so the floors act at the projection only; STR has no regulariser), "
+        "GMP = cubic to the reach step, magnitude = one-shot at the reach step; then every mask is frozen for the "
+        "rest of the run.",
+    ]
+    for model in MODELS:
         if model not in summary:
             continue
-        lines += ["", f"## {'SNN (IF neurons, T=4)' if model == 'snn' else 'ANN twin (ReLU)'}", "",
-                  "| method | " + " | ".join(f"{float(c) * 100:g}%" for c in cols) + " |",
-                  "|---|" + "---|" * len(cols)]
+        lines += ["", f"## {NAMES[model]}", "",
+                  "| method | " + " | ".join(f"{float(c) * 100:g}%" for c in cols) + " | train acc. at "
+                  f"{float(cols[-1]) * 100:g}% |", "|---|" + "---|" * (len(cols) + 1)]
         for method in METHODS:
             row = summary[model].get(method)
             if row is None:
                 continue
-            cells = []
-            for c in cols:
-                cell = row.get(c)
-                cells.append("–" if cell is None else
-                             f"{100 * cell['acc_mean']:.1f} ± {100 * cell['acc_std']:.1f} / "
-                             f"{100 * cell['measured_mean']:.2f}")
+            cells = [_cell(row.get(c), float(c), True) for c in cols]
+            last = row.get(cols[-1])
+            cells.append("–" if last is None else f"{100 * last['train_acc_mean']:.1f}")
             lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
-    lines += ["", "Raw records (per run: accuracy, measured sparsity, non-zeros per layer, final threshold, "
-              "seconds): `quality.json`. Plot: `quality.png`.", ""]
+    lines += ["", "Raw records (per run: accuracy, train accuracy, measured sparsity, sparsity at the reach step, "
+              "non-zeros per layer, final threshold, seconds): `quality.json`. Plot: `quality.png`.", ""]
     return "\n".join(lines)
 
 
-def plot(summary: dict, args, path: Path) -> None:
+def plot(summary: dict, args, path: Path, sets: dict) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    models = [m for m in ("snn", "ann") if m in summary]
+    models = [m for m in MODELS if m in summary]
     fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 6.2), sharey=True, squeeze=False)
     cmap = plt.get_cmap("tab20")
     x = list(range(len(args.sparsities)))
@@ -359,10 +510,12 @@ def plot(summary: dict, args, path: Path) -> None:
             if method == "dense":
                 style = dict(lw=1.2, color="grey", ls="--")
             ax.errorbar(x, ys, yerr=es, marker="o", ms=4, capsize=3, label=LABELS[method], **style)
+        st = sets[model]
+        kw = ", ".join(f"{k}={v}" for k, v in st["kw"].items())
         ax.set_xticks(x, [f"{100 * s:g}%" for s in args.sparsities])
         ax.set_xlabel("target sparsity (conv + linear weights)")
-        ax.set_title(f"{'SNN (sew_digits, IF, T=4)' if model == 'snn' else 'ANN twin (ReLU)'} on digits_dvs, "
-                     f"{args.epochs} epochs, {len(args.seeds)} seeds")
+        ax.set_title(f"{NAMES[model]}, sew_digits({kw}) on {st['data']}\n{st['opt']} {st['lr']:g}, "
+                     f"{st['epochs']} epochs, mask frozen at {st['reach']:.0%}, {len(args.seeds)} seeds", fontsize=10)
         ax.grid(alpha=0.3)
         ax.set_ylim(0, 100)
     axes[0][0].set_ylabel("test accuracy (%)")
@@ -373,31 +526,66 @@ def plot(summary: dict, args, path: Path) -> None:
     plt.close(fig)
 
 
+def plan(args) -> int:
+    """Time one LATS run per net at the highest target and project the grid's wall time."""
+    sets = settings(args)
+    s = max(args.sparsities)
+    n_pruned = len([m for m in args.methods if m != "dense"]) * len(args.sparsities) * len(args.seeds)
+    n_dense = len(args.seeds) if "dense" in args.methods else 0
+    work = 0.0
+    for model in args.models:
+        rec = run_one({"model": model, "method": "lats", "sparsity": s, "seed": args.seeds[0],
+                       "threads": args.threads, "setting": sets[model]})
+        work += rec["seconds"] * (n_pruned + n_dense)
+        print(f"{NAMES[model]}: {rec['seconds']:.1f} s per run ({sets[model]['epochs']} epochs), "
+              f"{n_pruned + n_dense} runs; LATS at {s:g}: {100 * rec['accuracy']:.1f}% at {100 * rec['measured']:.2f}%")
+    print(f"grid: about {work / 60 / args.procs:.0f} min on {args.procs} processes")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", nargs="+", default=["snn", "ann"], choices=["snn", "ann"])
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     p.add_argument("--sparsities", nargs="+", type=float, default=[0.9, 0.95, 0.99, 0.995])
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--limit", type=int, default=None, help="samples per split (data.limit)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--data", default="digits", choices=["digits", "digits_dvs"])
+    p.add_argument("--T", type=int, default=4, help="time steps (event frames: bins)")
+    p.add_argument("--kw", nargs="*", default=[], metavar="KEY=VALUE", help="sew_digits keywords, e.g. width=4")
+    p.add_argument("--opt", nargs="+", default=["snn=adamw", "ann=sgd"], metavar="[NET=]sgd|adamw")
+    p.add_argument("--lr", nargs="+", default=["snn=0.01", "ann=0.1"], metavar="[NET=]LR")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    p.add_argument("--wd", type=float, default=0.0, help="weight decay (every parameter, thresholds included)")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--reach", type=float, default=0.75, help="fraction of the run where the target is reached")
+    p.add_argument("--floor", nargs="+", default=["snn=40", "ann=default"], metavar="[NET=]N|default",
+                   help="min_weights per pruned layer (default: the Pruner's default_floor)")
+    p.add_argument("--limit", type=int, default=None, help="samples per split (a fixed random subset)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
     p.add_argument("--procs", type=int, default=2, help="processes over the grid")
     p.add_argument("--quick", action="store_true", help="lats and magnitude, 90%%, seed 0, 1 epoch, 128 samples, SNN")
+    p.add_argument("--plan", action="store_true", help="time one run per net and project the grid's wall time")
     p.add_argument("--resume", action="store_true", help="skip the runs already in <out>/quality_runs.jsonl")
     p.add_argument("--replot", type=Path, default=None, help="only redraw the plot from this quality.json")
+    p.add_argument("--readme", type=Path, default=None, help="only print the README table of this quality.json")
     p.add_argument("--out", type=Path, default=None, help="results folder (default bench/results; --quick: none)")
     args = p.parse_args(argv)
     if args.quick:
         args.methods, args.sparsities, args.seeds, args.epochs = ["lats", "magnitude"], [0.9], [0], 1
         args.limit, args.procs, args.models = args.limit or 128, 1, ["snn"]
     out = args.out if args.out is not None else (None if args.quick else RESULTS)
-    if args.replot is not None:
-        saved = json.loads(args.replot.read_text())
-        for key in ("sparsities", "seeds", "epochs"):
+    if args.replot is not None or args.readme is not None:
+        saved = json.loads((args.replot or args.readme).read_text())
+        for key in ("sparsities", "seeds"):
             setattr(args, key, saved["config"][key])
-        plot(saved["summary"], args, (out or RESULTS) / "quality.png")
+        if args.readme is not None:
+            print(readme_table(saved["summary"], args.sparsities))
+        else:
+            plot(saved["summary"], args, (out or RESULTS) / "quality.png", saved["settings"])
         return 0
+    if args.plan:
+        return plan(args)
     started = time.perf_counter()
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -408,14 +596,14 @@ def main(argv=None) -> int:
     summary = summarise(records, args.sparsities)
     info = {"command": "python bench/quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "machine": machine(), "wall_seconds": wall, "reused": sum(r["reused"] for r in records),
-            "made": sum(not r["reused"] for r in records),
+            "made": sum(not r["reused"] for r in records), "timing": timing(records),
+            "settings": {m: s for m, s in settings(args).items() if m in args.models},
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
     print(markdown(summary, args, info, wall))
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
         (out / "quality.json").write_text(json.dumps({**info, "summary": summary, "runs": records}, indent=1))
         (out / "quality.md").write_text(markdown(summary, args, info, wall))
-        plot(summary, args, out / "quality.png")
+        plot(summary, args, out / "quality.png", info["settings"])
     return 0
 
 
