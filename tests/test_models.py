@@ -320,6 +320,20 @@ def test_sew_digits_takes_static_digits_and_event_frames(channels, size, feature
     assert model(torch.rand(3, 2, channels, size, size)).shape == (2, NUM_CLASSES)
 
 
+@pytest.mark.parametrize("twin", [False, True])
+def test_sew_digits_width_multiplies_every_layers_channels(twin):
+    base, wide = (create_model("sew_digits", twin=twin, T=2, width=w) for w in (1, 3))  # 10 classes
+    convs = [[m.out_channels for m in net.modules() if isinstance(m, nn.Conv2d)] for net in (base, wide)]
+    assert convs[0] == [16] * 3 + [32] * 3 and convs[1] == [3 * c for c in convs[0]]
+    weights = [sum(m.weight.numel() for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+               for net in (base, wide)]
+    # the convs after the stem grow with width squared, the stem (144 w) and the fc (1280 w) with width
+    assert weights == [29072, 27648 * 3**2 + (144 + 1280) * 3]
+    assert wide(_batch("sew_digits")).shape == (2, 10)
+    with pytest.raises(ValueError, match="width"):
+        _build("sew_digits", width=0)
+
+
 def test_sew_connect_functions_are_checked_and_applied():
     for cnf in ("ADD", "AND", "IAND"):
         assert _build("sew_digits", cnf=cnf)(_batch("sew_digits")).shape == (2, NUM_CLASSES)

@@ -47,7 +47,7 @@ def run(a) -> dict:
     data = load(a.data, a.T)
     torch.manual_seed(a.seed)
     kw = {"in_channels": 2, "input_size": 24} if a.data == "digits_dvs" else {}
-    model = create_model("sew_digits", twin=a.twin, T=a.T, **kw)
+    model = create_model("sew_digits", twin=a.twin, T=a.T, width=a.width, neuron=a.neuron, **kw)
     x, y = data["train"]
     spe = math.ceil(len(y) / a.bs)
     total = spe * a.epochs
@@ -110,6 +110,8 @@ def main(argv=None) -> int:
     p.add_argument("--data", default="digits", choices=["digits", "digits_dvs"])
     p.add_argument("--twin", action="store_true", help="the ANN twin (ReLU)")
     p.add_argument("--T", type=int, default=4)
+    p.add_argument("--width", type=int, default=1, help="channel multiplier of sew_digits (c16w, c32w)")
+    p.add_argument("--neuron", default="if", choices=["if", "lif", "plif"])
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--bs", type=int, default=64)
     p.add_argument("--opt", default="sgd", choices=["sgd", "adam"])

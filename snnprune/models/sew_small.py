@@ -14,7 +14,8 @@ Both nets take 128x128 two-channel event frames, which seven poolings reduce to 
 
 ``sew_digits`` is the same kind of net made small enough to train in seconds on two CPU cores:
 ``c16k3s1-BN-IF-{SEW Block-MPk2s2}-c32k3s1-BN-IF-{SEW Block-MPk2s2}-FC10`` on 1x8x8 scikit-learn
-digits or 2-channel 16x16 / 34x34 event frames.
+digits or 2-channel 16x16 / 34x34 event frames; ``width=w`` makes it ``c16w ... c32w`` (w times the
+channels, about w² times the weights).
 """
 
 from __future__ import annotations
@@ -27,14 +28,14 @@ from spikingjelly.activation_based import layer
 from spikingjelly.activation_based.model.sew_resnet import sew_function
 from torch import nn
 
-from .._validation import resolve_name
+from .._validation import check_positive_int, resolve_name
 from .neurons import make_neuron
 from .registry import register_model
 from .sew_resnet import CONNECT_FUNCTIONS
 from .spiking_net import SpikingNet
 
 __all__ = ["ConvBNNeuron", "SEWBlock", "SEWNet", "GESTURE_PLAN", "CIFAR10DVS_PLAN", "DIGITS_PLAN",
-           "sew_gesture", "sew_cifar10dvs", "sew_digits"]
+           "sew_gesture", "sew_cifar10dvs", "sew_digits", "widen"]
 
 #: the paper's layer strings as token lists: "cN" conv-BN-neuron to N channels ("cNs2": stride 2),
 #: "sew" a SEW block at the current width, "mp" 2x2 max pooling.
@@ -164,19 +165,38 @@ def sew_cifar10dvs(num_classes=10, T=16, in_channels=2, input_size=128, neuron="
     return _plain_sew(CIFAR10DVS_PLAN, num_classes, T, in_channels, input_size, neuron, cnf, encoder)
 
 
+def widen(plan: Sequence[str], width: int) -> tuple[str, ...]:
+    """``plan`` with every "cN" / "cNsS" token's N multiplied by ``width``.
+
+    Example:
+        >>> widen(DIGITS_PLAN, 4)
+        ('c64', 'sew', 'mp', 'c128', 'sew', 'mp')
+    """
+    def scale(token: str) -> str:
+        conv = _CONV_TOKEN.fullmatch(token)
+        return token if conv is None else f"c{int(conv[1]) * width}" + (f"s{conv[2]}" if conv[2] else "")
+
+    return tuple(scale(token) for token in plan)
+
+
 @register_model(spiking=True, input_shape=(1, 8, 8))
-def sew_digits(num_classes=10, T=4, in_channels=1, input_size=8, neuron="if", cnf="ADD", encoder="direct"):
+def sew_digits(num_classes=10, T=4, in_channels=1, input_size=8, neuron="if", cnf="ADD", encoder="direct", width=1):
     """Tiny SEW net for the embedded digits: c16-{SEW-MP}-c32-{SEW-MP}-FC10, IF neurons, T=4.
 
     ``in_channels=1, input_size=8`` for the 8x8 scikit-learn digits (static, direct coding);
     ``in_channels=2, input_size=16`` or ``34`` for event frames. Inputs larger than 16x16 get a
     stride-2 stem conv (``c16s2``), so that 34x34 frames cost about what 16x16 ones do and an
-    epoch of a few thousand samples stays within seconds on two CPU cores.
+    epoch of a few thousand samples stays within seconds on two CPU cores. ``width`` multiplies
+    every layer's channels (``width=4``: c64-{SEW-MP}-c128-{SEW-MP}-FC10, 448 064 conv and linear
+    weights on 8x8 digits against 29 072), for extreme sparsity that still leaves thousands of weights.
 
     Example:
         >>> import torch
         >>> sew_digits(in_channels=2, input_size=34)(torch.rand(4, 3, 2, 34, 34)).shape
         torch.Size([3, 10])
+        >>> sew_digits(width=2).body.fc
+        Linear(in_features=256, out_features=10, bias=True)
     """
     plan = DIGITS_PLAN if input_size <= 16 else ("c16s2",) + DIGITS_PLAN[1:]
+    plan = widen(plan, check_positive_int("width", width))
     return _plain_sew(plan, num_classes, T, in_channels, input_size, neuron, cnf, encoder)
