@@ -35,7 +35,8 @@ How each row reaches S at the reach step R (``total_steps=R`` for every Pruner):
 Run:   python bench/quality.py                  # the full grid (see --help), torch threads 1, 2 processes
        python bench/quality.py --plan           # time one SNN and one ANN run, project the grid's wall time
        python bench/quality.py --quick          # 2 methods, 1 sparsity, 1 seed, 1 epoch, 128 samples
-Writes bench/results/quality.{json,md,png} and the run journal quality_runs.jsonl (``--quick`` writes
+Writes bench/results/<name>.{json,md,png} and the run journal <name>_runs.jsonl (``--name``, default
+``quality``; ``--quick`` writes
 nothing unless ``--out`` is given); ``--resume`` skips the runs of the same setting already journaled.
 """
 
@@ -445,7 +446,7 @@ def markdown(summary: dict, args, info: dict, wall: float) -> str:
         f"Machine: {info['machine']['cpu']}, {info['machine']['cores']} cores (shared), torch "
         f"{info['machine']['torch']}, Python {info['machine']['python']}; torch threads {args.threads} per process, "
         f"{args.procs} processes; wall time {wall / 60:.1f} min"
-        + (f" for the {info['made']} runs made now (--resume: {info['reused']} read back from quality_runs.jsonl, "
+        + (f" for the {info['made']} runs made now (--resume: {info['reused']} read back from {args.name}_runs.jsonl, "
            "made by earlier invocations)." if info.get("reused") else "."),
         "",
         "Time per run (median over the runs made now): "
@@ -485,7 +486,7 @@ def markdown(summary: dict, args, info: dict, wall: float) -> str:
             cells.append("–" if last is None else f"{100 * last['train_acc_mean']:.1f}")
             lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
     lines += ["", "Raw records (per run: accuracy, train accuracy, measured sparsity, sparsity at the reach step, "
-              "non-zeros per layer, final threshold, seconds): `quality.json`. Plot: `quality.png`.", ""]
+              f"non-zeros per layer, final threshold, seconds): `{args.name}.json`. Plot: `{args.name}.png`.", ""]
     return "\n".join(lines)
 
 
@@ -499,6 +500,7 @@ def plot(summary: dict, args, path: Path, sets: dict) -> None:
     fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 6.2), sharey=True, squeeze=False)
     cmap = plt.get_cmap("tab20")
     x = list(range(len(args.sparsities)))
+    single = len(x) == 1
     for ax, model in zip(axes[0], models):
         for i, method in enumerate(METHODS):
             row = summary[model].get(method)
@@ -509,11 +511,20 @@ def plot(summary: dict, args, path: Path, sets: dict) -> None:
             style = dict(lw=2.6, color="black") if method == "lats" else dict(lw=1.4, color=cmap(i))
             if method == "dense":
                 style = dict(lw=1.2, color="grey", ls="--")
-            ax.errorbar(x, ys, yerr=es, marker="o", ms=4, capsize=3, label=LABELS[method], **style)
+            if single:  # one target: a bar per method
+                ax.bar(i, ys[0], yerr=es[0], capsize=3, color=style["color"], label=LABELS[method])
+                ax.text(i, max(ys[0] - 6, 1), f"{ys[0]:.1f}", ha="center", fontsize=7,
+                        color="white" if ys[0] > 12 else "black")
+            else:
+                ax.errorbar(x, ys, yerr=es, marker="o", ms=4, capsize=3, label=LABELS[method], **style)
         st = sets[model]
         kw = ", ".join(f"{k}={v}" for k, v in st["kw"].items())
-        ax.set_xticks(x, [f"{100 * s:g}%" for s in args.sparsities])
-        ax.set_xlabel("target sparsity (conv + linear weights)")
+        if single:
+            ax.set_xticks([])
+            ax.set_xlabel(f"target sparsity {100 * args.sparsities[0]:g}% (conv + linear weights)")
+        else:
+            ax.set_xticks(x, [f"{100 * s:g}%" for s in args.sparsities])
+            ax.set_xlabel("target sparsity (conv + linear weights)")
         ax.set_title(f"{NAMES[model]}, sew_digits({kw}) on {st['data']}\n{st['opt']} {st['lr']:g}, "
                      f"{st['epochs']} epochs, mask frozen at {st['reach']:.0%}, {len(args.seeds)} seeds", fontsize=10)
         ax.grid(alpha=0.3)
@@ -566,7 +577,8 @@ def main(argv=None) -> int:
     p.add_argument("--procs", type=int, default=2, help="processes over the grid")
     p.add_argument("--quick", action="store_true", help="lats and magnitude, 90%%, seed 0, 1 epoch, 128 samples, SNN")
     p.add_argument("--plan", action="store_true", help="time one run per net and project the grid's wall time")
-    p.add_argument("--resume", action="store_true", help="skip the runs already in <out>/quality_runs.jsonl")
+    p.add_argument("--resume", action="store_true", help="skip the runs already in <out>/<name>_runs.jsonl")
+    p.add_argument("--name", default="quality", help="file names of the results: <name>.md, .json, .png")
     p.add_argument("--replot", type=Path, default=None, help="only redraw the plot from this quality.json")
     p.add_argument("--readme", type=Path, default=None, help="only print the README table of this quality.json")
     p.add_argument("--out", type=Path, default=None, help="results folder (default bench/results; --quick: none)")
@@ -582,7 +594,7 @@ def main(argv=None) -> int:
         if args.readme is not None:
             print(readme_table(saved["summary"], args.sparsities))
         else:
-            plot(saved["summary"], args, (out or RESULTS) / "quality.png", saved["settings"])
+            plot(saved["summary"], args, (out or RESULTS) / f"{args.name}.png", saved["settings"])
         return 0
     if args.plan:
         return plan(args)
@@ -590,8 +602,8 @@ def main(argv=None) -> int:
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         if not args.resume:
-            (out / "quality_runs.jsonl").unlink(missing_ok=True)
-    records = run_grid(args, None if out is None else out / "quality_runs.jsonl")
+            (out / f"{args.name}_runs.jsonl").unlink(missing_ok=True)
+    records = run_grid(args, None if out is None else out / f"{args.name}_runs.jsonl")
     wall = time.perf_counter() - started
     summary = summarise(records, args.sparsities)
     info = {"command": "python bench/quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -601,9 +613,9 @@ def main(argv=None) -> int:
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
     print(markdown(summary, args, info, wall))
     if out is not None:
-        (out / "quality.json").write_text(json.dumps({**info, "summary": summary, "runs": records}, indent=1))
-        (out / "quality.md").write_text(markdown(summary, args, info, wall))
-        plot(summary, args, out / "quality.png", info["settings"])
+        (out / f"{args.name}.json").write_text(json.dumps({**info, "summary": summary, "runs": records}, indent=1))
+        (out / f"{args.name}.md").write_text(markdown(summary, args, info, wall))
+        plot(summary, args, out / f"{args.name}.png", info["settings"])
     return 0
 
 
