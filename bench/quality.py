@@ -9,7 +9,10 @@ of the run, then the mask is frozen** (``pruner.freeze()``) and the rest of the 
 surviving weights; **per-layer floors** (``--floor``, the Pruner's ``min_weights``) in every method
 that takes them. The defaults are the protocol ``bench/snn99`` found best at 99% for each net: the SNN
 with AdamW 1e-2 and floors of 40 weights, the ANN twin with SGD 0.1 + momentum 0.9 and the Pruner's
-default floor (:func:`snnprune.pruner.default_floor`), 20 epochs, the target at 75% of the run. The whole data
+default floor (:func:`snnprune.pruner.default_floor`), 20 epochs, the target at 75% of the run. A floor
+of N weights is capped at what the target leaves per layer (``min(N, budget // layers)``, budget = the
+weights S keeps): 40 weights in each of the SNN's 7 layers fit 99% (290 kept) but not 99.5% (145 kept,
+so 20 there, every kept weight a floor); the floor used is ``min_weights`` in the JSON. The whole data
 set is held in memory as tensors (no DataLoader); every row of a seed starts from the same weights and
 sees the same batches. Sparsity counts every conv and linear weight (no layer kept dense), measured on
 the finalized model (``pruner.finalize()``); accuracy is on the 360 test samples after the last epoch.
@@ -154,6 +157,16 @@ def _accuracy(model, x, y, events: bool) -> float:
     return correct / len(y)
 
 
+def floor_for(model, target: float, floor: int | None) -> int | None:
+    """``floor`` capped at the weights ``target`` leaves per layer (None: the Pruner's default)."""
+    from torch import nn
+
+    if floor is None:
+        return None
+    sizes = [m.weight.numel() for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
+    return min(floor, int((1.0 - target) * sum(sizes)) // len(sizes))
+
+
 def build_pruner(model, method: str, target: float, reach: int, floor, lrs: list[float], final_threshold=None):
     """The row's Pruner, every one reaching ``target`` at step ``reach`` (None for dense)."""
     from snnprune import Pruner
@@ -161,6 +174,7 @@ def build_pruner(model, method: str, target: float, reach: int, floor, lrs: list
 
     if method == "dense":
         return None
+    floor = floor_for(model, target, floor)
     if method == "lats":
         return Pruner(model, "soft_threshold", S.TargetSparsity(target, lr=lrs[:reach]), target_sparsity=target,
                       total_steps=reach, min_weights=floor)
@@ -226,6 +240,7 @@ def run_one(task: dict) -> dict:
 
     if pruner is not None:
         record["threshold"] = pruner.threshold
+        record["min_weights"] = pruner.min_weights
         if method in SHAPES:
             record["final_threshold"] = task["final_threshold"]
         model = pruner.finalize()
@@ -394,17 +409,18 @@ def describe(st: dict) -> str:
     kw = ", ".join(f"{k}={v}" for k, v in st["kw"].items())
     data = ("static digits 1x8x8, direct coding" if st["data"] == "digits" else "digits_dvs event frames 2x24x24")
     opt = f"SGD lr {st['lr']:g} momentum {st['momentum']:g}" if st["opt"] == "sgd" else f"AdamW lr {st['lr']:g}"
-    floor = "the Pruner's default floor" if st["floor"] is None else f"floor {st['floor']} weights per layer"
+    floor = ("the Pruner's default floor" if st["floor"] is None
+             else f"floor {st['floor']} weights per layer (at most the weights the target leaves per layer)")
     return (f"`sew_digits({kw})` on {data}, T={st['T']}; {opt}, weight decay {st['wd']:g}, per-step cosine to 0, "
             f"batch {st['batch']}, {st['epochs']} epochs; target reached at {st['reach']:.0%} of the run, then the "
             f"mask frozen; {floor}" + ("" if st["limit"] is None else f"; {st['limit']} samples per split"))
 
 
 def timing(records: list[dict]) -> dict:
-    """net -> median and total seconds of the runs made now (not read back)."""
+    """net -> median and total seconds of every run of the grid (those read back from the journal included)."""
     out = {}
     for model in MODELS:
-        secs = [r["seconds"] for r in records if r["model"] == model and not r.get("reused")]
+        secs = [r["seconds"] for r in records if r["model"] == model]
         if secs:
             out[model] = {"median": statistics.median(secs), "total": math.fsum(secs), "runs": len(secs)}
     return out
@@ -449,11 +465,12 @@ def markdown(summary: dict, args, info: dict, wall: float) -> str:
         + (f" for the {info['made']} runs made now (--resume: {info['reused']} read back from {args.name}_runs.jsonl, "
            "made by earlier invocations)." if info.get("reused") else "."),
         "",
-        "Time per run (median over the runs made now): "
+        "Time per run (median over every run of the grid): "
         + "; ".join(f"{NAMES[m]} {t['median']:.1f} s ({t['runs']} runs, {t['total'] / 60:.1f} process-min)"
                     for m, t in made.items())
-        + f". Seeds {', '.join(map(str, args.seeds))} and the epoch budget were chosen so that the grid fits "
-        "60 minutes on 2 processes (`--plan` measures one run per net and projects the wall time).",
+        + f"; the whole grid {sum(t['total'] for t in made.values()) / 60 / args.procs:.1f} min of work per process "
+        f"on {args.procs} processes. Seeds {', '.join(map(str, args.seeds))} and the epoch budget were chosen so "
+        "that the grid fits 60 minutes on 2 processes (`--plan` measures one run per net and projects the wall time).",
         "",
     ]
     for model in MODELS:
