@@ -121,6 +121,58 @@ def test_magnitude_masks_equal_torch_prune_masks(arch, scope):
         assert torch.equal(keep, module.weight_mask.bool()), name
 
 
+def _masked_layer(kind):
+    """A layer with a fixed mask, trained before the cut with momentum (the optimizer's state is
+    non-zero where the mask cuts): a hard-mask method after ``prune_to``, or a frozen soft
+    threshold."""
+    torch.manual_seed(0)
+    layer = nn.Linear(16, 8)
+    pruner = Pruner(layer, kind) if kind != "soft_threshold" else Pruner(layer, kind, Constant(0.05))
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(3):
+        opt.zero_grad()
+        layer(torch.randn(4, 16)).pow(2).mean().backward()
+        opt.step()
+        pruner.step(opt)
+    if kind == "soft_threshold":
+        pruner.freeze()
+    else:
+        pruner.prune_to(0.5)
+    (_, _, r), = pruner.layers()
+    return layer, pruner, opt, r, layer.parametrizations.weight.original
+
+
+@pytest.mark.parametrize("kind", ["magnitude", "random", "gmp", "soft_threshold"])
+def test_fixed_masks_hand_out_the_latent_weight_zeroed_in_place_with_the_masked_gradient(kind):
+    layer, pruner, opt, r, latent = _masked_layer(kind)
+    keep = pruner.masks()[""]
+    assert 0 < int(keep.sum()) < keep.numel()
+    for _ in range(3):  # the momentum from before the cut moves the cut weights at every step
+        opt.zero_grad()
+        out = layer(torch.randn(4, 16))
+        weight = layer.weight
+        assert weight.data_ptr() == latent.data_ptr()  # no second copy of the weight
+        assert torch.equal(weight.detach() != 0, keep)
+        out.pow(2).mean().backward()
+        assert torch.count_nonzero(latent.grad[~keep]) == 0  # the cut weights get no gradient
+        opt.step()  # without pruner.step: the next forward zeroes them again all the same
+    assert torch.equal(pruner.masks()[""], keep)
+    with torch.inference_mode():  # a validation pass sees the same weight
+        assert torch.equal(layer.weight != 0, keep)
+
+
+def test_a_write_into_a_masked_weight_lasts_where_it_is_kept():
+    layer, pruner, _, _, latent = _masked_layer("magnitude")
+    keep = pruner.masks()[""]
+    with torch.no_grad():
+        layer.weight.fill_(0.25)
+    assert torch.equal(layer.weight.detach(), 0.25 * keep)
+    state = {k: v.clone() for k, v in layer.state_dict().items()}
+    state["parametrizations.weight.original"].fill_(-1.0)  # a checkpoint with values where it is cut
+    layer.load_state_dict(state)
+    assert torch.equal(layer.weight.detach(), -1.0 * keep)
+
+
 def test_gmp_follows_the_cubic_at_every_update_and_changes_masks_only_then():
     model = ann()
     schedule = Cubic(final=0.8, start=2, end=14, every=3)
@@ -149,6 +201,13 @@ def test_gmp_follows_the_cubic_at_every_update_and_changes_masks_only_then():
     assert pruner.sparsity().pruned == pytest.approx(0.8, abs=1 / total)
 
 
+@pytest.fixture(params=["never", "always"])
+def kernels(request, monkeypatch):
+    """The learned soft masks' eager path, and their fused kernels (compiled) on every layer."""
+    monkeypatch.setenv("SNNPRUNE_FUSED_KERNELS", request.param)
+    return request.param
+
+
 # -- LTP -------------------------------------------------------------------------------------
 def _ltp_layer(**kwargs):
     layer = nn.Linear(32, 16)
@@ -158,7 +217,7 @@ def _ltp_layer(**kwargs):
 
 
 @pytest.mark.parametrize("path", ["fused", "plain"])
-def test_ltp_forward_and_both_gradients_follow_the_formula(path):
+def test_ltp_forward_and_both_gradients_follow_the_formula(path, kernels):
     _, _, r, w = _ltp_layer(temperature=0.3, tau_init=0.7)
     with torch.no_grad():
         r.tau.fill_(0.8)
@@ -209,7 +268,7 @@ def test_ltp_l0_term_alone_raises_every_threshold():
     assert pruner.sparsity().pruned > 0
 
 
-def test_ltp_l0_term_reuses_the_forward_mask_with_the_same_value_and_gradient():
+def test_ltp_l0_term_reuses_the_forward_mask_with_the_same_value_and_gradient(kernels):
     layer, pruner, r, w = _ltp_layer(tau_init=0.3)
     plain = pruner.regularization()
     (grad_plain,) = torch.autograd.grad(plain, r.tau)
@@ -221,7 +280,7 @@ def test_ltp_l0_term_reuses_the_forward_mask_with_the_same_value_and_gradient():
     torch.testing.assert_close(grad_fused, grad_plain)
 
 
-def test_ltp_warns_once_when_every_mask_saturates_and_the_threshold_stalls():
+def test_ltp_warns_once_when_every_mask_saturates_and_the_threshold_stalls(kernels):
     layer, pruner, _, _ = _ltp_layer(temperature=1e-6, window=2)  # T far below every w²
     opt = torch.optim.SGD(layer.parameters(), lr=0.1)
     with warnings.catch_warnings(record=True) as caught:
@@ -235,7 +294,7 @@ def test_ltp_warns_once_when_every_mask_saturates_and_the_threshold_stalls():
     assert len(stalls) == 1
 
 
-def test_ltp_does_not_warn_while_masks_are_soft():
+def test_ltp_does_not_warn_while_masks_are_soft(kernels):
     layer, pruner, _, _ = _ltp_layer(window=2)
     opt = torch.optim.SGD(layer.parameters(), lr=0.1)
     with warnings.catch_warnings():
@@ -245,6 +304,52 @@ def test_ltp_does_not_warn_while_masks_are_soft():
             (layer(torch.randn(4, 32)).pow(2).mean() + pruner.regularization()).backward()
             opt.step()
             pruner.step(opt)
+
+
+@pytest.mark.parametrize("method", ["ltp", "smooth_threshold"])
+def test_fused_kernels_take_the_large_layers_by_default(method, monkeypatch):
+    from snnprune.reparam import _kernels
+
+    monkeypatch.delenv("SNNPRUNE_FUSED_KERNELS", raising=False)
+    model = nn.Sequential(nn.Linear(16, 8), nn.Linear(8, _kernels.MIN_NUMEL // 8))
+    pruner = Pruner(model, method)
+    model(torch.randn(2, 16)).sum().backward()
+    small, large = (r for _, _, r in pruner.layers())
+    assert len(small._fused.bufs) > 1 and len(large._fused.bufs) == 1  # eager buffers / the kernel's v only
+
+
+@pytest.mark.parametrize("method", ["ltp", "smooth_threshold"])
+def test_a_kernel_that_does_not_compile_warns_once_and_the_formula_runs(method, monkeypatch):
+    from snnprune.reparam import _kernels
+
+    monkeypatch.setenv("SNNPRUNE_FUSED_KERNELS", "always")
+    for name in ("ltp_forward", "ltp_backward", "smooth_forward", "smooth_backward"):
+        monkeypatch.setattr(_kernels, name, _kernels.FusedKernel(getattr(_kernels, name).fn))
+
+    def no_compiler(fn, **kwargs):
+        def run(*args):
+            raise RuntimeError("no C++ compiler found\nlong details")
+        return run
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    results = {}
+    for mode in ("always", "never"):
+        monkeypatch.setenv("SNNPRUNE_FUSED_KERNELS", mode)
+        torch.manual_seed(0)
+        layer = nn.Linear(12, 6)
+        pruner = Pruner(layer, method)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(2):
+                layer.zero_grad()
+                (layer(torch.ones(3, 12)).pow(2).sum() + pruner.regularization()).backward()
+        notes = [str(w.message) for w in caught if "could not be compiled" in str(w.message)]
+        results[mode] = ([p.grad.clone() for p in layer.parameters()], notes)
+    fused_grads, notes = results["always"]
+    assert len(notes) == 2 and all("no C++ compiler found" in n and "\n" not in n for n in notes)  # fwd, bwd
+    assert results["never"][1] == []
+    for a, b in zip(fused_grads, results["never"][0]):
+        torch.testing.assert_close(a, b)
 
 
 # -- smooth threshold ---------------------------------------------------------------------
@@ -266,7 +371,7 @@ def test_smooth_threshold_is_odd_non_decreasing_and_zero_at_zero():
         assert float(smooth_threshold(torch.zeros(1, dtype=torch.float64), t, beta)) == 0
 
 
-def test_smooth_threshold_fused_forward_and_gradients_equal_autograd_of_the_formula():
+def test_smooth_threshold_fused_forward_and_gradients_equal_autograd_of_the_formula(kernels):
     layer = nn.Linear(64, 32)
     with torch.no_grad():
         layer.weight[0, :4] = 0.0  # sign(0): v ≡ 0 there, in t too
@@ -284,7 +389,7 @@ def test_smooth_threshold_fused_forward_and_gradients_equal_autograd_of_the_form
         torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-6)
 
 
-def test_smooth_threshold_fused_path_has_the_true_gradient_in_float64():
+def test_smooth_threshold_fused_path_has_the_true_gradient_in_float64(kernels):
     layer = nn.Linear(10, 5)
     with torch.no_grad():
         layer.weight[0, :3] = 0.0  # sign(0): v ≡ 0 there, in t too

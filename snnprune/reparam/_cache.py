@@ -4,8 +4,8 @@ Allocating a fresh weight tensor in every forward was the dominant cost of soft-
 on CPU (SEW-ResNet-18: 1.06x dense with a plain parametrization, 1.02x with this cache; see
 bench/results/overhead.md). A method whose effective weight depends only on ``θ`` and a few
 numbers (the threshold), and whose gradient with respect to ``θ`` does not depend on ``θ``
-(straight-through, or a fixed mask), opts in with :class:`CachedForward`; frozen masks use the
-same :class:`WeightCache`.
+(straight-through), opts in with :class:`CachedForward`. Fixed 0/1 masks (frozen masks, the
+hard-mask baselines) need no second weight at all: :class:`InPlaceMask` zeroes ``θ`` in place.
 
 What the cache guarantees, so that ordinary training code never sees it:
 
@@ -33,7 +33,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["CachedForward", "BufferCache", "WeightCache", "is_plain_tensor"]
+__all__ = ["CachedForward", "BufferCache", "InPlaceMask", "WeightCache", "is_plain_tensor"]
 
 
 def is_plain_tensor(t: Tensor) -> bool:
@@ -59,6 +59,43 @@ class _CachedWeight(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         return (grad if ctx.grad_mask is None else grad * ctx.grad_mask), None, None
+
+
+class _MaskedGrad(torch.autograd.Function):
+    """Hand out ``θ`` itself (already zero where the mask is 0) with the masked gradient."""
+
+    @staticmethod
+    def forward(ctx, latent: Tensor, mask: Tensor) -> Tensor:
+        ctx.mask = mask
+        return latent.view_as(latent)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return grad * ctx.mask, None
+
+
+class InPlaceMask:
+    """The forward of a fixed 0/1 mask without a second weight: ``θ`` itself is zeroed in place
+    where the mask is 0 (once per change of ``θ`` or of the mask: after an optimizer step, a
+    ``load_state_dict``, an in-place write into ``module.weight``, or when the owner calls
+    :meth:`invalidate`, as the Pruner does after every step) and handed to the forward with the
+    masked gradient. ``θ ⊙ m`` is then ``θ``, so no buffer holds it and no pass writes it: one
+    in-place pass per step instead of a copy in the forward (bench/results/overhead*.md)."""
+
+    __slots__ = ("key",)
+
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+
+    def invalidate(self) -> None:
+        self.key = None
+
+    def get(self, latent: Tensor, mask: Tensor) -> Tensor:
+        if self.key != (latent.data_ptr(), latent._version, mask.data_ptr(), mask._version):
+            with torch.inference_mode(False), torch.no_grad():
+                latent.mul_(mask)
+            self.key = (latent.data_ptr(), latent._version, mask.data_ptr(), mask._version)
+        return _MaskedGrad.apply(latent, mask)
 
 
 class BufferCache:
@@ -97,7 +134,7 @@ class BufferCache:
         if bufs is not None and bufs[0]._version != self.filled_version:
             self._written_from_outside(latent, key, inverse)
             key = (latent.data_ptr(), latent._version, token)
-        if key != self.key or bufs is None:
+        if key != self.key or bufs is None or len(bufs) != n:
             if (
                 bufs is None
                 or len(bufs) != n

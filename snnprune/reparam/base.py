@@ -46,7 +46,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from ._cache import WeightCache, is_plain_tensor
+from ._cache import InPlaceMask, WeightCache, is_plain_tensor
 from .registry import register_method
 
 __all__ = ["Reparameterization", "CONTROLS"]
@@ -77,6 +77,7 @@ class Reparameterization(nn.Module):
         super().__init__()
         self.register_buffer("mask", None)
         self._cache = WeightCache()
+        self._masked = InPlaceMask()
 
     # -- the method (override these) --------------------------------------------------------
     def transform(self, latent: Tensor) -> Tensor:  # pragma: no cover - abstract
@@ -124,8 +125,7 @@ class Reparameterization(nn.Module):
             return latent * self.mask
         if self.mask.device != latent.device or self.mask.dtype != latent.dtype:
             self.mask = self.mask.to(latent)  # loaded from a CPU checkpoint into a GPU model
-        mask = self.mask
-        return self._cache.get(latent, None, lambda out: torch.mul(latent, mask, out=out), mask, lambda w: w)
+        return self._masked.get(latent, self.mask)
 
     def effective_weight(self, latent: Tensor) -> Tensor:
         """The eager forward of an unfrozen method (:class:`CachedForward` overrides it)."""
@@ -146,6 +146,7 @@ class Reparameterization(nn.Module):
     def invalidate(self) -> None:
         """Forget the cached effective weight (after writing ``θ`` through ``.data``)."""
         self._cache.invalidate()
+        self._masked.invalidate()
 
     @property
     def frozen(self) -> bool:
@@ -173,4 +174,5 @@ class Reparameterization(nn.Module):
     def __getstate__(self):  # the cache is derived state: never pickle or deep-copy it
         state = dict(super().__getstate__())
         state["_cache"] = WeightCache()
+        state["_masked"] = InPlaceMask()
         return state

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from .._validation import check_nonnegative, check_positive_int
+from . import _kernels
 from ._fused import LearnedSoftMask
 
 __all__ = ["LTP"]
@@ -54,6 +55,20 @@ class _SoftMaskedWeight(torch.autograd.Function):
             dot = torch.dot(gm, ctx.v.reshape(-1)) - torch.dot(gm, ctx.w.reshape(-1))
             grad_tau = (dot * ctx.inv_temperature).to(ctx.tau_dtype)
         return grad_w, grad_tau, None, None, None
+
+
+class _KernelMaskCount(torch.autograd.Function):
+    """``Σ_k m_k`` from the sums the fused forward returned; gradient to τ: ``−Σ m(1 − m)/T``."""
+
+    @staticmethod
+    def forward(ctx, tau: Tensor, total: Tensor, slope: Tensor, inv_temperature: float) -> Tensor:
+        ctx.dgrad = slope * -inv_temperature
+        ctx.tau_dtype = tau.dtype
+        return total.clone()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return (grad * ctx.dgrad).to(ctx.tau_dtype), None, None, None
 
 
 class _MaskCount(torch.autograd.Function):
@@ -132,6 +147,9 @@ class LTP(LearnedSoftMask):
         self.tau = nn.Parameter(torch.tensor(tau_init))
         self._tau_at_check: float | None = None
         self._warned_saturated = False
+        self._k = _kernels.ScalarCache()
+        self._sums: tuple | None = None  # (token, Σ m, Σ m(1 − m)) of the last fused fill
+        self._weight: tuple[Tensor, ...] = ()  # (the latent weight of the last fused forward,): stall check
 
     # -- the method ------------------------------------------------------------------------
     def layer_scale(self, latent: Tensor) -> Tensor:
@@ -155,8 +173,13 @@ class LTP(LearnedSoftMask):
             return latent * self.hard_mask(latent)
 
     def regularization(self, latent: Tensor) -> Tensor:
-        bufs = self._fused.current(latent, self._token()) if self._fast(latent, self.tau) else None
-        if bufs is not None:  # the mask of this step's forward: two reductions
+        token = self._token()
+        bufs = self._fused.current(latent, token) if self._fast(latent, self.tau) else None
+        sums = self._sums
+        if bufs is not None and len(bufs) == 1 and sums is not None and sums[0] == (latent.data_ptr(), token):
+            # the sums the fused forward of this step returned: no pass at all
+            count = _KernelMaskCount.apply(self.tau, sums[1], sums[2], 1.0 / self.temperature)
+        elif bufs is not None and len(bufs) == 2:  # the mask of this step's forward: two reductions
             count = _MaskCount.apply(self.tau, bufs[1], 1.0 / self.temperature)
         else:
             count = torch.sigmoid(self._logits(latent)).sum()
@@ -173,9 +196,25 @@ class LTP(LearnedSoftMask):
         m.sigmoid_()
         torch.mul(latent, m, out=v)
 
+    def _kernel_scalars(self, w: Tensor) -> tuple[Tensor, Tensor]:
+        shift = self.tau.detach().to(w.dtype) * (-1.0 / self.temperature)
+        return self._k.get(1.0 / (self._scale() * self.temperature), w), shift
+
+    def _fill_fused(self, latent: Tensor, v: Tensor) -> None:
+        k, shift = self._kernel_scalars(latent)
+        total, slope = _kernels.ltp_forward(_kernels.flat(latent), _kernels.flat(v), k, shift)
+        self._sums = ((latent.data_ptr(), self._token()), total, slope)
+
     def effective_weight(self, latent: Tensor) -> Tensor:
         if not self._fast(latent, self.tau):
             return self.transform(latent)
+        if _kernels.ltp_forward.usable(latent):
+            (v,) = self._fused.get(latent, self._token(), 1, self._fill_fused, self.right_inverse)
+            self._weight = (latent,)  # a tuple: a Parameter attribute would register it
+            k, shift = self._kernel_scalars(latent)
+            # ∂v/∂τ = −w·m(1 − m)/T: the kernel's Σ g·w·m(1 − m) times −1/T
+            backward = _kernels.ltp_backward
+            return _kernels.KernelWeight.apply(latent, self.tau, v, k, shift, backward, -1.0 / self.temperature)
         v, m = self._fused.get(latent, self._token(), 2, self._fill, self.right_inverse)
         return _SoftMaskedWeight.apply(latent, self.tau, v, m, 1.0 / self.temperature)
 
@@ -192,7 +231,13 @@ class LTP(LearnedSoftMask):
         previous, self._tau_at_check = self._tau_at_check, tau
         if bufs is None or previous is None:
             return
-        m = bufs[1]
+        if len(bufs) == 2:
+            m = bufs[1]
+        elif self._weight:  # the fused path keeps no mask: recompute it (once a window)
+            with torch.no_grad():
+                m = torch.sigmoid(self._logits(self._weight[0]))
+        else:
+            return
         lo = 1.0 / (1.0 + math.exp(_SATURATED))
         with torch.no_grad():
             saturated = float(((m < lo) | (m > 1.0 - lo)).sum()) / max(m.numel(), 1)
@@ -204,6 +249,11 @@ class LTP(LearnedSoftMask):
                 "stalled (premature termination): raise temperature",
                 stacklevel=2,
             )
+
+    def __getstate__(self):  # derived state: never pickled or deep-copied
+        state = super().__getstate__()
+        state["_sums"], state["_weight"] = None, ()
+        return state
 
     def extra_repr(self) -> str:
         return f"tau={float(self.tau.detach()):.4g}, temperature={self.temperature:g}, l0={self.l0:g}"

@@ -1,9 +1,12 @@
 """Sparsity-controlled hard masks: the baselines every comparison needs.
 
 ``w = θ ⊙ m`` with ``m`` a fixed 0/1 mask between updates and the masked gradient (pruned weights
-get none, as in ``torch.nn.utils.prune``). The :class:`~snnprune.pruner.Pruner` sets ``m`` from a
-target sparsity: once through ``pruner.prune_to(s)`` (one-shot), or at the steps of a sparsity
-schedule (:class:`~snnprune.schedules.Cubic` for GMP). Which weights go is decided by the
+get none, as in ``torch.nn.utils.prune``). ``θ`` itself is zeroed in place where ``m`` is 0
+(:class:`~snnprune.reparam._cache.InPlaceMask`), so the forward uses ``θ`` as it is: a pruned
+weight is gone for good (a later mask that keeps it again starts it from 0). The
+:class:`~snnprune.pruner.Pruner` sets ``m`` from a target sparsity: once through
+``pruner.prune_to(s)`` (one-shot), or at the steps of a sparsity schedule
+(:class:`~snnprune.schedules.Cubic` for GMP). Which weights go is decided by the
 method's :meth:`~HardMask.score`, lowest first, through the shared
 :func:`snnprune.selection.magnitude_masks`:
 
@@ -83,8 +86,7 @@ class HardMask(CachedForward, Reparameterization):
 
         if torch.compiler.is_compiling() or not is_plain_tensor(latent):
             return self.transform(latent)
-        keep = self._keep(latent)
-        return self._cache.get(latent, None, lambda out: torch.mul(latent, keep, out=out), keep, lambda w: w)
+        return self._masked.get(latent, self._keep(latent))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         key = prefix + "keep"

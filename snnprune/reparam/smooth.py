@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._validation import check_nonnegative
+from . import _kernels
 from ._fused import LearnedSoftMask
 
 __all__ = ["SmoothThreshold", "smooth_threshold"]
@@ -98,6 +99,7 @@ class SmoothThreshold(LearnedSoftMask):
             raise ValueError("SmoothThreshold beta and t_init must be > 0")
         # softplus⁻¹(t_init), stable for large t_init
         self.raw_threshold = nn.Parameter(torch.tensor(t_init + math.log(-math.expm1(-t_init))))
+        self._beta_t = _kernels.ScalarCache()
 
     def layer_scale(self, latent: Tensor) -> Tensor:
         return latent.pow(2).mean().sqrt()
@@ -148,11 +150,24 @@ class SmoothThreshold(LearnedSoftMask):
         torch.add(a, dvdt, alpha=tb, out=dvdt).sub_(b)       # ∂v/∂t
         dvdx.mul_(tb).addcmul_(b, b)                         # ∂v/∂x
 
+    def _fill_fused(self, x: Tensor, v: Tensor) -> None:
+        t, beta = self._kernel_scalars(x)
+        _kernels.smooth_forward(_kernels.flat(x), _kernels.flat(v), t, beta)
+
+    def _kernel_scalars(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        t = self.threshold().detach().to(x.dtype)
+        return t, self._beta_t.get(self.beta / self._scale(), x)
+
     def effective_weight(self, latent: Tensor) -> Tensor:
         if not self._fast(latent, self.raw_threshold):
             return self.transform(latent)
-        v, dvdx, dvdt, _, _ = self._fused.get(latent, self._token(), 5, self._fill, self.right_inverse)
         dt_draw = self._scale() * float(torch.sigmoid(self.raw_threshold.detach()))
+        if _kernels.smooth_forward.usable(latent):
+            (v,) = self._fused.get(latent, self._token(), 1, self._fill_fused, self.right_inverse)
+            t, beta = self._kernel_scalars(latent)
+            backward = _kernels.smooth_backward
+            return _kernels.KernelWeight.apply(latent, self.raw_threshold, v, t, beta, backward, dt_draw)
+        v, dvdx, dvdt, _, _ = self._fused.get(latent, self._token(), 5, self._fill, self.right_inverse)
         return _SmoothWeight.apply(latent, self.raw_threshold, v, dvdx, dvdt, dt_draw)
 
     def _token(self) -> tuple:

@@ -1,0 +1,185 @@
+"""One-pass element-wise kernels for the learned soft masks (LTP, smooth threshold).
+
+The effective weight of LTP and of the smooth threshold, and their backward, are a handful of
+element-wise operations and one or two sums over every pruned weight. Written as torch operations
+they cross the weights 8 (LTP) to 18 (smooth threshold) times a step, each pass about 3 ms over
+ResNet-18's 11.7 M weights on a CPU core; as one generated loop per direction they cross them
+once or twice and the sigmoids are the only real work. :func:`torch.compile` (inductor: a C++/OpenMP
+loop on CPU, Triton on CUDA) writes those loops from the plain formulas below, so there is no
+hand-written kernel to keep in step with the math. The backward recomputes the sigmoids from
+``θ`` instead of storing per-weight factors: no extra buffer, and cheaper than reading them back
+(bench/results/overhead*.md).
+
+Each kernel is compiled once per process, device type and dtype, with dynamic sizes (one graph
+for every layer), on the first use; that costs a few seconds (inductor's cache on disk makes the
+next process faster), so by default only layers of at least :data:`MIN_NUMEL` weights take the
+kernels (where the passes cost more than the call) and small models never compile anything. A
+compiler that fails (no C++ toolchain, an unsupported device) is reported once and the methods
+keep their eager path. ``SNNPRUNE_FUSED_KERNELS``: ``auto`` (the default, by layer size), ``1``
+(every layer), ``0`` (never). Under ``torch.compile`` of a whole model, ``torch.func`` transforms,
+inference mode or for non-contiguous weights the eager path runs anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+__all__ = ["FusedKernel", "KernelWeight", "MIN_NUMEL", "flat", "kernel_mode"]
+
+_ENV = "SNNPRUNE_FUSED_KERNELS"
+#: layers with fewer weights keep the eager path under the default ``auto`` mode
+MIN_NUMEL = 1 << 16
+
+
+def kernel_mode() -> str:
+    """``"auto"``, ``"always"`` or ``"never"``, from ``SNNPRUNE_FUSED_KERNELS``."""
+    value = os.environ.get(_ENV, "auto").strip().lower()
+    if value in ("0", "false", "no", "off", "never"):
+        return "never"
+    if value in ("1", "true", "yes", "on", "always"):
+        return "always"
+    return "auto"
+
+
+class _DropMessage(logging.Filter):
+    """Drops torch's note that a CUDA build found no CUDA runtime (printed when inductor imports
+    its C++ builder on a CPU-only machine; nothing is wrong)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No CUDA runtime is found" not in record.getMessage()
+
+
+logging.getLogger("torch.utils.cpp_extension").addFilter(_DropMessage())
+
+
+def flat(t: Tensor) -> Tensor:
+    """``t`` as a 1-D tensor on the same memory that is neither a view nor part of a graph (the
+    compiled kernels then see one kind of input for every layer: no recompilation per shape)."""
+    return t.detach().view(-1).detach()
+
+
+class FusedKernel:
+    """A plain tensor function, compiled on first use. A compilation that fails is reported once
+    and the function then runs as written (eager torch operations: the same values, slower)."""
+
+    def __init__(self, fn: Callable) -> None:
+        self.fn = fn
+        self._compiled: Callable | None = None
+        self.failed = False
+
+    def usable(self, *tensors: Tensor) -> bool:
+        """Whether to take the kernel for these tensors (mode, size, device, layout)."""
+        mode = kernel_mode()
+        first = tensors[0]
+        if self.failed or mode == "never" or (mode == "auto" and first.numel() < MIN_NUMEL):
+            return False
+        if torch.compiler.is_compiling() or torch.is_inference_mode_enabled():
+            return False
+        if first.device.type not in ("cpu", "cuda") or not first.is_floating_point():
+            return False
+        return all(t.is_contiguous() and t.device == first.device and t.dtype == first.dtype for t in tensors)
+
+    def __call__(self, *args):
+        if not self.failed:
+            try:
+                if self._compiled is None:
+                    self._compiled = torch.compile(self.fn, dynamic=True, fullgraph=True)
+                return self._compiled(*args)
+            except Exception as exc:  # noqa: BLE001 - any compiler failure means: run the formula as written
+                self.failed = True
+                text = str(exc).strip()
+                message = text.splitlines()[0][:200] if text else type(exc).__name__
+                warnings.warn(
+                    f"the fused {self.fn.__name__.strip('_')} kernel could not be compiled ({message}); "
+                    f"the eager path is used (slower). Set {_ENV}=0 to skip the attempt",
+                    stacklevel=4,
+                )
+        return self.fn(*args)
+
+
+# -- smooth threshold (Manessi et al.): v = ReLU(x − t) + t·σ(β(x − t)) − ReLU(−x − t) − t·σ(β(−x − t))
+def _smooth_forward(x: Tensor, v: Tensor, t: Tensor, beta: Tensor) -> None:
+    a = torch.sigmoid(beta * (x - t))
+    b = torch.sigmoid(beta * (-x - t))
+    v.copy_(torch.relu(x - t) - torch.relu(-x - t) + t * (a - b))
+
+
+def _smooth_backward(x: Tensor, g: Tensor, t: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
+    """``g·∂v/∂x`` and ``Σ g·∂v/∂t`` with ``∂v/∂x = 1[|x| > t] + tβ(A + B)``,
+    ``∂v/∂t = (a − b) − tβ(A − B) − sign(x)·1[|x| > t]``, ``A = a(1 − a)``, ``B = b(1 − b)``."""
+    a = torch.sigmoid(beta * (x - t))
+    b = torch.sigmoid(beta * (-x - t))
+    big = x.abs() > t
+    A, B = a * (1 - a), b * (1 - b)
+    tb = t * beta
+    dvdx = big.to(x.dtype) + tb * (A + B)
+    dvdt = (a - b) - tb * (A - B) - torch.where(big, torch.sign(x), torch.zeros_like(x))
+    return g * dvdx, (g * dvdt).sum()
+
+
+# -- LTP: m = σ(k·w² + shift), v = w·m (k = 1/(scale·T), shift = −τ/T)
+def _ltp_forward(w: Tensor, v: Tensor, k: Tensor, shift: Tensor) -> tuple[Tensor, Tensor]:
+    """Writes ``v = w·m``; returns ``Σ m`` and ``Σ m(1 − m)`` (the L0 term and its slope)."""
+    m = torch.sigmoid(k * w * w + shift)
+    v.copy_(w * m)
+    return m.sum(), (m * (1 - m)).sum()
+
+
+def _ltp_backward(w: Tensor, g: Tensor, k: Tensor, shift: Tensor) -> tuple[Tensor, Tensor]:
+    """``g·m`` (the mask a constant in ``w``) and ``Σ g·w·m(1 − m)`` (for ``∂/∂τ``)."""
+    m = torch.sigmoid(k * w * w + shift)
+    gm = g * m
+    return gm, (gm * w * (1 - m)).sum()
+
+
+smooth_forward = FusedKernel(_smooth_forward)
+smooth_backward = FusedKernel(_smooth_backward)
+ltp_forward = FusedKernel(_ltp_forward)
+ltp_backward = FusedKernel(_ltp_backward)
+
+
+class KernelWeight(torch.autograd.Function):
+    """An effective weight ``v`` written by a fused forward kernel. The backward runs
+    ``backward(w, g, a, b) -> (∂L/∂w, Σ)`` (one pass, recomputing from ``w``) and gives the
+    method's learned threshold ``Σ · coef``; ``a``, ``b`` are the kernel's 0-dim constants."""
+
+    @staticmethod
+    def forward(ctx, latent: Tensor, threshold: Tensor, v: Tensor, a: Tensor, b: Tensor,
+                backward: FusedKernel, coef: float) -> Tensor:
+        ctx.save_for_backward(latent, a, b)
+        ctx.backward, ctx.coef, ctx.threshold_dtype = backward, coef, threshold.dtype
+        ctx.v = v.detach()  # an alias keeps the buffer from reuse while this graph lives
+        return v.view_as(v)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        latent, a, b = ctx.saved_tensors
+        w, g = flat(latent), flat(grad.contiguous())
+        kernel = ctx.backward
+        fn = kernel if not torch.is_grad_enabled() and kernel.usable(w, g) else kernel.fn
+        grad_w, total = fn(w, g, a, b)
+        grad_threshold = (total * ctx.coef).to(ctx.threshold_dtype) if ctx.needs_input_grad[1] else None
+        return grad_w.view_as(latent), grad_threshold, None, None, None, None, None
+
+
+class ScalarCache:
+    """0-dim tensors for per-layer constants (a Python float would be compiled into the kernel,
+    one graph per value), re-made only when the value, device or dtype changes."""
+
+    __slots__ = ("key", "value")
+
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+        self.value: Tensor | None = None
+
+    def get(self, value: float, like: Tensor) -> Tensor:
+        key = (value, like.device, like.dtype)
+        if key != self.key:
+            self.value, self.key = torch.tensor(value, device=like.device, dtype=like.dtype), key
+        return self.value
