@@ -16,3 +16,8 @@ for s in 0 1 2; do
   done
   $P target99.py --seed $s --width 4 --twin --tag ann_w4_sgd_floor_default --out $O   # SGD 0.1, the default floor
 done
+# the width-3 net dense (no pruning), the same optimizer and epochs
+for s in 0 1 2; do
+  $P target99.py --seed $s --width 3 --target 0 --epochs 20 --opt adam --lr 0.01 --tag snn_w3_dense --out $O
+  $P target99.py --seed $s --width 3 --target 0 --epochs 20 --opt adam --lr 0.01 --twin --tag ann_w3_dense --out $O
+done
