@@ -7,10 +7,13 @@ SGD 0.1 + momentum 0.9 or Adam, per-step cosine LR, batch 64. Options: ``--reach
 at that fraction of the run and fine-tunes the rest with the mask frozen (``pruner.freeze()``;
 with ``--hold_threshold`` the Pruner keeps stepping instead: straight-through, the controller
 re-aims at S every step); ``--readout_scale`` multiplies the logits by a constant (the readout of
-spike counts needs large weights otherwise). Accuracy and sparsity are those of the finalized model
-(zeros over every conv and linear weight). One JSON line per run on stdout (and appended to ``--out``).
+spike counts needs large weights otherwise); ``--width`` multiplies every layer's channels of
+``sew_digits`` (``repro_width.sh``: width 3 meets both 99% targets). Accuracy and sparsity are
+those of the finalized model (zeros over every conv and linear weight). One JSON line per run on
+stdout (and appended to ``--out``).
 
     python bench/snn99/target99.py --seed 0 --min_weights 40 --opt adam --lr 0.01
+    python bench/snn99/target99.py --seed 0 --width 3 --min_weights 40 --opt adam --lr 0.01 --reach 0.75 [--twin]
 """
 
 from __future__ import annotations
