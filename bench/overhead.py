@@ -170,6 +170,7 @@ def main() -> None:
     machine = {
         "cpu": _cpu_model(), "nproc": os.cpu_count(), "torch": torch.__version__,
         "python": platform.python_version(), "threads": args.threads,
+        "fused_kernels": os.environ.get("SNNPRUNE_FUSED_KERNELS", "auto"),
         # 1/5/15-minute load averages when the run started and ended (the machine is shared)
         "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
     }
@@ -182,7 +183,8 @@ def main() -> None:
         "# Training-step overhead (median of per-round step-time ratios to dense, variants interleaved in one run)",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {machine['cpu']}, {args.threads} threads, torch {machine['torch']}, Python {machine['python']}  ",
+        f"Machine: {machine['cpu']}, {args.threads} threads, torch {machine['torch']}, Python {machine['python']}, "
+        f"SNNPRUNE_FUSED_KERNELS={machine['fused_kernels']}  ",
         f"Load average (1, 5, 15 min): {machine['load_before']} at the start, {machine['load_after']} at the end "
         f"({machine['nproc']} cores)",
         "",
