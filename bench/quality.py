@@ -9,7 +9,8 @@ of the run, then the mask is frozen** (``pruner.freeze()``) and the rest of the 
 surviving weights; **per-layer floors** (``--floor``, the Pruner's ``min_weights``) in every method
 that takes them. The defaults are the protocol ``bench/snn99`` found best at 99% for each net: the SNN
 with AdamW 1e-2 and floors of 40 weights, the ANN twin with SGD 0.1 + momentum 0.9 and the Pruner's
-default floor (:func:`snnprune.pruner.default_floor`), 20 epochs, the target at 75% of the run. A floor
+default floor (:func:`snnprune.pruner.default_floor` of the target, given to every row, the closed-form
+shapes included), 20 epochs, the target at 75% of the run. A floor
 of N weights is capped at what the target leaves per layer (``min(N, budget // layers)``, budget = the
 weights S keeps): 40 weights in each of the SNN's 7 layers fit 99% (290 kept) but not 99.5% (145 kept,
 so 20 there, every kept weight a floor); the floor used is ``min_weights`` in the JSON. The whole data
@@ -51,6 +52,7 @@ import math
 import multiprocessing as mp
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -157,13 +159,17 @@ def _accuracy(model, x, y, events: bool) -> float:
     return correct / len(y)
 
 
-def floor_for(model, target: float, floor: int | None) -> int | None:
-    """``floor`` capped at the weights ``target`` leaves per layer (None: the Pruner's default)."""
+def floor_for(model, target: float, floor: int | None) -> int:
+    """``floor`` capped at the weights ``target`` leaves per layer; None: the Pruner's default floor for
+    ``target``, given to every row explicitly (a closed-form shape has no target, so the Pruner would
+    give it no floor)."""
     from torch import nn
 
-    if floor is None:
-        return None
+    from snnprune.pruner import default_floor
+
     sizes = [m.weight.numel() for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
+    if floor is None:
+        return default_floor(target, sizes)
     return min(floor, int((1.0 - target) * sum(sizes)) // len(sizes))
 
 
@@ -463,14 +469,16 @@ def markdown(summary: dict, args, info: dict, wall: float) -> str:
         f"{info['machine']['torch']}, Python {info['machine']['python']}; torch threads {args.threads} per process, "
         f"{args.procs} processes; wall time {wall / 60:.1f} min"
         + (f" for the {info['made']} runs made now (--resume: {info['reused']} read back from {args.name}_runs.jsonl, "
-           "made by earlier invocations)." if info.get("reused") else "."),
+           "made by earlier invocations)." if info.get("reused") else ".")
+        + (f" {args.note}" if args.note else ""),
         "",
         "Time per run (median over every run of the grid): "
         + "; ".join(f"{NAMES[m]} {t['median']:.1f} s ({t['runs']} runs, {t['total'] / 60:.1f} process-min)"
                     for m, t in made.items())
-        + f"; the whole grid {sum(t['total'] for t in made.values()) / 60 / args.procs:.1f} min of work per process "
-        f"on {args.procs} processes. Seeds {', '.join(map(str, args.seeds))} and the epoch budget were chosen so "
-        "that the grid fits 60 minutes on 2 processes (`--plan` measures one run per net and projects the wall time).",
+        + f"; the whole grid {sum(t['total'] for t in made.values()) / 60:.1f} process-min, "
+        f"{sum(t['total'] for t in made.values()) / 120:.1f} min on 2 processes. Seeds "
+        f"{', '.join(map(str, args.seeds))} and the epoch budget were chosen so that the grid fits 60 minutes on "
+        "2 processes (`--plan` measures one run per net and projects the wall time).",
         "",
     ]
     for model in MODELS:
@@ -595,6 +603,7 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="lats and magnitude, 90%%, seed 0, 1 epoch, 128 samples, SNN")
     p.add_argument("--plan", action="store_true", help="time one run per net and project the grid's wall time")
     p.add_argument("--resume", action="store_true", help="skip the runs already in <out>/<name>_runs.jsonl")
+    p.add_argument("--note", default="", help="a sentence added to the machine line (how the journal was made)")
     p.add_argument("--name", default="quality", help="file names of the results: <name>.md, .json, .png")
     p.add_argument("--replot", type=Path, default=None, help="only redraw the plot from this quality.json")
     p.add_argument("--readme", type=Path, default=None, help="only print the README table of this quality.json")
@@ -623,7 +632,7 @@ def main(argv=None) -> int:
     records = run_grid(args, None if out is None else out / f"{args.name}_runs.jsonl")
     wall = time.perf_counter() - started
     summary = summarise(records, args.sparsities)
-    info = {"command": "python bench/quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    info = {"command": "python bench/quality.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
             "machine": machine(), "wall_seconds": wall, "reused": sum(r["reused"] for r in records),
             "made": sum(not r["reused"] for r in records), "timing": timing(records),
             "settings": {m: s for m, s in settings(args).items() if m in args.models},
