@@ -39,6 +39,8 @@ How each row reaches S at the reach step R (``total_steps=R`` for every Pruner):
 Run:   python bench/quality.py                  # the full grid (see --help), torch threads 1, 2 processes
        python bench/quality.py --plan           # time one SNN and one ANN run, project the grid's wall time
        python bench/quality.py --quick          # 2 methods, 1 sparsity, 1 seed, 1 epoch, 128 samples
+       python bench/quality.py --name quality_width3 --sparsities 0.99 --kw width=3 --opt adamw --lr 0.01
+           --floor 40                           # (one line) the 99% column at width 3, the *_target99 setting
 Writes bench/results/<name>.{json,md,png} and the run journal <name>_runs.jsonl (``--name``, default
 ``quality``; ``--quick`` writes
 nothing unless ``--out`` is given); ``--resume`` skips the runs of the same setting already journaled.
