@@ -39,6 +39,7 @@ import copy
 import inspect
 import math
 import warnings
+import weakref
 from collections.abc import Iterator
 
 import torch
@@ -205,6 +206,8 @@ class Pruner:
         self._lr_sums = [0.0] * len(selected)
         self._groups = [0] * len(selected)
         self._checked_optimizer: int | None = None
+        self._step_record: dict | None = None  # θ versions around the last optimizer step (fixed masks)
+        self._step_hooks: list = []
         self._finalized = False
         self._frozen_threshold: float | None = None
         self._warned: set[str] = set()
@@ -335,6 +338,60 @@ class Pruner:
         for r, step_lr in zip(self._reparams, step_lrs):
             r.on_step(self.steps, step_lr)
             r.invalidate()  # optimizers that write p.data do not bump the version counter
+        if optimizer is not None:
+            self._certify_fixed_masks(optimizer)
+
+    @torch.no_grad()
+    def _certify_fixed_masks(self, optimizer: torch.optim.Optimizer) -> None:
+        """Spare fixed masks their in-place pass when the step cannot have moved a masked weight.
+
+        A weight cut by a fixed mask is 0 and gets a zero gradient; under an element-wise
+        optimizer of torch's (:data:`ZERO_PRESERVING`) whose state is 0 there too it stays 0, so
+        the next forward need not zero it again. That holds when nothing but this optimizer
+        step wrote ``θ`` since the last forward (its version counter before and after the step,
+        read by hooks on the optimizer) and the optimizer's state was zeroed for this mask (done
+        here at the first step after every mask change; that step is not spared). Anything else —
+        another optimizer, a write into ``θ``, a skipped ``pruner.step`` — leaves the pass on."""
+        record, self._step_record = self._step_record, None
+        if record is None or record["optimizer"] != id(optimizer) or record.get("after") is None:
+            return
+        for i, r in enumerate(self._reparams):
+            mask = r.fixed_mask()
+            if mask is None:
+                continue
+            latent, inplace = self._latent(i), r._masked
+            mask_key = (mask.data_ptr(), mask._version)
+            if inplace.state_key != mask_key:
+                state = optimizer.state.get(latent, {})
+                for value in state.values():
+                    if torch.is_tensor(value) and value.shape == latent.shape and value.is_floating_point():
+                        value.mul_(mask.to(value.dtype))
+                inplace.state_key = mask_key
+            elif inplace.forward_version == record["before"][i] and latent._version == record["after"][i]:
+                inplace.certify(latent, mask)
+
+    def _hook_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        for handle in self._step_hooks:
+            handle.remove()
+        self._step_hooks, self._step_record = [], None
+        if type(optimizer) not in ZERO_PRESERVING:
+            return
+        me = weakref.ref(self)
+
+        def versions(when: str):
+            def hook(opt, args, kwargs) -> None:
+                pruner = me()
+                if pruner is None or pruner._finalized:
+                    return
+                if when == "before":
+                    pruner._step_record = {"optimizer": id(opt)}
+                elif pruner._step_record is None:
+                    return
+                pruner._step_record[when] = [pruner._latent(i)._version for i in range(len(pruner._reparams))]
+            return hook
+
+        self._step_hooks = [optimizer.register_step_pre_hook(versions("before")),
+                            optimizer.register_step_post_hook(versions("after"))]
 
     def _check_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         group_of = {id(p): g for g, group in enumerate(optimizer.param_groups) for p in group["params"]}
@@ -351,6 +408,7 @@ class Pruner:
             )
         self._groups = [group_of[id(self._latent(i))] for i in range(len(self._reparams))]
         self._checked_optimizer = id(optimizer)
+        self._hook_optimizer(optimizer)
 
     def _check_thresholds_in_model(self) -> None:
         """Warn once when the thresholds held by the model are not the ones this Pruner set: the
@@ -606,6 +664,9 @@ class Pruner:
         architecture; deep copies taken before (a best model, an EMA copy) keep working."""
         self._check_alive()
         self._finalized = True
+        for handle in self._step_hooks:
+            handle.remove()
+        self._step_hooks = []
         return bake(self.model)
 
     def _check_alive(self) -> None:
@@ -634,6 +695,13 @@ class Pruner:
 
 
 # -- construction helpers --------------------------------------------------------------------
+#: torch optimizers under which a weight with zero gradient and zero state stays exactly 0
+#: (element-wise updates; weight decay multiplies 0): fixed masks skip their per-step pass there
+ZERO_PRESERVING = (
+    torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.NAdam, torch.optim.RAdam,
+    torch.optim.Adamax, torch.optim.RMSprop, torch.optim.Adagrad,
+)
+
 #: the most weights :func:`default_floor` keeps per layer
 DEFAULT_FLOOR_CAP = 32
 

@@ -437,3 +437,70 @@ def test_smooth_threshold_prunes_where_the_weight_is_at_most_the_threshold():
     w = layer.parametrizations.weight.original
     t = r.current_threshold()
     assert torch.equal(pruner.masks()[""], w.detach().abs() > t)
+
+
+# -- fixed masks: the per-step pass spared under torch's element-wise optimizers ------------
+def _train(layer, pruner, opt, steps, between=None):
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(steps):
+        opt.zero_grad()
+        layer(torch.randn(4, 16, generator=gen)).pow(2).mean().backward()
+        opt.step()
+        if between is not None:
+            between()
+        pruner.step(opt)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_fixed_masks_skip_the_zeroing_pass_and_the_cut_weights_stay_exactly_zero(optimizer):
+    torch.manual_seed(0)
+    layer = nn.Linear(16, 8)
+    pruner = Pruner(layer, "magnitude")
+    make = {"sgd": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-2),
+            "adam": lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=1e-2),
+            "adamw": lambda p: torch.optim.AdamW(p, lr=0.01)}[optimizer]
+    opt = make(layer.parameters())
+    _train(layer, pruner, opt, 3)  # state everywhere, then the cut
+    pruner.prune_to(0.5)
+    (_, _, r), = pruner.layers()
+    latent, keep = layer.parametrizations.weight.original, pruner.masks()[""]
+    _train(layer, pruner, opt, 2)  # the first step after the cut zeroes the state where it cuts
+    assert all(torch.count_nonzero(v[~keep]) == 0 for v in opt.state[latent].values()
+               if torch.is_tensor(v) and v.shape == latent.shape)
+    for _ in range(4):
+        version = latent._version
+        layer(torch.randn(4, 16)).pow(2).mean().backward()
+        assert latent._version == version  # the forward made no zeroing pass over θ
+        opt.step()
+        pruner.step(opt)
+        opt.zero_grad()
+    assert torch.count_nonzero(latent.detach()[~keep]) == 0  # and the cut weights are exactly 0
+    assert torch.equal(layer.weight.detach() != 0, keep)
+
+
+def test_a_write_into_the_latent_weight_between_steps_keeps_the_zeroing_pass():
+    torch.manual_seed(0)
+    layer = nn.Linear(16, 8)
+    pruner = Pruner(layer, "magnitude")
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1, momentum=0.9)
+    pruner.prune_to(0.5)
+    _train(layer, pruner, opt, 2)
+    keep = pruner.masks()[""]
+    latent = layer.parametrizations.weight.original
+    _train(layer, pruner, opt, 1, between=lambda: latent.detach().add_(0.5))  # weight noise
+    assert torch.count_nonzero(latent.detach()[~keep]) > 0  # the write is there ...
+    assert torch.equal(layer.weight.detach() != 0, keep)  # ... and the next forward zeroes it again
+
+
+def test_an_optimizer_of_unknown_kind_keeps_the_zeroing_pass():
+    class Signed(torch.optim.SGD):  # a subclass may step in any way: never trusted
+        pass
+
+    torch.manual_seed(0)
+    layer = nn.Linear(16, 8)
+    pruner = Pruner(layer, "magnitude")
+    opt = Signed(layer.parameters(), lr=0.1)
+    pruner.prune_to(0.5)
+    _train(layer, pruner, opt, 2)
+    (_, _, r), = pruner.layers()
+    assert r._masked.key is None  # not spared: the next forward zeroes θ again

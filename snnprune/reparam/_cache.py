@@ -82,10 +82,12 @@ class InPlaceMask:
     masked gradient. ``θ ⊙ m`` is then ``θ``, so no buffer holds it and no pass writes it: one
     in-place pass per step instead of a copy in the forward (bench/results/overhead*.md)."""
 
-    __slots__ = ("key",)
+    __slots__ = ("forward_version", "key", "state_key")
 
     def __init__(self) -> None:
         self.key: tuple | None = None
+        self.forward_version: int | None = None  # θ's version in the last forward (clean then)
+        self.state_key: tuple | None = None  # the mask the optimizer's state was last zeroed for
 
     def invalidate(self) -> None:
         self.key = None
@@ -94,8 +96,14 @@ class InPlaceMask:
         if self.key != (latent.data_ptr(), latent._version, mask.data_ptr(), mask._version):
             with torch.inference_mode(False), torch.no_grad():
                 latent.mul_(mask)
-            self.key = (latent.data_ptr(), latent._version, mask.data_ptr(), mask._version)
+            self.certify(latent, mask)
+        self.forward_version = latent._version
         return _MaskedGrad.apply(latent, mask)
+
+    def certify(self, latent: Tensor, mask: Tensor) -> None:
+        """Record ``θ`` as zero where ``mask`` is 0 as it is now (no pass): the Pruner does so after
+        an optimizer step that cannot have moved a masked weight (see ``Pruner.step``)."""
+        self.key = (latent.data_ptr(), latent._version, mask.data_ptr(), mask._version)
 
 
 class BufferCache:

@@ -131,6 +131,10 @@ class Reparameterization(nn.Module):
         """The eager forward of an unfrozen method (:class:`CachedForward` overrides it)."""
         return self.transform(latent)
 
+    def fixed_mask(self) -> Tensor | None:
+        """The 0/1 mask the forward multiplies ``θ`` by in place, if there is one (frozen)."""
+        return self.mask
+
     def kept(self, latent: Tensor) -> Tensor:
         """Boolean mask of the non-zero weights finalize would write (frozen masks included)."""
         with torch.no_grad():

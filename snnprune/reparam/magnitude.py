@@ -71,6 +71,9 @@ class HardMask(CachedForward, Reparameterization):
             self.keep = self.keep.to(latent)
         return self.keep
 
+    def fixed_mask(self) -> Tensor | None:
+        return self.mask if self.mask is not None else self.keep
+
     def transform(self, latent: Tensor) -> Tensor:
         return latent * self._keep(latent)
 
