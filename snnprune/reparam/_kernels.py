@@ -3,12 +3,13 @@
 The effective weight of LTP and of the smooth threshold, and their backward, are a handful of
 element-wise operations and one or two sums over every pruned weight. Written as torch operations
 they cross the weights 8 (LTP) to 18 (smooth threshold) times a step, each pass about 3 ms over
-ResNet-18's 11.7 M weights on a CPU core; as one generated loop per direction they cross them
-once or twice and the sigmoids are the only real work. :func:`torch.compile` (inductor: a C++/OpenMP
-loop on CPU, Triton on CUDA) writes those loops from the plain formulas below, so there is no
-hand-written kernel to keep in step with the math. The backward recomputes the sigmoids from
-``θ`` instead of storing per-weight factors: no extra buffer, and cheaper than reading them back
-(bench/results/overhead*.md).
+ResNet-18's 11.7 M weights on a CPU core, in 2 (LTP) to 5 (smooth threshold) weight-sized
+buffers; as one generated loop per direction they cross them a few times and the sigmoids are
+the real work. :func:`torch.compile` (inductor: a C++/OpenMP loop on CPU, Triton on CUDA) writes
+those loops from the plain formulas below, so there is no hand-written kernel to keep in step
+with the math. The forward keeps the sigmoids it computed for the backward (LTP's mask; the
+smooth threshold's two sigmoids, 3 buffers instead of 5): recomputing them there cost more CPU
+time than reading them back (the sigmoids, not the memory passes, are the bottleneck here).
 
 Each kernel is compiled once per process, device type and dtype, with dynamic sizes (one graph
 for every layer), on the first use; that costs a few seconds (inductor's cache on disk makes the
@@ -104,17 +105,19 @@ class FusedKernel:
 
 
 # -- smooth threshold (Manessi et al.): v = ReLU(x − t) + t·σ(β(x − t)) − ReLU(−x − t) − t·σ(β(−x − t))
-def _smooth_forward(x: Tensor, v: Tensor, t: Tensor, beta: Tensor) -> None:
+def _smooth_forward(x: Tensor, v: Tensor, a_out: Tensor, b_out: Tensor, t: Tensor, beta: Tensor) -> None:
+    """Writes ``v`` and the two sigmoids ``a = σ(β(x − t))``, ``b = σ(β(−x − t))`` (the backward's
+    only costly part: kept rather than recomputed, which measured 36% less CPU time)."""
     a = torch.sigmoid(beta * (x - t))
     b = torch.sigmoid(beta * (-x - t))
     v.copy_(torch.relu(x - t) - torch.relu(-x - t) + t * (a - b))
+    a_out.copy_(a)
+    b_out.copy_(b)
 
 
-def _smooth_backward(x: Tensor, g: Tensor, t: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
+def _smooth_backward(x: Tensor, g: Tensor, a: Tensor, b: Tensor, t: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
     """``g·∂v/∂x`` and ``Σ g·∂v/∂t`` with ``∂v/∂x = 1[|x| > t] + tβ(A + B)``,
     ``∂v/∂t = (a − b) − tβ(A − B) − sign(x)·1[|x| > t]``, ``A = a(1 − a)``, ``B = b(1 − b)``."""
-    a = torch.sigmoid(beta * (x - t))
-    b = torch.sigmoid(beta * (-x - t))
     big = x.abs() > t
     A, B = a * (1 - a), b * (1 - b)
     tb = t * beta
@@ -124,16 +127,16 @@ def _smooth_backward(x: Tensor, g: Tensor, t: Tensor, beta: Tensor) -> tuple[Ten
 
 
 # -- LTP: m = σ(k·w² + shift), v = w·m (k = 1/(scale·T), shift = −τ/T)
-def _ltp_forward(w: Tensor, v: Tensor, k: Tensor, shift: Tensor) -> tuple[Tensor, Tensor]:
-    """Writes ``v = w·m``; returns ``Σ m`` and ``Σ m(1 − m)`` (the L0 term and its slope)."""
+def _ltp_forward(w: Tensor, v: Tensor, m_out: Tensor, k: Tensor, shift: Tensor) -> tuple[Tensor, Tensor]:
+    """Writes ``v = w·m`` and ``m``; returns ``Σ m`` and ``Σ m(1 − m)`` (the L0 term and its slope)."""
     m = torch.sigmoid(k * w * w + shift)
     v.copy_(w * m)
+    m_out.copy_(m)
     return m.sum(), (m * (1 - m)).sum()
 
 
-def _ltp_backward(w: Tensor, g: Tensor, k: Tensor, shift: Tensor) -> tuple[Tensor, Tensor]:
+def _ltp_backward(w: Tensor, g: Tensor, m: Tensor) -> tuple[Tensor, Tensor]:
     """``g·m`` (the mask a constant in ``w``) and ``Σ g·w·m(1 − m)`` (for ``∂/∂τ``)."""
-    m = torch.sigmoid(k * w * w + shift)
     gm = g * m
     return gm, (gm * w * (1 - m)).sum()
 
@@ -146,26 +149,28 @@ ltp_backward = FusedKernel(_ltp_backward)
 
 class KernelWeight(torch.autograd.Function):
     """An effective weight ``v`` written by a fused forward kernel. The backward runs
-    ``backward(w, g, a, b) -> (∂L/∂w, Σ)`` (one pass, recomputing from ``w``) and gives the
-    method's learned threshold ``Σ · coef``; ``a``, ``b`` are the kernel's 0-dim constants."""
+    ``backward(w, g, *saved) -> (∂L/∂w, Σ)`` in one pass and gives the method's learned threshold
+    ``Σ · coef``; ``saved`` are the forward's per-weight buffers and 0-dim constants."""
 
     @staticmethod
-    def forward(ctx, latent: Tensor, threshold: Tensor, v: Tensor, a: Tensor, b: Tensor,
-                backward: FusedKernel, coef: float) -> Tensor:
-        ctx.save_for_backward(latent, a, b)
+    def forward(ctx, latent: Tensor, threshold: Tensor, v: Tensor, saved: tuple, backward: FusedKernel,
+                coef: float) -> Tensor:
+        ctx.save_for_backward(latent)
+        # detached aliases: a graph that has not run backward yet keeps the buffers from reuse
+        ctx.saved, ctx.v = tuple(t.detach() for t in saved), v.detach()
         ctx.backward, ctx.coef, ctx.threshold_dtype = backward, coef, threshold.dtype
-        ctx.v = v.detach()  # an alias keeps the buffer from reuse while this graph lives
         return v.view_as(v)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        latent, a, b = ctx.saved_tensors
+        (latent,) = ctx.saved_tensors
         w, g = flat(latent), flat(grad.contiguous())
+        saved = [flat(t) if t.dim() else t for t in ctx.saved]
         kernel = ctx.backward
         fn = kernel if not torch.is_grad_enabled() and kernel.usable(w, g) else kernel.fn
-        grad_w, total = fn(w, g, a, b)
+        grad_w, total = fn(w, g, *saved)
         grad_threshold = (total * ctx.coef).to(ctx.threshold_dtype) if ctx.needs_input_grad[1] else None
-        return grad_w.view_as(latent), grad_threshold, None, None, None, None, None
+        return grad_w.view_as(latent), grad_threshold, None, None, None, None
 
 
 class ScalarCache:

@@ -148,8 +148,7 @@ class LTP(LearnedSoftMask):
         self._tau_at_check: float | None = None
         self._warned_saturated = False
         self._k = _kernels.ScalarCache()
-        self._sums: tuple | None = None  # (token, Σ m, Σ m(1 − m)) of the last fused fill
-        self._weight: tuple[Tensor, ...] = ()  # (the latent weight of the last fused forward,): stall check
+        self._sums: tuple | None = None  # (key, Σ m, Σ m(1 − m)) of the last fused fill
 
     # -- the method ------------------------------------------------------------------------
     def layer_scale(self, latent: Tensor) -> Tensor:
@@ -176,10 +175,10 @@ class LTP(LearnedSoftMask):
         token = self._token()
         bufs = self._fused.current(latent, token) if self._fast(latent, self.tau) else None
         sums = self._sums
-        if bufs is not None and len(bufs) == 1 and sums is not None and sums[0] == (latent.data_ptr(), token):
+        if bufs is not None and sums is not None and sums[0] == (latent.data_ptr(), latent._version, token):
             # the sums the fused forward of this step returned: no pass at all
             count = _KernelMaskCount.apply(self.tau, sums[1], sums[2], 1.0 / self.temperature)
-        elif bufs is not None and len(bufs) == 2:  # the mask of this step's forward: two reductions
+        elif bufs is not None:  # the mask of this step's forward: two reductions
             count = _MaskCount.apply(self.tau, bufs[1], 1.0 / self.temperature)
         else:
             count = torch.sigmoid(self._logits(latent)).sum()
@@ -200,21 +199,19 @@ class LTP(LearnedSoftMask):
         shift = self.tau.detach().to(w.dtype) * (-1.0 / self.temperature)
         return self._k.get(1.0 / (self._scale() * self.temperature), w), shift
 
-    def _fill_fused(self, latent: Tensor, v: Tensor) -> None:
+    def _fill_fused(self, latent: Tensor, v: Tensor, m: Tensor) -> None:
         k, shift = self._kernel_scalars(latent)
-        total, slope = _kernels.ltp_forward(_kernels.flat(latent), _kernels.flat(v), k, shift)
-        self._sums = ((latent.data_ptr(), self._token()), total, slope)
+        total, slope = _kernels.ltp_forward(*map(_kernels.flat, (latent, v, m)), k, shift)
+        self._sums = ((latent.data_ptr(), latent._version, self._token()), total, slope)
 
     def effective_weight(self, latent: Tensor) -> Tensor:
         if not self._fast(latent, self.tau):
             return self.transform(latent)
         if _kernels.ltp_forward.usable(latent):
-            (v,) = self._fused.get(latent, self._token(), 1, self._fill_fused, self.right_inverse)
-            self._weight = (latent,)  # a tuple: a Parameter attribute would register it
-            k, shift = self._kernel_scalars(latent)
+            v, m = self._fused.get(latent, self._token(), 2, self._fill_fused, self.right_inverse)
             # ∂v/∂τ = −w·m(1 − m)/T: the kernel's Σ g·w·m(1 − m) times −1/T
-            backward = _kernels.ltp_backward
-            return _kernels.KernelWeight.apply(latent, self.tau, v, k, shift, backward, -1.0 / self.temperature)
+            coef = -1.0 / self.temperature
+            return _kernels.KernelWeight.apply(latent, self.tau, v, (m,), _kernels.ltp_backward, coef)
         v, m = self._fused.get(latent, self._token(), 2, self._fill, self.right_inverse)
         return _SoftMaskedWeight.apply(latent, self.tau, v, m, 1.0 / self.temperature)
 
@@ -231,13 +228,7 @@ class LTP(LearnedSoftMask):
         previous, self._tau_at_check = self._tau_at_check, tau
         if bufs is None or previous is None:
             return
-        if len(bufs) == 2:
-            m = bufs[1]
-        elif self._weight:  # the fused path keeps no mask: recompute it (once a window)
-            with torch.no_grad():
-                m = torch.sigmoid(self._logits(self._weight[0]))
-        else:
-            return
+        m = bufs[1]
         lo = 1.0 / (1.0 + math.exp(_SATURATED))
         with torch.no_grad():
             saturated = float(((m < lo) | (m > 1.0 - lo)).sum()) / max(m.numel(), 1)
@@ -252,7 +243,7 @@ class LTP(LearnedSoftMask):
 
     def __getstate__(self):  # derived state: never pickled or deep-copied
         state = super().__getstate__()
-        state["_sums"], state["_weight"] = None, ()
+        state["_sums"] = None
         return state
 
     def extra_repr(self) -> str:
