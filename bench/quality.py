@@ -31,7 +31,8 @@ How each row reaches S at the reach step R (``total_steps=R`` for every Pruner):
 * ``str``, ``ltp``, ``smooth_threshold`` -- ``target_sparsity=S``: a feedback on the regulariser's
   strength along a cubic ramp, and a projection onto S at R (floors kept). They learn their own
   per-layer thresholds, so the floors act at that projection only; STR has no regulariser, so its
-  row is training with STR's learned threshold and that projection;
+  row is training with STR's learned threshold and that projection (without weight decay, ``--wd``,
+  its threshold does not grow and the row equals one-shot magnitude's);
 * ``gmp`` -- ``target_sparsity=S``: the cubic schedule ending at R, masks every 1% of it, floors kept;
 * ``magnitude`` -- one-shot: dense training up to R, global magnitude pruning to S (floors kept), then
   the same frozen-mask fine-tuning as every other row.
