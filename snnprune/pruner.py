@@ -370,10 +370,13 @@ class Pruner:
             elif inplace.forward_version == record["before"][i] and latent._version == record["after"][i]:
                 inplace.certify(latent, mask)
 
-    def _hook_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+    def _unhook_optimizer(self) -> None:
         for handle in self._step_hooks:
             handle.remove()
         self._step_hooks, self._step_record = [], None
+
+    def _hook_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        self._unhook_optimizer()
         if type(optimizer) not in ZERO_PRESERVING:
             return
         me = weakref.ref(self)
@@ -664,9 +667,7 @@ class Pruner:
         architecture; deep copies taken before (a best model, an EMA copy) keep working."""
         self._check_alive()
         self._finalized = True
-        for handle in self._step_hooks:
-            handle.remove()
-        self._step_hooks = []
+        self._unhook_optimizer()
         return bake(self.model)
 
     def _check_alive(self) -> None:

@@ -46,19 +46,18 @@ def _storage_uses(t: Tensor) -> int:
 
 
 class _CachedWeight(torch.autograd.Function):
-    """Hand out the effective weight held in ``cache``; the gradient goes to the latent weight,
-    untouched (straight-through) or multiplied by a fixed mask."""
+    """Hand out the effective weight held in ``cache``; the gradient goes to the latent weight
+    untouched (straight-through)."""
 
     # classic ctx-first style: the setup_context style binds arguments with inspect on every
     # call, which costs ~50 µs per layer and forward
     @staticmethod
-    def forward(ctx, latent: Tensor, cache: Tensor, grad_mask: Tensor | None) -> Tensor:
-        ctx.grad_mask = grad_mask
+    def forward(ctx, latent: Tensor, cache: Tensor) -> Tensor:
         return cache.view_as(cache)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        return (grad if ctx.grad_mask is None else grad * ctx.grad_mask), None, None
+        return grad, None
 
 
 class _MaskedGrad(torch.autograd.Function):
@@ -178,8 +177,8 @@ class BufferCache:
 
 
 class WeightCache(BufferCache):
-    """One reused buffer holding an effective weight, handed out with a straight-through or
-    masked gradient."""
+    """One reused buffer holding an effective weight, handed out with a straight-through
+    gradient."""
 
     __slots__ = ()
 
@@ -188,11 +187,10 @@ class WeightCache(BufferCache):
         latent: Tensor,
         token: object,
         fill: Callable[[Tensor], None],
-        grad_mask: Tensor | None,
         inverse: Callable[[Tensor], Tensor],
     ) -> Tensor:
-        (buf,) = super().get(latent, (token, grad_mask is None), 1, lambda _, out: fill(out), inverse)
-        return _CachedWeight.apply(latent, buf, grad_mask)
+        (buf,) = super().get(latent, token, 1, lambda _, out: fill(out), inverse)
+        return _CachedWeight.apply(latent, buf)
 
 
 class CachedForward:
@@ -210,9 +208,7 @@ class CachedForward:
     def effective_weight(self, latent: Tensor) -> Tensor:
         if torch.compiler.is_compiling() or not is_plain_tensor(latent) or not self.cacheable():
             return self.transform(latent)
-        return self._cache.get(
-            latent, self.cache_token(), lambda out: self.fill(latent, out), None, self.right_inverse
-        )
+        return self._cache.get(latent, self.cache_token(), lambda out: self.fill(latent, out), self.right_inverse)
 
     def cacheable(self) -> bool:
         """Whether the eager forward may use the cache right now (e.g. the threshold is a plain

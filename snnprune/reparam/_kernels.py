@@ -31,6 +31,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from .._validation import first_line
+
 __all__ = ["FusedKernel", "KernelWeight", "MIN_NUMEL", "flat", "kernel_mode"]
 
 _ENV = "SNNPRUNE_FUSED_KERNELS"
@@ -94,10 +96,8 @@ class FusedKernel:
                 return self._compiled(*args)
             except Exception as exc:  # noqa: BLE001 - any compiler failure means: run the formula as written
                 self.failed = True
-                text = str(exc).strip()
-                message = text.splitlines()[0][:200] if text else type(exc).__name__
                 warnings.warn(
-                    f"the fused {self.fn.__name__.strip('_')} kernel could not be compiled ({message}); "
+                    f"the fused {self.fn.__name__.strip('_')} kernel could not be compiled ({first_line(exc)}); "
                     f"the eager path is used (slower). Set {_ENV}=0 to skip the attempt",
                     stacklevel=4,
                 )

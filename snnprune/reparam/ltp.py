@@ -57,8 +57,10 @@ class _SoftMaskedWeight(torch.autograd.Function):
         return grad_w, grad_tau, None, None, None
 
 
-class _KernelMaskCount(torch.autograd.Function):
-    """``Σ_k m_k`` from the sums the fused forward returned; gradient to τ: ``−Σ m(1 − m)/T``."""
+class _MaskCount(torch.autograd.Function):
+    """``Σ_k m_k`` with ``m = σ((w² − τ)/T)``, from ``total = Σ m`` and ``slope = Σ m(1 − m)``
+    computed with this step's mask (by the fused forward, or from the eager path's mask buffer);
+    gradient to τ only: ``−Σ m(1 − m)/T``."""
 
     @staticmethod
     def forward(ctx, tau: Tensor, total: Tensor, slope: Tensor, inv_temperature: float) -> Tensor:
@@ -69,23 +71,6 @@ class _KernelMaskCount(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         return (grad * ctx.dgrad).to(ctx.tau_dtype), None, None, None
-
-
-class _MaskCount(torch.autograd.Function):
-    """``Σ_k m_k`` with ``m = σ((w² − τ)/T)`` from a filled mask buffer; gradient to τ only:
-    ``−Σ m(1 − m)/T``."""
-
-    @staticmethod
-    def forward(ctx, tau: Tensor, m: Tensor, inv_temperature: float) -> Tensor:
-        flat = m.reshape(-1)
-        total = flat.sum()
-        ctx.dgrad = (torch.dot(flat, flat) - total) * inv_temperature
-        ctx.tau_dtype = tau.dtype
-        return total
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        return (grad * ctx.dgrad).to(ctx.tau_dtype), None, None
 
 
 class LTP(LearnedSoftMask):
@@ -177,9 +162,13 @@ class LTP(LearnedSoftMask):
         sums = self._sums
         if bufs is not None and sums is not None and sums[0] == (latent.data_ptr(), latent._version, token):
             # the sums the fused forward of this step returned: no pass at all
-            count = _KernelMaskCount.apply(self.tau, sums[1], sums[2], 1.0 / self.temperature)
+            count = _MaskCount.apply(self.tau, sums[1], sums[2], 1.0 / self.temperature)
         elif bufs is not None:  # the mask of this step's forward: two reductions
-            count = _MaskCount.apply(self.tau, bufs[1], 1.0 / self.temperature)
+            with torch.no_grad():
+                m = bufs[1].reshape(-1)
+                total = m.sum()
+                slope = total - torch.dot(m, m)
+            count = _MaskCount.apply(self.tau, total, slope, 1.0 / self.temperature)
         else:
             count = torch.sigmoid(self._logits(latent)).sum()
         return count * (self.l0 / self._group.numel)

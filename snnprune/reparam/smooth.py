@@ -150,10 +150,6 @@ class SmoothThreshold(LearnedSoftMask):
         torch.add(a, dvdt, alpha=tb, out=dvdt).sub_(b)       # ∂v/∂t
         dvdx.mul_(tb).addcmul_(b, b)                         # ∂v/∂x
 
-    def _fill_fused(self, x: Tensor, v: Tensor, a: Tensor, b: Tensor) -> None:
-        t, beta = self._kernel_scalars(x)
-        _kernels.smooth_forward(*map(_kernels.flat, (x, v, a, b)), t, beta)
-
     def _kernel_scalars(self, x: Tensor) -> tuple[Tensor, Tensor]:
         t = self.threshold().detach().to(x.dtype)
         return t, self._beta_t.get(self.beta / self._scale(), x)
@@ -163,9 +159,14 @@ class SmoothThreshold(LearnedSoftMask):
             return self.transform(latent)
         dt_draw = self._scale() * float(torch.sigmoid(self.raw_threshold.detach()))
         if _kernels.smooth_forward.usable(latent):
-            v, a, b = self._fused.get(latent, self._token(), 3, self._fill_fused, self.right_inverse)
-            saved = (a, b, *self._kernel_scalars(latent))
-            return _kernels.KernelWeight.apply(latent, self.raw_threshold, v, saved, _kernels.smooth_backward, dt_draw)
+            t, beta = self._kernel_scalars(latent)  # once for the fill and the backward
+
+            def fill(x: Tensor, *bufs: Tensor) -> None:
+                _kernels.smooth_forward(*map(_kernels.flat, (x, *bufs)), t, beta)
+
+            v, a, b = self._fused.get(latent, self._token(), 3, fill, self.right_inverse)
+            backward = _kernels.smooth_backward
+            return _kernels.KernelWeight.apply(latent, self.raw_threshold, v, (a, b, t, beta), backward, dt_draw)
         v, dvdx, dvdt, _, _ = self._fused.get(latent, self._token(), 5, self._fill, self.right_inverse)
         return _SmoothWeight.apply(latent, self.raw_threshold, v, dvdx, dvdt, dt_draw)
 
