@@ -509,16 +509,21 @@ class Pruner:
             return
         target = self.controller.target
         self.controller.history.append((self.steps, target, measured, self.controller.gain))
-        if measured > target + 0.005:
+        # each method ranks its weights (LTP, smooth threshold: |θ| over the learned threshold, so
+        # that an overshoot is undone by lowering every threshold by one factor)
+        scores, weights = zip(*(r.projection(self._latent(i)) for i, r in enumerate(self._reparams)))
+        keeps = self._floored_masks(list(scores), target)
+        kept = sum(int((k & (w != 0)).sum()) for k, w in zip(keeps, weights))
+        reached = 1.0 - kept / max(sum(k.numel() for k in keeps), 1)
+        if reached > target + 0.005:
             warnings.warn(
                 f"target sparsity {target:.2%} not reached: {self.method_name!r} had pruned {measured:.2%} by the last "
-                "step and pruned weights do not come back; lower its regulariser (or its initial threshold)",
+                f"step and its pruned weights do not come back ({reached:.2%} after the projection); lower its "
+                "regulariser (or its initial threshold)",
                 stacklevel=4,
             )
-        finals = [r.finished_weight(self._latent(i)).abs() for i, r in enumerate(self._reparams)]
-        keeps = self._floored_masks(finals, max(target, measured))
-        for i, (r, keep) in enumerate(zip(self._reparams, keeps)):
-            r.freeze(self._latent(i), keep)
+        for i, (r, keep, weight) in enumerate(zip(self._reparams, keeps, weights)):
+            r.freeze(self._latent(i), keep, weight)
 
     @torch.no_grad()
     def _retarget(self) -> None:

@@ -2,6 +2,8 @@
 percentage points of the target, for soft thresholding (LATS with a λ controller) and the
 sparsity-driven baselines."""
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -114,6 +116,40 @@ def test_learned_methods_land_on_the_target_through_their_regulariser_and_a_last
     assert len(history) >= 10 and history[-1][0] == 80
     if pruner.has_regularization:  # the gain moved to follow the planned ramp
         assert len({round(h[3], 6) for h in history}) > 1
+
+
+@pytest.mark.parametrize("method, kwargs", [("ltp", {"tau_init": 4.0}), ("smooth_threshold", {"t_init": 2.5})])
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_an_overshoot_of_a_learned_threshold_is_undone_by_scaling_every_threshold_by_one_factor(method, kwargs, scope):
+    model, x, y = task()
+    steps = 40
+    # initial thresholds far above the weights: everything is pruned before the last step
+    pruner = Pruner(model, method, target_sparsity=0.9, total_steps=steps, method_kwargs=kwargs, scope=scope,
+                    min_weights=0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    for step in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+        if step == steps - 1:
+            before = pruner.sparsity().pruned
+            ratios = [module.parametrizations.weight.original.detach().abs() / r.current_threshold()
+                      for _, module, r in pruner.layers()]
+            latents = [module.parametrizations.weight.original.detach().clone() for _, module, _ in pruner.layers()]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # reached: no "not reached" warning
+            pruner.step(opt)
+    assert before > 0.95
+    assert abs(pruner.sparsity().pruned - 0.9) <= 0.005
+    masks = list(pruner.masks().values())
+    groups = [list(zip(ratios, masks))] if scope == "global" else [[pair] for pair in zip(ratios, masks)]
+    for group in groups:  # kept: exactly the highest ratios |θ|/t_l of the group, whatever the layer
+        kept = torch.cat([r[m] for r, m in group])
+        pruned = torch.cat([r[~m] for r, m in group])
+        assert kept.min() > pruned.max()
+    if method == "ltp":  # a weight brought back is its latent value, as every kept one
+        for (_, module, _), latent, m in zip(pruner.layers(), latents, masks):
+            assert torch.equal(module.parametrizations.weight.original.detach()[m], latent[m])
 
 
 def test_min_weights_keeps_every_layer_alive_and_the_target_still_lands():

@@ -65,6 +65,18 @@ class LearnedSoftMask(Reparameterization):
             self.scale.fill_(float(self.layer_scale(latent.detach())) or 1.0)
         self._group.add(latent)
 
+    def unmasked_weight(self, latent: Tensor) -> Tensor:  # pragma: no cover - abstract
+        """What finalize would write for an entry if it were kept."""
+        raise NotImplementedError
+
+    def projection(self, latent: Tensor) -> tuple[Tensor, Tensor]:
+        """``|θ| / t_l`` (kept iff ``> 1``) and :meth:`unmasked_weight`: the projection onto a
+        target scales the learned per-layer thresholds by one common factor. A layer whose
+        threshold is 0 gets a tiny one (its weights are ranked as the most important)."""
+        with torch.no_grad():
+            t = max(self.current_threshold(), 1e-12 * self._scale())
+            return latent.detach().abs() / t, self.unmasked_weight(latent)
+
     def _scale(self) -> float:
         # a float mirror of the buffer, re-read only when the buffer changed (load_state_dict)
         key = (self.scale.data_ptr(), self.scale._version)

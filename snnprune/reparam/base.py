@@ -15,6 +15,9 @@ A method says:
 * :meth:`~Reparameterization.final_weight` — what finalize writes (``transform ⊙ hard_mask`` by
   default);
 * :meth:`~Reparameterization.regularization` — a differentiable penalty the loss adds;
+* :meth:`~Reparameterization.projection` — how a target sparsity's last projection ranks the
+  weights and what it writes for those it keeps (the final weight, ranked by magnitude, by
+  default);
 * :meth:`~Reparameterization.setup` — called once after attaching, to initialise from the layer;
 * :meth:`~Reparameterization.on_step` — called after every pruner step;
 * ``control`` — who moves the method: ``"threshold"`` (a threshold schedule, through
@@ -97,6 +100,17 @@ class Reparameterization(nn.Module):
         """Differentiable penalty this method adds to the loss (0 by default)."""
         return latent.new_zeros(())
 
+    def projection(self, latent: Tensor) -> tuple[Tensor, Tensor]:
+        """``(score, weight)`` for the last projection onto a target sparsity: the entries with the
+        highest scores are kept (ranked over all layers in global scope) and frozen at ``weight``.
+        Default: ``|final weight|`` and the final weight, so the projection can only prune more.
+        A method with a learned threshold returns ``|θ|`` over its threshold (kept iff ``> 1``)
+        and the weight a kept entry would have: the projection then scales every layer's learned
+        threshold by one factor, up or down, until the target holds."""
+        with torch.no_grad():
+            weight = self.finished_weight(latent)
+            return weight.abs(), weight
+
     def setup(self, latent: Tensor) -> None:
         """Called once after the method is attached to a layer whose weight is ``latent``."""
 
@@ -157,11 +171,12 @@ class Reparameterization(nn.Module):
         return self.mask is not None
 
     @torch.no_grad()
-    def freeze(self, latent: Tensor, keep: Tensor | None = None) -> None:
+    def freeze(self, latent: Tensor, keep: Tensor | None = None, weight: Tensor | None = None) -> None:
         """Fix the current mask (or ``keep``, which can only prune more); ``latent`` is
         overwritten in place with the final weight so that the kept weights do not jump and the
-        pruned ones are exactly 0."""
-        weight = self.final_weight(latent)
+        pruned ones are exactly 0. ``weight`` (with ``keep``) replaces the final weight: what
+        :meth:`projection` says a kept entry is, so that ``keep`` may also bring entries back."""
+        weight = self.final_weight(latent) if weight is None else weight
         if keep is not None:
             weight = weight * keep.to(weight.dtype)
         self.mask = (weight != 0).to(latent.dtype)

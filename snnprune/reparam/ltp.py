@@ -156,6 +156,9 @@ class LTP(LearnedSoftMask):
         with torch.no_grad():
             return latent * self.hard_mask(latent)
 
+    def unmasked_weight(self, latent: Tensor) -> Tensor:
+        return latent.detach().clone()
+
     def regularization(self, latent: Tensor) -> Tensor:
         token = self._token()
         bufs = self._fused.current(latent, token) if self._fast(latent, self.tau) else None

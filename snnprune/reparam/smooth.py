@@ -117,7 +117,11 @@ class SmoothThreshold(LearnedSoftMask):
 
     def final_weight(self, latent: Tensor) -> Tensor:
         with torch.no_grad():
-            return self.effective_weight(latent) * self.hard_mask(latent)
+            return self.unmasked_weight(latent) * self.hard_mask(latent)
+
+    def unmasked_weight(self, latent: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self.effective_weight(latent).clone()
 
     def regularization(self, latent: Tensor) -> Tensor:
         share = latent.numel() / self._group.numel
