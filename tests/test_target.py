@@ -118,13 +118,17 @@ def test_learned_methods_land_on_the_target_through_their_regulariser_and_a_last
         assert len({round(h[3], 6) for h in history}) > 1
 
 
-@pytest.mark.parametrize("method, kwargs", [("ltp", {"tau_init": 4.0}), ("smooth_threshold", {"t_init": 2.5})])
+@pytest.mark.parametrize("method, kwargs, target", [("ltp", {"tau_init": 4.0}, 0.9),
+                                                    ("smooth_threshold", {"t_init": 2.5}, 0.9),
+                                                    # v(θ) underflows to 0 far below t: brought back all the same
+                                                    ("smooth_threshold", {"t_init": 6.0}, 0.5)])
 @pytest.mark.parametrize("scope", ["global", "layer"])
-def test_an_overshoot_of_a_learned_threshold_is_undone_by_scaling_every_threshold_by_one_factor(method, kwargs, scope):
+def test_an_overshoot_of_a_learned_threshold_is_undone_by_scaling_every_threshold_by_one_factor(
+        method, kwargs, target, scope):
     model, x, y = task()
     steps = 40
     # initial thresholds far above the weights: everything is pruned before the last step
-    pruner = Pruner(model, method, target_sparsity=0.9, total_steps=steps, method_kwargs=kwargs, scope=scope,
+    pruner = Pruner(model, method, target_sparsity=target, total_steps=steps, method_kwargs=kwargs, scope=scope,
                     min_weights=0)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     for step in range(steps):
@@ -140,16 +144,36 @@ def test_an_overshoot_of_a_learned_threshold_is_undone_by_scaling_every_threshol
             warnings.simplefilter("error")  # reached: no "not reached" warning
             pruner.step(opt)
     assert before > 0.95
-    assert abs(pruner.sparsity().pruned - 0.9) <= 0.005
+    assert abs(pruner.sparsity().pruned - target) <= 0.005
     masks = list(pruner.masks().values())
     groups = [list(zip(ratios, masks))] if scope == "global" else [[pair] for pair in zip(ratios, masks)]
-    for group in groups:  # kept: exactly the highest ratios |θ|/t_l of the group, whatever the layer
+    for group in groups:  # brought back: the highest ratios |θ|/t_l of the group, whatever the layer
         kept = torch.cat([r[m] for r, m in group])
         pruned = torch.cat([r[~m] for r, m in group])
         assert kept.min() > pruned.max()
     if method == "ltp":  # a weight brought back is its latent value, as every kept one
         for (_, module, _), latent, m in zip(pruner.layers(), latents, masks):
             assert torch.equal(module.parametrizations.weight.original.detach()[m], latent[m])
+
+
+@pytest.mark.parametrize("method, kwargs", [("ltp", {"l0": 0.0}), ("smooth_threshold", {"threshold_reg": 0.0})])
+def test_an_undershoot_is_projected_by_global_magnitude_of_the_final_weights(method, kwargs):
+    from snnprune.selection import magnitude_masks
+
+    model, x, y = task()
+    steps = 12
+    pruner = Pruner(model, method, target_sparsity=0.9, total_steps=steps, method_kwargs=kwargs, min_weights=0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    for step in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+        if step == steps - 1:
+            assert pruner.sparsity().pruned < 0.5  # no push: far below the target
+            finals = [r.final_weight(module.parametrizations.weight.original).abs() for _, module, r in pruner.layers()]
+        pruner.step(opt)
+    want = magnitude_masks(finals, 0.9, "global")
+    assert all(torch.equal(got, w) for got, w in zip(pruner.masks().values(), want))
 
 
 def test_min_weights_keeps_every_layer_alive_and_the_target_still_lands():

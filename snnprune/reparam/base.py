@@ -49,7 +49,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from ._cache import InPlaceMask, WeightCache, is_plain_tensor
+from ._cache import GradBuffer, InPlaceMask, WeightCache, is_plain_tensor
 from .registry import register_method
 
 __all__ = ["Reparameterization", "CONTROLS"]
@@ -80,7 +80,8 @@ class Reparameterization(nn.Module):
         super().__init__()
         self.register_buffer("mask", None)
         self._cache = WeightCache()
-        self._masked = InPlaceMask()
+        self._grad_buffer = GradBuffer()  # the output of the backwards that write θ's gradient
+        self._masked = InPlaceMask(self._grad_buffer)
 
     # -- the method (override these) --------------------------------------------------------
     def transform(self, latent: Tensor) -> Tensor:  # pragma: no cover - abstract
@@ -104,9 +105,9 @@ class Reparameterization(nn.Module):
         """``(score, weight)`` for the last projection onto a target sparsity: the entries with the
         highest scores are kept (ranked over all layers in global scope) and frozen at ``weight``.
         Default: ``|final weight|`` and the final weight, so the projection can only prune more.
-        A method with a learned threshold returns ``|θ|`` over its threshold (kept iff ``> 1``)
-        and the weight a kept entry would have: the projection then scales every layer's learned
-        threshold by one factor, up or down, until the target holds."""
+        The learned soft masks (LTP, smooth threshold) also rank their pruned weights, by
+        closeness to the layer's threshold, and give the weight they would have if kept, so the
+        projection can bring weights back when the method overshot the target."""
         with torch.no_grad():
             weight = self.finished_weight(latent)
             return weight.abs(), weight
@@ -193,5 +194,6 @@ class Reparameterization(nn.Module):
     def __getstate__(self):  # the cache is derived state: never pickle or deep-copy it
         state = dict(super().__getstate__())
         state["_cache"] = WeightCache()
-        state["_masked"] = InPlaceMask()
+        state["_grad_buffer"] = GradBuffer()
+        state["_masked"] = InPlaceMask(state["_grad_buffer"])
         return state
