@@ -507,3 +507,59 @@ def test_an_optimizer_of_unknown_kind_keeps_the_zeroing_pass():
     _train(layer, pruner, opt, 2)
     (_, _, r), = pruner.layers()
     assert r._masked.key is None  # not spared: the next forward zeroes θ again
+
+
+# -- the recycled gradient buffer --------------------------------------------------------------
+def _grad_layer(kind):
+    torch.manual_seed(0)
+    layer = nn.Linear(16, 8)
+    pruner = Pruner(layer, kind, method_kwargs=OPTIONS.get(kind, {}))
+    if kind == "magnitude":
+        pruner.prune_to(0.5)
+    (_, _, r), = pruner.layers()
+    return layer, r, layer.parametrizations.weight.original
+
+
+def _reference_grad(layer, r, latent, x):
+    """θ's gradient through the method's plain formula (no buffers, no kernels)."""
+    theta = latent.detach().clone().requires_grad_(True)
+    mask = r.fixed_mask()
+    weight = theta * mask if mask is not None else r.transform(theta)
+    torch.nn.functional.linear(x, weight, layer.bias.detach()).pow(2).mean().backward()
+    return theta.grad
+
+
+@pytest.mark.parametrize("kind", ["magnitude", "ltp", "smooth_threshold"])
+def test_the_gradient_of_theta_is_written_into_one_recycled_buffer_and_stays_exact(kind, kernels):
+    layer, r, latent = _grad_layer(kind)
+    x = torch.randn(4, 16)
+    pointers = []
+    for _ in range(3):  # zero_grad(set_to_none=True): θ.grad is the buffer itself, again and again
+        layer.zero_grad(set_to_none=True)
+        want = _reference_grad(layer, r, latent, x)
+        layer(x).pow(2).mean().backward()
+        torch.testing.assert_close(latent.grad, want)
+        pointers.append(latent.grad.data_ptr())
+    assert len(set(pointers)) == 1
+    # gradient accumulation over two backwards (θ.grad holds the buffer: the second gets a new one)
+    layer.zero_grad(set_to_none=True)
+    want = _reference_grad(layer, r, latent, x)
+    layer(x).pow(2).mean().backward()
+    layer(x).pow(2).mean().backward()
+    torch.testing.assert_close(latent.grad, 2 * want)
+    # zero_grad(set_to_none=False): the buffer is added into θ.grad, which keeps its own memory
+    kept = latent.grad
+    layer.zero_grad(set_to_none=False)
+    layer(x).pow(2).mean().backward()
+    assert latent.grad is kept
+    torch.testing.assert_close(latent.grad, want)
+    # a gradient the user holds is never overwritten by a later backward
+    layer.zero_grad(set_to_none=True)
+    (held,) = torch.autograd.grad(layer(x).pow(2).mean(), latent)
+    snapshot = held.clone()
+    layer(x * 2).pow(2).mean().backward()
+    assert torch.equal(held, snapshot)
+    # a differentiable backward (create_graph) gets its own tensors
+    layer.zero_grad(set_to_none=True)
+    (g,) = torch.autograd.grad(layer(x).pow(2).mean(), latent, create_graph=True)
+    torch.testing.assert_close(g, want)

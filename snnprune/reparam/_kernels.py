@@ -115,15 +115,16 @@ def _smooth_forward(x: Tensor, v: Tensor, a_out: Tensor, b_out: Tensor, t: Tenso
     b_out.copy_(b)
 
 
-def _smooth_backward(x: Tensor, g: Tensor, a: Tensor, b: Tensor, t: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
-    """``g·∂v/∂x`` and ``Σ g·∂v/∂t`` with ``∂v/∂x = 1[|x| > t] + tβ(A + B)``,
+def _smooth_backward(x: Tensor, g: Tensor, a: Tensor, b: Tensor, t: Tensor, beta: Tensor, out: Tensor) -> Tensor:
+    """Writes ``g·∂v/∂x`` into ``out``; returns ``Σ g·∂v/∂t``, with ``∂v/∂x = 1[|x| > t] + tβ(A + B)``,
     ``∂v/∂t = (a − b) − tβ(A − B) − sign(x)·1[|x| > t]``, ``A = a(1 − a)``, ``B = b(1 − b)``."""
     big = x.abs() > t
     A, B = a * (1 - a), b * (1 - b)
     tb = t * beta
     dvdx = big.to(x.dtype) + tb * (A + B)
     dvdt = (a - b) - tb * (A - B) - torch.where(big, torch.sign(x), torch.zeros_like(x))
-    return g * dvdx, (g * dvdt).sum()
+    out.copy_(g * dvdx)
+    return (g * dvdt).sum()
 
 
 # -- LTP: m = σ(k·w² + shift), v = w·m (k = 1/(scale·T), shift = −τ/T)
@@ -135,10 +136,11 @@ def _ltp_forward(w: Tensor, v: Tensor, m_out: Tensor, k: Tensor, shift: Tensor) 
     return m.sum(), (m * (1 - m)).sum()
 
 
-def _ltp_backward(w: Tensor, g: Tensor, m: Tensor) -> tuple[Tensor, Tensor]:
-    """``g·m`` (the mask a constant in ``w``) and ``Σ g·w·m(1 − m)`` (for ``∂/∂τ``)."""
+def _ltp_backward(w: Tensor, g: Tensor, m: Tensor, out: Tensor) -> Tensor:
+    """Writes ``g·m`` (the mask a constant in ``w``) into ``out``; returns ``Σ g·w·m(1 − m)`` (for ``∂/∂τ``)."""
     gm = g * m
-    return gm, (gm * w * (1 - m)).sum()
+    out.copy_(gm)
+    return (gm * w * (1 - m)).sum()
 
 
 smooth_forward = FusedKernel(_smooth_forward)
@@ -149,16 +151,17 @@ ltp_backward = FusedKernel(_ltp_backward)
 
 class KernelWeight(torch.autograd.Function):
     """An effective weight ``v`` written by a fused forward kernel. The backward runs
-    ``backward(w, g, *saved) -> (∂L/∂w, Σ)`` in one pass and gives the method's learned threshold
-    ``Σ · coef``; ``saved`` are the forward's per-weight buffers and 0-dim constants."""
+    ``backward(w, g, *saved, out) -> Σ`` in one pass, writing ``∂L/∂w`` into ``out`` (the layer's
+    recycled :class:`~snnprune.reparam._cache.GradBuffer`), and gives the method's learned
+    threshold ``Σ · coef``; ``saved`` are the forward's per-weight buffers and 0-dim constants."""
 
     @staticmethod
     def forward(ctx, latent: Tensor, threshold: Tensor, v: Tensor, saved: tuple, backward: FusedKernel,
-                coef: float) -> Tensor:
+                coef: float, pool) -> Tensor:
         ctx.save_for_backward(latent)
         # detached aliases: a graph that has not run backward yet keeps the buffers from reuse
         ctx.saved, ctx.v = tuple(t.detach() for t in saved), v.detach()
-        ctx.backward, ctx.coef, ctx.threshold_dtype = backward, coef, threshold.dtype
+        ctx.backward, ctx.coef, ctx.threshold_dtype, ctx.pool = backward, coef, threshold.dtype, pool
         return v.view_as(v)
 
     @staticmethod
@@ -167,10 +170,13 @@ class KernelWeight(torch.autograd.Function):
         w, g = flat(latent), flat(grad.contiguous())
         saved = [flat(t) if t.dim() else t for t in ctx.saved]
         kernel = ctx.backward
-        fn = kernel if not torch.is_grad_enabled() and kernel.usable(w, g) else kernel.fn
-        grad_w, total = fn(w, g, *saved)
+        if torch.is_grad_enabled():  # a differentiable backward: a new tensor, the formula as written
+            fn, grad_w = kernel.fn, torch.empty_like(latent)
+        else:
+            fn, grad_w = (kernel if kernel.usable(w, g) else kernel.fn), ctx.pool.take(latent)
+        total = fn(w, g, *saved, grad_w.view(-1))
         grad_threshold = (total * ctx.coef).to(ctx.threshold_dtype) if ctx.needs_input_grad[1] else None
-        return grad_w.view_as(latent), grad_threshold, None, None, None, None
+        return grad_w, grad_threshold, None, None, None, None, None
 
 
 class ScalarCache:

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from .._validation import check_nonnegative, check_positive_int
 from . import _kernels
+from ._cache import grad_times
 from ._fused import LearnedSoftMask
 
 __all__ = ["LTP"]
@@ -39,22 +40,22 @@ class _SoftMaskedWeight(torch.autograd.Function):
     constant in ``w``), ``∂v/∂τ = −w·m(1 − m)/T`` in full."""
 
     @staticmethod
-    def forward(ctx, latent: Tensor, tau: Tensor, v: Tensor, m: Tensor, inv_temperature: float) -> Tensor:
+    def forward(ctx, latent: Tensor, tau: Tensor, v: Tensor, m: Tensor, inv_temperature: float, pool) -> Tensor:
         # detached aliases: a graph that has not run backward yet keeps the buffers from reuse
         ctx.w, ctx.v, ctx.m = latent.detach(), v.detach(), m.detach()
-        ctx.inv_temperature, ctx.tau_dtype = inv_temperature, tau.dtype
+        ctx.inv_temperature, ctx.tau_dtype, ctx.pool = inv_temperature, tau.dtype, pool
         return v.view_as(v)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        grad_w = grad * ctx.m
+        grad_w = grad_times(grad, ctx.m, ctx.pool, ctx.w)
         grad_tau = None
         if ctx.needs_input_grad[1]:
             # Σ g·w·m(1−m) = Σ (g·m)·w − Σ (g·m)·(w·m): two reductions, no extra tensor
             gm = grad_w.reshape(-1)
             dot = torch.dot(gm, ctx.v.reshape(-1)) - torch.dot(gm, ctx.w.reshape(-1))
             grad_tau = (dot * ctx.inv_temperature).to(ctx.tau_dtype)
-        return grad_w, grad_tau, None, None, None
+        return grad_w, grad_tau, None, None, None, None
 
 
 class _MaskCount(torch.autograd.Function):
@@ -203,9 +204,10 @@ class LTP(LearnedSoftMask):
             v, m = self._fused.get(latent, self._token(), 2, self._fill_fused, self.right_inverse)
             # ∂v/∂τ = −w·m(1 − m)/T: the kernel's Σ g·w·m(1 − m) times −1/T
             coef = -1.0 / self.temperature
-            return _kernels.KernelWeight.apply(latent, self.tau, v, (m,), _kernels.ltp_backward, coef)
+            return _kernels.KernelWeight.apply(latent, self.tau, v, (m,), _kernels.ltp_backward, coef,
+                                               self._grad_buffer)
         v, m = self._fused.get(latent, self._token(), 2, self._fill, self.right_inverse)
-        return _SoftMaskedWeight.apply(latent, self.tau, v, m, 1.0 / self.temperature)
+        return _SoftMaskedWeight.apply(latent, self.tau, v, m, 1.0 / self.temperature, self._grad_buffer)
 
     # -- reporting and the stall check -------------------------------------------------------
     def current_threshold(self) -> float:

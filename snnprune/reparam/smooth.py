@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from .._validation import check_nonnegative
 from . import _kernels
+from ._cache import grad_times
 from ._fused import LearnedSoftMask
 
 __all__ = ["SmoothThreshold", "smooth_threshold"]
@@ -40,9 +41,10 @@ class _SmoothWeight(torch.autograd.Function):
     ``∂v/∂raw = (∂v/∂t)·(dt/draw)`` summed."""
 
     @staticmethod
-    def forward(ctx, latent: Tensor, raw: Tensor, v: Tensor, dvdx: Tensor, dvdt: Tensor, dt_draw: float) -> Tensor:
+    def forward(ctx, latent: Tensor, raw: Tensor, v: Tensor, dvdx: Tensor, dvdt: Tensor, dt_draw: float,
+                pool) -> Tensor:
         ctx.dvdx, ctx.dvdt = dvdx.detach(), dvdt.detach()  # aliases keep the buffers from reuse
-        ctx.dt_draw, ctx.raw_dtype = dt_draw, raw.dtype
+        ctx.dt_draw, ctx.raw_dtype, ctx.pool, ctx.like = dt_draw, raw.dtype, pool, latent.detach()
         return v.view_as(v)
 
     @staticmethod
@@ -50,7 +52,7 @@ class _SmoothWeight(torch.autograd.Function):
         grad_raw = None
         if ctx.needs_input_grad[1]:
             grad_raw = (torch.dot(grad.reshape(-1), ctx.dvdt.reshape(-1)) * ctx.dt_draw).to(ctx.raw_dtype)
-        return grad * ctx.dvdx, grad_raw, None, None, None, None
+        return grad_times(grad, ctx.dvdx, ctx.pool, ctx.like), grad_raw, None, None, None, None, None
 
 
 class SmoothThreshold(LearnedSoftMask):
@@ -170,9 +172,10 @@ class SmoothThreshold(LearnedSoftMask):
 
             v, a, b = self._fused.get(latent, self._token(), 3, fill, self.right_inverse)
             backward = _kernels.smooth_backward
-            return _kernels.KernelWeight.apply(latent, self.raw_threshold, v, (a, b, t, beta), backward, dt_draw)
+            return _kernels.KernelWeight.apply(latent, self.raw_threshold, v, (a, b, t, beta), backward, dt_draw,
+                                               self._grad_buffer)
         v, dvdx, dvdt, _, _ = self._fused.get(latent, self._token(), 5, self._fill, self.right_inverse)
-        return _SmoothWeight.apply(latent, self.raw_threshold, v, dvdx, dvdt, dt_draw)
+        return _SmoothWeight.apply(latent, self.raw_threshold, v, dvdx, dvdt, dt_draw, self._grad_buffer)
 
     def _token(self) -> tuple:
         raw = self.raw_threshold
