@@ -518,8 +518,8 @@ class Pruner:
         if reached > target + 0.005:
             warnings.warn(
                 f"target sparsity {target:.2%} not reached: {self.method_name!r} had pruned {measured:.2%} by the last "
-                f"step and its pruned weights do not come back ({reached:.2%} after the projection); lower its "
-                "regulariser (or its initial threshold)",
+                f"step and {reached:.2%} after the projection ({self.method_name!r} cannot bring pruned weights back); "
+                "lower its regulariser (or its initial threshold)",
                 stacklevel=4,
             )
         for i, (r, keep, weight) in enumerate(zip(self._reparams, keeps, weights)):

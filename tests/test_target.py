@@ -121,7 +121,8 @@ def test_learned_methods_land_on_the_target_through_their_regulariser_and_a_last
 @pytest.mark.parametrize("method, kwargs, target", [("ltp", {"tau_init": 4.0}, 0.9),
                                                     ("smooth_threshold", {"t_init": 2.5}, 0.9),
                                                     # v(θ) underflows to 0 far below t: brought back all the same
-                                                    ("smooth_threshold", {"t_init": 6.0}, 0.5)])
+                                                    ("smooth_threshold", {"t_init": 6.0}, 0.5),
+                                                    ("str", {"s_init": 0.0}, 0.9)])  # w = 0 where pruned
 @pytest.mark.parametrize("scope", ["global", "layer"])
 def test_an_overshoot_of_a_learned_threshold_is_undone_by_scaling_every_threshold_by_one_factor(
         method, kwargs, target, scope):
@@ -130,6 +131,9 @@ def test_an_overshoot_of_a_learned_threshold_is_undone_by_scaling_every_threshol
     # initial thresholds far above the weights: everything is pruned before the last step
     pruner = Pruner(model, method, target_sparsity=target, total_steps=steps, method_kwargs=kwargs, scope=scope,
                     min_weights=0)
+    if method == "str":  # attaching keeps every weight (θ moves out by d): raise d past them after
+        for _, _, r in pruner.layers():
+            r.s.data.fill_(5.0)  # d = 0.993 > every |θ|
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     for step in range(steps):
         opt.zero_grad()

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ._cache import BufferCache, is_plain_tensor
-from .base import Reparameterization
+from .base import Reparameterization, threshold_projection
 
 __all__ = ["LayerGroup", "LearnedSoftMask"]
 
@@ -70,22 +70,11 @@ class LearnedSoftMask(Reparameterization):
         raise NotImplementedError
 
     def projection(self, latent: Tensor) -> tuple[Tensor, Tensor]:
-        """Scores that keep the learned mask as far as the target allows, and
-        :meth:`unmasked_weight`. A kept weight scores ``1 + |w|`` (its final weight: under the
-        target, the smallest of them go, as by magnitude); a pruned one ``|θ|/t_l ≤ 1``, its
-        distance to its layer's learned threshold (over the target, those closest to it come back
-        first, the same as lowering every layer's threshold by one common factor). Float64, so
-        that the offset loses no order. A weight that would come back as exactly 0 (the smooth
-        threshold's ``v(θ)`` underflows far below a large threshold) comes back as the smallest
-        normal number of its sign, so that it is kept and fine-tuning can grow it."""
+        """:func:`~snnprune.reparam.base.threshold_projection` with :meth:`unmasked_weight` as
+        what a weight brought back is."""
         with torch.no_grad():
-            weight = self.unmasked_weight(latent)
-            tiny = torch.full_like(weight, torch.finfo(weight.dtype).tiny).copysign(latent.detach())
-            weight = torch.where(weight == 0, tiny, weight)
             t = max(self.current_threshold(), 1e-12 * self._scale())
-            ratio = latent.detach().double().abs() / t
-            score = torch.where(self.hard_mask(latent), 1.0 + weight.double().abs(), ratio.clamp(max=1.0))
-            return score, weight
+            return threshold_projection(latent, self.hard_mask(latent), self.unmasked_weight(latent), t)
 
     def _scale(self) -> float:
         # a float mirror of the buffer, re-read only when the buffer changed (load_state_dict)

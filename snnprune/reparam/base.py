@@ -52,10 +52,28 @@ from torch import Tensor, nn
 from ._cache import GradBuffer, InPlaceMask, WeightCache, is_plain_tensor
 from .registry import register_method
 
-__all__ = ["Reparameterization", "CONTROLS"]
+__all__ = ["Reparameterization", "CONTROLS", "threshold_projection"]
 
 #: Who moves a method's pruning: a threshold schedule, a sparsity schedule, or the optimizer.
 CONTROLS = ("threshold", "sparsity", "learned")
+
+
+@torch.no_grad()
+def threshold_projection(latent: Tensor, kept: Tensor, weight: Tensor, threshold: float) -> tuple[Tensor, Tensor]:
+    """:meth:`Reparameterization.projection` for a method that prunes ``|θ| ≤ threshold`` with a
+    learned threshold: scores that keep the learned mask as far as the target allows. A kept
+    weight scores ``1 + |w|`` (its final weight: short of the target, the smallest of them go, as
+    by magnitude); a pruned one ``|θ|/threshold ≤ 1``, its closeness to its layer's threshold (past
+    the target, the closest come back first: the same as lowering every layer's threshold by one
+    common factor). Float64, so that the offset loses no order. ``weight`` is what a weight brought
+    back is; one that would come back as exactly 0 (STR's pruned weights; the smooth threshold's
+    ``v(θ)`` underflowing far below a large threshold) comes back as the smallest normal number of
+    its sign, the value the network was trained with in all but name, so that the frozen mask
+    keeps it and fine-tuning can grow it."""
+    tiny = torch.full_like(weight, torch.finfo(weight.dtype).tiny).copysign(latent.detach())
+    weight = torch.where(weight == 0, tiny, weight)
+    ratio = (latent.detach().double().abs() / threshold).clamp(max=1.0)
+    return torch.where(kept, 1.0 + weight.double().abs(), ratio), weight
 
 
 class Reparameterization(nn.Module):
@@ -105,9 +123,10 @@ class Reparameterization(nn.Module):
         """``(score, weight)`` for the last projection onto a target sparsity: the entries with the
         highest scores are kept (ranked over all layers in global scope) and frozen at ``weight``.
         Default: ``|final weight|`` and the final weight, so the projection can only prune more.
-        The learned soft masks (LTP, smooth threshold) also rank their pruned weights, by
-        closeness to the layer's threshold, and give the weight they would have if kept, so the
-        projection can bring weights back when the method overshot the target."""
+        The learned thresholds (LTP, smooth threshold, STR) also rank their pruned weights, by
+        closeness to the layer's threshold, and say what a weight brought back is
+        (:func:`threshold_projection`), so the projection lands on the target when the method
+        overshot it."""
         with torch.no_grad():
             weight = self.finished_weight(latent)
             return weight.abs(), weight

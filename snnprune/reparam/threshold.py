@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from .._validation import check_nonnegative
 from ._cache import CachedForward, is_plain_tensor
-from .base import Reparameterization
+from .base import Reparameterization, threshold_projection
 
 __all__ = ["SoftThreshold", "STR", "soft_threshold", "check_nonnegative"]
 
@@ -191,6 +191,13 @@ class STR(Reparameterization):
 
     def right_inverse(self, weight: Tensor) -> Tensor:
         return weight + torch.sign(weight) * torch.sigmoid(self.s.detach()).to(weight.dtype)
+
+    def projection(self, latent: Tensor) -> tuple[Tensor, Tensor]:
+        """The kept weights as they are; a pruned weight brought back starts from (almost) 0, the
+        value it had in the forward (:func:`~snnprune.reparam.base.threshold_projection`)."""
+        with torch.no_grad():
+            d = max(self.current_threshold(), 1e-30)
+            return threshold_projection(latent, self.hard_mask(latent), self.final_weight(latent), d)
 
     def extra_repr(self) -> str:
         return f"s={float(self.s):.4g}"
