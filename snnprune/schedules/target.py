@@ -130,8 +130,10 @@ class RegularizationFeedback:
     Every ``every`` steps the measured sparsity over the pruned layers is compared with a planned
     ramp, GMP's cubic reaching ``S`` at ``ramp`` of the run, and the regulariser's gain is
     multiplied by ``exp(k·(planned − measured)/S)``; at the last step the Pruner projects onto
-    ``S`` exactly (the smallest surviving weights go, by magnitude; nothing pruned comes back).
-    Methods without a regulariser (STR) rely on that projection. Every update is kept in
+    ``S`` exactly (short of ``S`` the smallest surviving weights go, by magnitude; past it the
+    pruned weights closest to their layer's learned threshold come back:
+    :meth:`~snnprune.reparam.Reparameterization.projection`). Methods without a regulariser
+    (STR) rely on that projection. Every update is kept in
     :attr:`history` as ``(step, planned, measured, gain)``.
 
     Example::
