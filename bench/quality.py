@@ -29,10 +29,12 @@ How each row reaches S at the reach step R (``total_steps=R`` for every Pruner):
   at R (``pre_projection`` in the JSON), an exact projection (``pruner.prune_to(S)``, floors kept)
   brings the run to S before the freeze;
 * ``str``, ``ltp``, ``smooth_threshold`` -- ``target_sparsity=S``: a feedback on the regulariser's
-  strength along a cubic ramp, and a projection onto S at R (floors kept). They learn their own
-  per-layer thresholds, so the floors act at that projection only; STR has no regulariser, so its
-  row is training with STR's learned threshold and that projection (without weight decay, ``--wd``,
-  its threshold does not grow and the row equals one-shot magnitude's);
+  strength along a cubic ramp, and a projection onto S at R (floors kept; the sparsity before it and
+  the gain are ``pre_projection`` and ``gain_at_reach`` in the JSON of runs made since they were
+  added). They learn their own per-layer thresholds, so the floors act at that projection only; STR
+  has no regulariser, so its row is training with STR's learned threshold and that projection
+  (without weight decay, ``--wd``, its threshold does not grow and the row equals one-shot
+  magnitude's);
 * ``gmp`` -- ``target_sparsity=S``: the cubic schedule ending at R, masks every 1% of it, floors kept;
 * ``magnitude`` -- one-shot: dense training up to R, global magnitude pruning to S (floors kept), then
   the same frozen-mask fine-tuning as every other row.
@@ -271,6 +273,10 @@ def run_one(task: dict) -> dict:
 def _reach(pruner, method: str, target: float, record: dict) -> None:
     """The reach step: the closed-form shapes are projected onto the target, then every mask is frozen."""
     record["at_reach"] = pruner.sparsity().total
+    controller = pruner.controller if method in ("str", "ltp", "smooth_threshold") else None
+    if controller is not None and controller.history:
+        # learned thresholds: where their regulariser got them before the projection (and its gain)
+        record["pre_projection"], record["gain_at_reach"] = controller.history[-1][2], controller.history[-1][3]
     if method in SHAPES:
         record["pre_projection"] = record["at_reach"]
         if abs(record["pre_projection"] - target) > 1e-4:

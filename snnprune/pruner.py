@@ -506,6 +506,17 @@ class Pruner:
         measured = self.sparsity().pruned
         if self.steps < self.controller.total_steps:
             self.controller.update(self.steps, measured)
+            if self.has_regularization and "gain" not in self._warned and self.controller.stuck():
+                self._warned.add("gain")
+                planned = self.controller.history[-1][1]
+                warnings.warn(
+                    f"{self.method_name!r} is at {measured:.2%} sparsity at step {self.steps}, {planned:.2%} planned, "
+                    f"with its regulariser at the largest gain ({self.controller.gain:g}): its thresholds do not rise "
+                    "fast enough, and the last projection will prune the rest at once. Under Adam-type optimizers the "
+                    "penalty's size does not change the thresholds' step: give pruner.parameters() a parameter group "
+                    "with a larger learning rate (or train them with SGD)",
+                    stacklevel=4,
+                )
             return
         target = self.controller.target
         self.controller.history.append((self.steps, target, measured, self.controller.gain))

@@ -24,7 +24,10 @@ def train(model, pruner, x, y, steps, lr=0.05):
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     for _ in range(steps):
         opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        if pruner.has_regularization:  # as the engine does
+            loss = loss + pruner.regularization()
+        loss.backward()
         opt.step()
         pruner.step(opt)
         sched.step()
@@ -344,3 +347,37 @@ def test_floors_moving_with_the_weights_raise_no_stale_threshold_warning_but_a_s
     fresh.load_state_dict(trained.state_dict())  # thresholds of step 3, this Pruner at step 0
     with pytest.warns(UserWarning, match="holds threshold"):
         stale.step(lr=0.1)
+
+
+def test_a_learned_method_that_cannot_follow_the_plan_warns_once_and_says_what_to_do():
+    model, x, y = task()
+    pruner = Pruner(model, "ltp", target_sparsity=0.9, total_steps=120, min_weights=0)
+    own = {id(p) for p in pruner.parameters()}
+    # thresholds that barely move: a tiny learning rate on their group
+    opt = torch.optim.Adam([{"params": [p for p in model.parameters() if id(p) not in own]},
+                            {"params": list(pruner.parameters()), "lr": 1e-6}], lr=1e-3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(120):
+            opt.zero_grad()
+            (torch.nn.functional.cross_entropy(model(x), y) + pruner.regularization()).backward()
+            opt.step()
+            pruner.step(opt)
+    stuck = [w for w in caught if "largest gain" in str(w.message)]
+    assert len(stuck) == 1 and "learning rate" in str(stuck[0].message)
+    assert abs(pruner.sparsity().pruned - 0.9) <= 0.005  # the projection still lands on the target
+
+
+def test_a_learned_method_that_follows_the_plan_does_not_warn_about_its_gain():
+    model, x, y = task()
+    pruner = Pruner(model, "ltp", target_sparsity=0.9, total_steps=80)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(80):
+            opt.zero_grad()
+            (torch.nn.functional.cross_entropy(model(x), y) + pruner.regularization()).backward()
+            opt.step()
+            pruner.step(opt)
+    assert pruner.controller.history[-2][2] > 0.8  # the regulariser took it most of the way
+    assert not [w for w in caught if "largest gain" in str(w.message)]

@@ -162,11 +162,23 @@ class RegularizationFeedback:
     def updates_at(self, step: int) -> bool:
         return step >= self.total_steps or step % self.every == 0
 
+    #: bounds of the gain
+    GAIN_RANGE = (1e-4, 1e4)
+
     def update(self, step: int, measured: float) -> None:
         planned = self.planned(step)
         error = (planned - measured) / max(self.target, 1e-3)
-        self.gain = min(max(self.gain * math.exp(self.k * error), 1e-4), 1e4)
+        low, high = self.GAIN_RANGE
+        self.gain = min(max(self.gain * math.exp(self.k * error), low), high)
         self.history.append((step, planned, measured, self.gain))
+
+    def stuck(self, behind: float = 0.05) -> bool:
+        """Whether the gain is at its upper bound while the measured sparsity is more than
+        ``behind`` below the plan (the regulariser cannot pull the sparsity any faster)."""
+        if not self.history:
+            return False
+        _, planned, measured, gain = self.history[-1]
+        return gain >= self.GAIN_RANGE[1] and planned - measured > behind
 
     def state_dict(self) -> dict:
         return {"type": "RegularizationFeedback", "target": self.target, "total_steps": self.total_steps,
