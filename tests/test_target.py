@@ -19,8 +19,8 @@ def task(seed=0):
     return model, x, x[:, :10].argmax(1)
 
 
-def train(model, pruner, x, y, steps, lr=0.05):
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+def train(model, pruner, x, y, steps, lr=0.05, opt=None):
+    opt = opt or torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     for _ in range(steps):
         opt.zero_grad()
@@ -358,11 +358,7 @@ def test_a_learned_method_that_cannot_follow_the_plan_warns_once_and_says_what_t
                             {"params": list(pruner.parameters()), "lr": 1e-6}], lr=1e-3)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for _ in range(120):
-            opt.zero_grad()
-            (torch.nn.functional.cross_entropy(model(x), y) + pruner.regularization()).backward()
-            opt.step()
-            pruner.step(opt)
+        train(model, pruner, x, y, 120, opt=opt)
     stuck = [w for w in caught if "largest gain" in str(w.message)]
     assert len(stuck) == 1 and "learning rate" in str(stuck[0].message)
     assert abs(pruner.sparsity().pruned - 0.9) <= 0.005  # the projection still lands on the target
@@ -371,13 +367,8 @@ def test_a_learned_method_that_cannot_follow_the_plan_warns_once_and_says_what_t
 def test_a_learned_method_that_follows_the_plan_does_not_warn_about_its_gain():
     model, x, y = task()
     pruner = Pruner(model, "ltp", target_sparsity=0.9, total_steps=80)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for _ in range(80):
-            opt.zero_grad()
-            (torch.nn.functional.cross_entropy(model(x), y) + pruner.regularization()).backward()
-            opt.step()
-            pruner.step(opt)
+        train(model, pruner, x, y, 80)
     assert pruner.controller.history[-2][2] > 0.8  # the regulariser took it most of the way
     assert not [w for w in caught if "largest gain" in str(w.message)]
