@@ -273,7 +273,7 @@ def run_one(task: dict) -> dict:
 def _reach(pruner, method: str, target: float, record: dict) -> None:
     """The reach step: the closed-form shapes are projected onto the target, then every mask is frozen."""
     record["at_reach"] = pruner.sparsity().total
-    controller = pruner.controller if method in ("str", "ltp", "smooth_threshold") else None
+    controller = pruner.controller  # the learned thresholds' regulariser feedback (None for the others)
     if controller is not None and controller.history:
         # learned thresholds: where their regulariser got them before the projection (and its gain)
         record["pre_projection"], record["gain_at_reach"] = controller.history[-1][2], controller.history[-1][3]

@@ -520,8 +520,8 @@ class Pruner:
             return
         target = self.controller.target
         self.controller.history.append((self.steps, target, measured, self.controller.gain))
-        # each method ranks its weights (LTP, smooth threshold: |θ| over the learned threshold, so
-        # that an overshoot is undone by lowering every threshold by one factor)
+        # each method ranks its weights and says what a kept one is (Reparameterization.projection:
+        # the learned thresholds can bring pruned weights back when they overshot the target)
         scores, weights = zip(*(r.projection(self._latent(i)) for i, r in enumerate(self._reparams)))
         keeps = self._floored_masks(list(scores), target)
         kept = sum(int((k & (w != 0)).sum()) for k, w in zip(keeps, weights))
