@@ -355,6 +355,27 @@ def test_a_kernel_that_does_not_compile_warns_once_and_the_formula_runs(method, 
         torch.testing.assert_close(a, b)
 
 
+def test_fused_kernels_pass_only_the_inductor_options_this_torch_knows(monkeypatch):
+    from snnprune.reparam import _kernels
+
+    seen = []
+
+    def fake_compile(fn, **kwargs):
+        seen.append(kwargs.get("options"))
+        return fn
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    assert _kernels._known_options({"realize_reads_threshold": 1, "no_such_option_here": 3}) == {
+        "realize_reads_threshold": 1}
+    kernel = _kernels.FusedKernel(lambda x: x + 1, {"realize_reads_threshold": 1, "no_such_option_here": 3})
+    assert float(kernel(torch.tensor(1.0))) == 2.0
+    plain = _kernels.FusedKernel(lambda x: x * 2)
+    assert float(plain(torch.tensor(1.0))) == 2.0
+    assert seen == [{"realize_reads_threshold": 1}, None]
+    # the backward kernels write a gradient and reduce over it in one loop
+    assert _kernels.ltp_backward.options == _kernels.smooth_backward.options == _kernels.ONE_LOOP
+
+
 # -- smooth threshold ---------------------------------------------------------------------
 def test_smooth_threshold_is_x_far_above_t_and_zero_below_it_when_sharp():
     t = torch.tensor(0.1)
@@ -374,11 +395,12 @@ def test_smooth_threshold_is_odd_non_decreasing_and_zero_at_zero():
         assert float(smooth_threshold(torch.zeros(1, dtype=torch.float64), t, beta)) == 0
 
 
-def test_smooth_threshold_fused_forward_and_gradients_equal_autograd_of_the_formula(kernels):
+@pytest.mark.parametrize("beta", [8.0, 200.0])  # 200: most β(±w − t) lie beyond the kernel's sigmoid clamp
+def test_smooth_threshold_fused_forward_and_gradients_equal_autograd_of_the_formula(kernels, beta):
     layer = nn.Linear(64, 32)
     with torch.no_grad():
         layer.weight[0, :4] = 0.0  # sign(0): v ≡ 0 there, in t too
-    pruner = Pruner(layer, "smooth_threshold", method_kwargs={"t_init": 0.6, "beta": 8.0})
+    pruner = Pruner(layer, "smooth_threshold", method_kwargs={"t_init": 0.6, "beta": beta})
     (_, _, r), = pruner.layers()
     w = layer.parametrizations.weight.original
     g = torch.randn(32, 64)
