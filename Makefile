@@ -23,6 +23,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/overhead.py --reps 40
+	$(PY) bench/kernels.py
 	$(PY) bench/data.py
 
 clean:

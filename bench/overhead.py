@@ -21,7 +21,13 @@ and one variant per registered method through the Pruner, in the same round-robi
 * ``magnitude``, ``random`` — ``prune_to(0.5)`` (a fixed mask); ``gmp`` — a cubic schedule to 90%
   whose masks are recomputed every 100 steps (so within the run, as in training, rarely).
 
-Run:  python bench/overhead.py [--reps 25] [--threads 2]
+``--solo``: every variant in a process of its own (holding only its model), the processes taking
+turns round by round (one runs while the others wait), each turn ``--steps-per-turn`` steps back to
+back of which all but the first are timed. The variants then share the machine's drift but not
+its caches, heap and memory bandwidth with nine other models, as one training run would; the
+ratio of a round is the variant's median turn step over dense's.
+
+Run:  python bench/overhead.py [--reps 25] [--threads 2] [--solo]
 Writes bench/results/overhead.json and bench/results/overhead.md (``--name``: another file name).
 ``--quick`` (3 rounds, one model, nothing written) only checks that every variant runs.
 """
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import statistics
@@ -125,7 +132,71 @@ def make_step(model_name, model, optimizer, pruner):
     return step
 
 
-def main() -> None:
+def _solo_worker(conn, kind: str, model_name: str, threads: int) -> None:
+    """One variant in its own process: build, warm up, then run the steps asked for and send their times."""
+    torch.set_num_threads(threads)
+    step = make_step(model_name, *make_variant(kind, model_name))
+    step()
+    step()
+    conn.send("ready")
+    while (n := conn.recv()) is not None:
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+        conn.send(times)
+
+
+def time_solo(model_name: str, kinds: list[str], reps: int, threads: int, steps_per_turn: int) -> dict:
+    """Per variant and round, the median of a turn's timed steps (all but the first), each variant
+    in a process of its own, the processes taking turns in a rotating order."""
+    ctx = multiprocessing.get_context("spawn")
+    workers = {}
+    try:
+        for k in kinds:  # built one after the other: two builds at once would share the cores
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_solo_worker, args=(child, k, model_name, threads), daemon=True)
+            proc.start()
+            if parent.recv() != "ready":
+                raise RuntimeError(f"the {k} worker did not start")
+            workers[k] = (proc, parent)
+        times = {k: [] for k in kinds}
+        for rep in range(reps):
+            for k in kinds[rep % len(kinds):] + kinds[: rep % len(kinds)]:
+                conn = workers[k][1]
+                conn.send(steps_per_turn)
+                turn = conn.recv()
+                times[k].append(statistics.median(turn[1:] if len(turn) > 1 else turn))
+        return times
+    finally:
+        for proc, conn in workers.values():
+            try:
+                conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+
+
+def time_interleaved(model_name: str, kinds: list[str], reps: int) -> dict:
+    """Per variant and round, one step's time, every variant in this process, round-robin."""
+    steps = {k: make_step(model_name, *make_variant(k, model_name)) for k in kinds}
+    for step in steps.values():  # warm-up
+        step()
+        step()
+    times = {k: [] for k in kinds}
+    for rep in range(reps):
+        order = kinds[rep % len(kinds):] + kinds[: rep % len(kinds)]  # rotate who goes first
+        for k in order:
+            t0 = time.perf_counter()
+            steps[k]()
+            times[k].append(time.perf_counter() - t0)
+    return times
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=25, help="timed steps per variant (after 2 warm-up steps)")
     parser.add_argument("--threads", type=int, default=2)
@@ -133,7 +204,9 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS), help="registered methods to time besides the baselines")
     parser.add_argument("--quick", action="store_true", help="3 rounds on resnet18, nothing written: a smoke run")
     parser.add_argument("--name", default="overhead", help="results file name in bench/results (.json and .md)")
-    args = parser.parse_args()
+    parser.add_argument("--solo", action="store_true", help="every variant in a process of its own, taking turns")
+    parser.add_argument("--steps-per-turn", type=int, default=3, help="with --solo: steps per turn (the first untimed)")
+    args = parser.parse_args(argv)
     if args.quick:
         args.reps, args.models = 3, "resnet18"
     torch.set_num_threads(args.threads)
@@ -142,17 +215,10 @@ def main() -> None:
     kinds = BASELINES + methods
     results = {}
     for model_name in args.models.split(","):
-        steps = {k: make_step(model_name, *make_variant(k, model_name)) for k in kinds}
-        for step in steps.values():  # warm-up
-            step()
-            step()
-        times = {k: [] for k in kinds}
-        for rep in range(args.reps):
-            order = kinds[rep % len(kinds):] + kinds[: rep % len(kinds)]  # rotate who goes first
-            for k in order:
-                t0 = time.perf_counter()
-                steps[k]()
-                times[k].append(time.perf_counter() - t0)
+        if args.solo:
+            times = time_solo(model_name, kinds, args.reps, args.threads, args.steps_per_turn)
+        else:
+            times = time_interleaved(model_name, kinds, args.reps)
         # Paired ratios: each round's step time over the dense step of the same round, so that
         # slow drifts of a shared machine cancel; the median of those is what we quote.
         results[model_name] = {
@@ -171,16 +237,21 @@ def main() -> None:
         "cpu": _cpu_model(), "nproc": os.cpu_count(), "torch": torch.__version__,
         "python": platform.python_version(), "threads": args.threads,
         "fused_kernels": os.environ.get("SNNPRUNE_FUSED_KERNELS", "auto"),
+        "mode": f"solo, {args.steps_per_turn} steps per turn" if args.solo else "interleaved in one process",
         # 1/5/15-minute load averages when the run started and ended (the machine is shared)
         "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     command = (f"python bench/overhead.py --reps {args.reps} --threads {args.threads} --models {args.models} "
-               f"--methods {','.join(methods)}" + (f" --name {args.name}" if args.name != "overhead" else ""))
+               f"--methods {','.join(methods)}" + (f" --name {args.name}" if args.name != "overhead" else "")
+               + (f" --solo --steps-per-turn {args.steps_per_turn}" if args.solo else ""))
     (RESULTS / f"{args.name}.json").write_text(
         json.dumps({"machine": machine, "command": command, "results": results}, indent=1))
     lines = [
-        "# Training-step overhead (median of per-round step-time ratios to dense, variants interleaved in one run)",
+        "# Training-step overhead (median of per-round step-time ratios to dense, variants "
+        + ("in processes of their own, taking turns)" if args.solo else "interleaved in one run)"),
+        "",
+        f"Mode: {machine['mode']}  ",
         "",
         f"Command: `{command}`  ",
         f"Machine: {machine['cpu']}, {args.threads} threads, torch {machine['torch']}, Python {machine['python']}, "
@@ -200,14 +271,19 @@ def main() -> None:
         "",
         "Per method (`Pruner(model, <method>)`, the loss adds `pruner.regularization()` where there is one):",
         "",
-        "| method | " + " | ".join(results) + " |",
-        "|---|" + "---|" * len(results),
+        *ratio_table(results, "method", methods, lambda r: f"{r['ratio_to_dense']:.3f}x"),
     ]
-    for method in methods:
-        ratios = " | ".join(f"{r[method]['ratio_to_dense']:.3f}x" for r in results.values())
-        lines.append(f"| {method} | {ratios} |")
     (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def ratio_table(results: dict, header: str, rows, cell) -> list[str]:
+    """A markdown table: one column per model of ``results``, one row per name in ``rows``, each
+    cell ``cell(results[model][row])``."""
+    lines = [f"| {header} | " + " | ".join(results) + " |", "|---|" + "---|" * len(results)]
+    for row in rows:
+        lines.append(f"| {row} | " + " | ".join(cell(r[row]) for r in results.values()) + " |")
+    return lines
 
 
 def _cpu_model() -> str:
