@@ -70,8 +70,8 @@ def flat(t: Tensor) -> Tensor:
 #: inductor options for a kernel that writes a per-weight result *and* reduces over the same
 #: values (the backward kernels): with a reused intermediate kept in registers instead of
 #: recomputed, inductor emits one loop instead of a reduction loop and a second, storing loop
-#: (ResNet-18's 14 large layers, 2 threads: LTP's backward 9.1 -> 6.4 ms, the smooth
-#: threshold's 12.8 -> 7.8 ms; README, Benchmarks). Passed only where this torch knows them.
+#: (ResNet-18's 14 large layers, 2 threads: LTP's backward 7.6 -> 5.5 ms, the smooth
+#: threshold's 11.4 -> 7.1 ms; bench/kernels.py). Passed only where this torch knows them.
 ONE_LOOP = {"realize_reads_threshold": 1}
 
 
@@ -127,7 +127,7 @@ class FusedKernel:
 #: sigmoid arguments are clamped to ``±SIGMOID_CLAMP`` in the smooth threshold's kernel: the
 #: exponential of a large argument takes slow paths (under- and overflow; ``σ(β(x − t))`` with
 #: ``β·x`` of order 50 for typical weights has many), and ``σ(±80)`` is within ``1.8e-35`` of
-#: ``σ`` further out: ResNet-18's 14 large layers, 2 threads: 12.1 -> 10.1 ms (README, Benchmarks)
+#: ``σ`` further out: ResNet-18's 14 large layers, 2 threads: 11.3 -> 9.1 ms (bench/kernels.py)
 SIGMOID_CLAMP = 80.0
 
 
