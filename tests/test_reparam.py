@@ -201,3 +201,28 @@ def test_frozen_mask_follows_the_latent_device_and_dtype_after_loading():
     out = fresh(torch.randn(2, 6, dtype=torch.float64))
     assert out.dtype == torch.float64
     assert torch.equal(fresh.weight.float(), layer.weight)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1e-320, 0.5])
+def test_threshold_projection_scores_are_finite_at_any_threshold(threshold):
+    from snnprune.reparam.base import threshold_projection
+
+    latent = torch.tensor([0.0, -0.25, 0.75, 2.0])
+    kept = latent.abs() > threshold
+    weight = latent * kept
+    scores, back = threshold_projection(latent, kept, weight, threshold)
+    assert torch.isfinite(scores).all() and scores.dtype == torch.float64
+    assert float(scores[0]) == 0.0  # an exact zero scores 0 (never above a kept weight)
+    assert (scores[kept] > 1).all() and (scores[~kept] <= 1).all()
+    assert (back != 0).all()  # a weight brought back is never exactly 0
+    torch.testing.assert_close(back[kept], latent[kept])
+
+
+def test_str_projection_survives_a_threshold_that_underflowed():
+    layer = nn.Linear(4, 3)
+    r = STR(s_init=-200.0)  # sigmoid(-200) underflows to 0 in float32
+    parametrize.register_parametrization(layer, "weight", r)
+    latent = layer.parametrizations.weight.original
+    assert r.current_threshold() == 0.0
+    scores, _ = r.projection(latent)
+    assert torch.isfinite(scores).all()

@@ -73,8 +73,8 @@ class LearnedSoftMask(Reparameterization):
         """:func:`~snnprune.reparam.base.threshold_projection` with :meth:`unmasked_weight` as
         what a weight brought back is."""
         with torch.no_grad():
-            t = max(self.current_threshold(), 1e-12 * self._scale())
-            return threshold_projection(latent, self.hard_mask(latent), self.unmasked_weight(latent), t)
+            weight = self.unmasked_weight(latent)
+            return threshold_projection(latent, self.hard_mask(latent), weight, self.current_threshold())
 
     def _scale(self) -> float:
         # a float mirror of the buffer, re-read only when the buffer changed (load_state_dict)

@@ -69,9 +69,11 @@ def threshold_projection(latent: Tensor, kept: Tensor, weight: Tensor, threshold
     back is; one that would come back as exactly 0 (STR's pruned weights; the smooth threshold's
     ``v(θ)`` underflowing far below a large threshold) comes back as the smallest normal number of
     its sign, the value the network was trained with in all but name, so that the frozen mask
-    keeps it and fine-tuning can grow it."""
+    keeps it and fine-tuning can grow it. A threshold of 0 (or one that underflowed) is read as the
+    smallest positive float64, so only exact zeros are pruned and they score 0."""
     tiny = torch.full_like(weight, torch.finfo(weight.dtype).tiny).copysign(latent.detach())
     weight = torch.where(weight == 0, tiny, weight)
+    threshold = max(float(threshold), torch.finfo(torch.float64).tiny)
     ratio = (latent.detach().double().abs() / threshold).clamp(max=1.0)
     return torch.where(kept, 1.0 + weight.double().abs(), ratio), weight
 

@@ -196,8 +196,8 @@ class STR(Reparameterization):
         """The kept weights as they are; a pruned weight brought back starts from (almost) 0, the
         value it had in the forward (:func:`~snnprune.reparam.base.threshold_projection`)."""
         with torch.no_grad():
-            d = max(self.current_threshold(), 1e-30)
-            return threshold_projection(latent, self.hard_mask(latent), self.final_weight(latent), d)
+            weight = self.final_weight(latent)
+            return threshold_projection(latent, self.hard_mask(latent), weight, self.current_threshold())
 
     def extra_repr(self) -> str:
         return f"s={float(self.s):.4g}"
