@@ -126,8 +126,10 @@ class Pruner:
             threshold or the target (counted in the budget: the other layers prune a little more).
             A spiking net's stem and readout starve first under one global threshold at extreme
             sparsity; a floor of a few dozen weights keeps them alive (see the README). Default
-            (``None``): with a target, ``min(32, budget // (2 * layers))`` (:func:`default_floor`:
-            no layer is cut off entirely, at most half the budget goes to floors); else 0.
+            (``None``): with a target (``target_sparsity``, or the ``final`` sparsity of a sparsity
+            schedule such as GMP's :class:`~snnprune.schedules.Cubic`), ``min(32, budget //
+            (2 * layers))`` (:func:`default_floor`: no layer is cut off entirely, at most half the
+            budget goes to floors); else 0.
 
     Call :meth:`step` right after every ``optimizer.step()`` (and before ``scheduler.step()``, so
     that the learning rate read is the one the step used). Tied weights (one tensor in two
@@ -171,8 +173,11 @@ class Pruner:
         _check_attachable(model, selected)
         reparams = [copy.deepcopy(prototype) for _ in selected]
 
-        # the sparsity asked for, whichever way (target_sparsity=, a TargetSparsity schedule)
+        # the sparsity asked for, whichever way (target_sparsity=, a TargetSparsity schedule, the
+        # end of a sparsity schedule such as GMP's Cubic(final=...))
         target = self.controller.target if self.controller is not None else getattr(self.schedule, "target", None)
+        if target is None and isinstance(self.schedule, SparsitySchedule):
+            target = self.schedule.final
         target = target_sparsity if target is None else target
         if min_weights is None:
             min_weights = default_floor(target, [getattr(m, t).numel() for _, m, t in selected])

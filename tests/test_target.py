@@ -204,6 +204,18 @@ def test_a_target_floors_every_layer_by_default_so_none_is_cut_off():
     assert Pruner(task()[0], "ltp", target_sparsity=0.9, total_steps=6).min_weights == 32
 
 
+def test_an_explicit_sparsity_schedule_floors_every_layer_like_a_target():
+    from snnprune.schedules import Cubic
+
+    model, x, y = task()
+    pruner = Pruner(model, "gmp", Cubic(final=0.995, start=0, end=40, every=5))
+    assert pruner.min_weights == Pruner(task()[0], "gmp", target_sparsity=0.995, total_steps=40).min_weights == 3
+    train(model, pruner, x, y, 45)
+    assert all(int(m.sum()) >= 3 for m in pruner.masks().values())  # no layer cut off
+    assert abs(pruner.sparsity().pruned - 0.995) <= 0.005
+    assert Pruner(task()[0], "gmp", Cubic(final=0.995, start=0, end=40, every=5), min_weights=0).min_weights == 0
+
+
 def test_a_floor_above_the_budget_warns():
     model, x, y = task()
     with pytest.warns(UserWarning, match="cannot be reached: min_weights=20 keeps at least 40"):  # at once
