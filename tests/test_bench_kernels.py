@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
 
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_kernels", ROOT / "bench" / "kernels.py")
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules["bench_kernels"] = bench
-    spec.loader.exec_module(bench)
-    return bench
-
-
-def test_kernel_bench_quick_path_runs(capsys):
-    assert _bench().main(["--quick"]) == 0
+def test_kernel_bench_quick_path_runs(capsys, load_bench):
+    assert load_bench("kernels").main(["--quick"]) == 0
     out = capsys.readouterr().out
     for state in ("init", "trained"):
         assert f"{state} {{'copy'" in out
@@ -29,8 +15,8 @@ def test_kernel_bench_quick_path_runs(capsys):
         assert f"'{name}'" in out
 
 
-def test_kernel_bench_refuses_a_variant_that_computes_something_else():
-    bench = _bench()
+def test_kernel_bench_refuses_a_variant_that_computes_something_else(load_bench):
+    bench = load_bench("kernels")
     ws = [torch.randn(bench.K.MIN_NUMEL)]
     bufs = [[torch.empty_like(w) for _ in range(4)] for w in ws]
     consts = [bench.constants(w, "trained") for w in ws]
@@ -55,16 +41,13 @@ def test_kernel_bench_refuses_a_variant_that_computes_something_else():
         bench._check_agreement(run, consts, bufs)
 
 
-def test_overhead_ablation_bench_quick_path_runs_and_restores_the_kernels(capsys):
+def test_overhead_ablation_bench_quick_path_runs_and_restores_the_kernels(capsys, load_bench):
     from snnprune.reparam import _kernels
     from snnprune.reparam.ltp import LTP
 
     shipped = (_kernels.ltp_forward, _kernels.ltp_backward, _kernels.smooth_forward, _kernels.smooth_backward,
                LTP.effective_weight)
-    spec = importlib.util.spec_from_file_location("bench_overhead_ablations", ROOT / "bench" / "overhead_ablations.py")
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules["bench_overhead_ablations"] = bench
-    spec.loader.exec_module(bench)
+    bench = load_bench("overhead_ablations")
     assert bench.main(["--quick"]) == 0
     out = capsys.readouterr().out
     for name in bench.VARIANTS:

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
 
-
-def test_quality_bench_quick_path_runs(tmp_path, monkeypatch):
+def test_quality_bench_quick_path_runs(tmp_path, monkeypatch, load_bench):
     monkeypatch.setenv("SNNPRUNE_DATA", str(tmp_path / "data"))
-    spec = importlib.util.spec_from_file_location("bench_quality", ROOT / "bench" / "quality.py")
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules["bench_quality"] = bench
-    spec.loader.exec_module(bench)
+    bench = load_bench("quality")
     assert bench.main(["--quick", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "quality.json").read_text())
     runs = result["runs"]
@@ -40,10 +32,8 @@ def test_quality_bench_quick_path_runs(tmp_path, monkeypatch):
         bench.main(["--quick", "--out", str(tmp_path), "--resume", "--lr", "0.02"])
 
 
-def test_quality_bench_per_net_options(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_quality_opts", ROOT / "bench" / "quality.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_quality_bench_per_net_options(tmp_path, load_bench):
+    bench = load_bench("quality")
     assert bench.per_model(["snn=adamw", "ann=sgd"], str, "--opt") == {"snn": "adamw", "ann": "sgd"}
     assert bench.per_model(["0.1", "snn=0.01"], float, "--lr") == {"snn": 0.01, "ann": 0.1}
     assert bench.keywords(["width=2", "neuron=lif"]) == {"width": 2, "neuron": "lif"}

@@ -3,10 +3,7 @@ without changing what it computes when the removed channels were dead in their w
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -26,8 +23,6 @@ from snnprune.channels import (
     slimming_threshold,
 )
 from snnprune.models import create_model
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -260,11 +255,8 @@ def test_slimming_criterion_cuts_about_percent_of_the_channels():
 
 
 # -- the benchmark's quick path --------------------------------------------------------------------
-def test_channel_bench_quick_path_runs(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_channels", ROOT / "bench" / "channels.py")
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules["bench_channels"] = bench
-    spec.loader.exec_module(bench)
+def test_channel_bench_quick_path_runs(tmp_path, load_bench):
+    bench = load_bench("channels")
     bench.main(["--quick", "--threads", "1", "--models", "resnet18", "--out", str(tmp_path)])
     rows = json.loads((tmp_path / "channels.json").read_text())["rows"]
     assert {r["variant"] for r in rows} >= {"dense", "pruned"}

@@ -374,14 +374,8 @@ def _fire(net: nn.Module) -> None:
                 m.running_var.fill_(0.5)
 
 
-def test_bench_quick_runs(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "bench" / "ops.py"
-    spec = importlib.util.spec_from_file_location("bench_ops", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_bench_quick_runs(tmp_path, load_bench):
+    bench = load_bench("ops")
     result = bench.main(["--quick", "--out", str(tmp_path)])
     assert (tmp_path / "ops.md").exists() and (tmp_path / "ops.json").exists()
     assert result["ratio_to_forward"]["count_ops"] > 0 and result["counts"]["sops"] > 0
