@@ -8,7 +8,10 @@ version and the variant it replaced, interleaved round by round, against a copy 
 weights (``copy``: 8 bytes per weight, the memory yardstick):
 
 * ``ltp_backward`` (one loop: inductor's ``realize_reads_threshold=1``) against
-  ``ltp_backward_default`` (inductor's defaults: a reduction loop, then a storing loop);
+  ``ltp_backward_default`` (inductor's defaults: a reduction loop, then a storing loop), and
+  ``ltp_backward_over_gradient``, the form that writes θ's gradient over the incoming gradient
+  (taken for a gradient the backward owns: 12 bytes per weight and no buffer of its own; the
+  gradient it overwrites is refilled before each timed pass, untimed);
 * ``smooth_forward`` (sigmoid arguments clamped to ±80) against ``smooth_forward_unclamped``;
 * ``smooth_backward`` against ``smooth_backward_default``, as for LTP; ``ltp_forward`` as shipped.
 
@@ -25,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -38,7 +40,7 @@ from snnprune.reparam import _kernels as K
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 try:
-    from overhead import _cpu_model  # the machine line of the benchmarks
+    from overhead import machine_info  # the machine line of the benchmarks
 finally:
     sys.path.pop(0)
 
@@ -58,6 +60,7 @@ def variants() -> dict[str, K.FusedKernel]:
         "ltp_forward": K.ltp_forward,
         "ltp_backward": K.ltp_backward,
         "ltp_backward_default": K.FusedKernel(K._ltp_backward),
+        "ltp_backward_over_gradient": K.ltp_backward.over_gradient,
         "smooth_forward": K.smooth_forward,
         "smooth_forward_unclamped": K.FusedKernel(_smooth_forward_unclamped),
         "smooth_backward": K.smooth_backward,
@@ -108,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
                 v.copy_(w)
             elif name.startswith("ltp_forward"):
                 out.append(fn(w, v, a, k, shift))
+            elif name == "ltp_backward_over_gradient":
+                out.append(fn(w, o, a))  # o: a copy of g, written over (see refill)
             elif name.startswith("ltp_backward"):
                 out.append(fn(w, g, a, o))
             elif name.startswith("smooth_forward"):
@@ -122,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         consts = [constants(w, state) for w in ws]
         for name in names:  # compile, warm up
             run(name, consts)
-        _check_agreement(run, consts, bufs)
+        _check_agreement(run, consts, bufs, gs)
         times: dict[str, list[float]] = {n: [] for n in names}
         for rnd in range(args.rounds):
             order = names[rnd % len(names):] + names[: rnd % len(names)]
@@ -130,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                 # a backward reads the buffers of its own forward: refill them first (not timed)
                 if name.startswith("ltp_backward"):
                     run("ltp_forward", consts)
+                if name == "ltp_backward_over_gradient":
+                    refill(bufs, gs)
                 elif name.startswith("smooth_backward"):
                     run("smooth_forward", consts)
                 t0 = time.perf_counter()
@@ -140,12 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         return 0
 
-    machine = {
-        "cpu": _cpu_model(), "nproc": os.cpu_count(), "torch": torch.__version__,
-        "python": platform.python_version(), "threads": args.threads,
-        "layers": len(ws), "weights": sum(w.numel() for w in ws),
-        "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
-    }
+    machine = machine_info(args.threads, load_before, layers=len(ws), weights=sum(w.numel() for w in ws))
     command = f"python bench/kernels.py --rounds {args.rounds} --threads {args.threads}" + (
         f" --name {args.name}" if args.name != "kernels" else "")
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -170,15 +172,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _check_agreement(run, consts, bufs) -> None:
+def refill(bufs, gs) -> None:
+    """Put the incoming gradient into the buffer the over-gradient backward writes over."""
+    for (_, _, _, o), g in zip(bufs, gs):
+        o.copy_(g)
+
+
+def _check_agreement(run, consts, bufs, gs=None) -> None:
     """The replaced variants compute what the shipped kernels compute (so the timings compare like with like)."""
-    for shipped, other in (("ltp_backward", "ltp_backward_default"), ("smooth_backward", "smooth_backward_default"),
-                           ("smooth_forward", "smooth_forward_unclamped")):
+    pairs = [("ltp_backward", "ltp_backward_default"), ("smooth_backward", "smooth_backward_default"),
+             ("smooth_forward", "smooth_forward_unclamped")]
+    if gs is not None:
+        pairs.append(("ltp_backward", "ltp_backward_over_gradient"))
+    for shipped, other in pairs:
         base = shipped.replace("backward", "forward") if "backward" in shipped else None
         results = []
         for name in (shipped, other):
             if base:
                 run(base, consts)
+            if name == "ltp_backward_over_gradient":
+                refill(bufs, gs)
             sums = run(name, consts)
             slot = 3 if "backward" in name else 0  # the gradient, or the effective weight
             results.append(([b[slot].clone() for b in bufs], [float(s) for s in sums]))

@@ -135,7 +135,11 @@ def make_step(model_name, model, optimizer, pruner):
 def _solo_worker(conn, kind: str, model_name: str, threads: int) -> None:
     """One variant in its own process: build, warm up, then run the steps asked for and send their times."""
     torch.set_num_threads(threads)
-    step = make_step(model_name, *make_variant(kind, model_name))
+    serve_steps(conn, make_step(model_name, *make_variant(kind, model_name)))
+
+
+def serve_steps(conn, step) -> None:
+    """A solo worker's loop: warm up, then run the steps asked for and send their times."""
     step()
     step()
     conn.send("ready")
@@ -148,15 +152,17 @@ def _solo_worker(conn, kind: str, model_name: str, threads: int) -> None:
         conn.send(times)
 
 
-def time_solo(model_name: str, kinds: list[str], reps: int, threads: int, steps_per_turn: int) -> dict:
+def time_solo(model_name: str, kinds: list[str], reps: int, threads: int, steps_per_turn: int,
+              worker=_solo_worker) -> dict:
     """Per variant and round, the median of a turn's timed steps (all but the first), each variant
-    in a process of its own, the processes taking turns in a rotating order."""
+    in a process of its own (``worker(conn, kind, model_name, threads)``), the processes taking
+    turns in a rotating order."""
     ctx = multiprocessing.get_context("spawn")
     workers = {}
     try:
         for k in kinds:  # built one after the other: two builds at once would share the cores
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_solo_worker, args=(child, k, model_name, threads), daemon=True)
+            proc = ctx.Process(target=worker, args=(child, k, model_name, threads), daemon=True)
             proc.start()
             if parent.recv() != "ready":
                 raise RuntimeError(f"the {k} worker did not start")
@@ -233,14 +239,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         return
 
-    machine = {
-        "cpu": _cpu_model(), "nproc": os.cpu_count(), "torch": torch.__version__,
-        "python": platform.python_version(), "threads": args.threads,
-        "fused_kernels": os.environ.get("SNNPRUNE_FUSED_KERNELS", "auto"),
-        "mode": f"solo, {args.steps_per_turn} steps per turn" if args.solo else "interleaved in one process",
-        # 1/5/15-minute load averages when the run started and ended (the machine is shared)
-        "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
-    }
+    machine = machine_info(
+        args.threads, load_before, fused_kernels=os.environ.get("SNNPRUNE_FUSED_KERNELS", "auto"),
+        mode=f"solo, {args.steps_per_turn} steps per turn" if args.solo else "interleaved in one process")
     RESULTS.mkdir(parents=True, exist_ok=True)
     command = (f"python bench/overhead.py --reps {args.reps} --threads {args.threads} --models {args.models} "
                f"--methods {','.join(methods)}" + (f" --name {args.name}" if args.name != "overhead" else "")
@@ -284,6 +285,16 @@ def ratio_table(results: dict, header: str, rows, cell) -> list[str]:
     for row in rows:
         lines.append(f"| {row} | " + " | ".join(cell(r[row]) for r in results.values()) + " |")
     return lines
+
+
+def machine_info(threads: int, load_before, **extra) -> dict:
+    """The machine line of every benchmark's results: CPU, cores, torch, Python, threads, ``extra``,
+    and the 1/5/15-minute load averages when the run started and ended (the machine is shared)."""
+    return {
+        "cpu": _cpu_model(), "nproc": os.cpu_count(), "torch": torch.__version__,
+        "python": platform.python_version(), "threads": threads, **extra,
+        "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def _cpu_model() -> str:

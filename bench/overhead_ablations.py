@@ -10,12 +10,18 @@ threshold with their kernels swapped per variant, interleaved round by round in 
 * ``*_noop`` — kernels that do nothing (the same Python, autograd nodes, buffers and calls):
   what is left is the cost of everything around the loops;
 * ``ltp_recompute`` — the forward writes only ``v`` and the backward recomputes the mask from
-  ``w`` (one weight-sized buffer and 12 bytes per weight less traffic, one sigmoid more).
+  ``w`` (one weight-sized buffer and 12 bytes per weight less traffic, one sigmoid more);
+* ``*_recycled`` (LTP, the smooth threshold, magnitude) — θ's gradient always written into the
+  layer's recycled buffer, never over a gradient the backward owns (``owned_gradient`` turned
+  off: the code before it), so the convolution's weight gradient is freed mid-backward.
 
 Values are the median of per-round ratios to the dense step of the same round (and the median
 extra milliseconds). Run:  python bench/overhead_ablations.py [--reps 25] [--models resnet18,...]
-Writes bench/results/overhead_ablations.json and .md; ``--quick`` (2 rounds, nothing written)
-only checks that every variant runs.
+``--solo``: every variant in a process of its own, the processes taking turns (bench/overhead.py's
+``--solo``: a process holds one model, as a training run does; the heap and the allocator's
+state are then the variant's own). Writes bench/results/overhead_ablations.json and .md
+(``--name``: another file name); ``--quick`` (2 rounds, nothing written) only checks that every
+variant runs.
 """
 
 from __future__ import annotations
@@ -23,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -31,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from snnprune.reparam import _cache
 from snnprune.reparam import _kernels as K
 from snnprune.reparam.ltp import LTP
 
@@ -65,15 +71,17 @@ class _Noop:
 
     fn = None
 
-    def __init__(self, real: K.FusedKernel, results: int) -> None:
+    def __init__(self, real: K.FusedKernel, results: int, out: int | None = None) -> None:
         self.real, self.results = real, results
+        self.out = (1 if results != 1 else -1) if out is None else out  # a forward's v, a backward's gradient
         self.filled: set[int] = set()
+        self.over_gradient = _Noop(real.over_gradient, results, 1) if real.over_gradient is not None else None
 
     def usable(self, *tensors) -> bool:
         return self.real.usable(*tensors)
 
     def __call__(self, *args):
-        out = args[1] if self.results != 1 else args[-1]  # a forward's v, a backward's gradient
+        out = args[self.out]
         if out.data_ptr() not in self.filled:
             self.filled.add(out.data_ptr())
             return self.real(*args)
@@ -105,32 +113,56 @@ def _recompute_effective_weight(self: LTP, latent):
                                 self._grad_buffer)
 
 
-#: variant -> (method, kernels, LTP.effective_weight)
+_cache.calibrate()
+_OWNED_REFS = _cache._HANDED_REFS  # owned_gradient's yardstick; 0 turns it off
+
+#: variant -> (method, kernels, LTP.effective_weight, whether owned gradients are written over)
 VARIANTS = {
-    "dense": ("dense", SHIPPED, _SHIPPED_EFFECTIVE),
-    "ltp": ("ltp", SHIPPED, _SHIPPED_EFFECTIVE),
-    "ltp_previous": ("ltp", PREVIOUS, _SHIPPED_EFFECTIVE),
-    "ltp_noop": ("ltp", NOOP, _SHIPPED_EFFECTIVE),
-    "ltp_recompute": ("ltp", SHIPPED, _recompute_effective_weight),
-    "smooth_threshold": ("smooth_threshold", SHIPPED, _SHIPPED_EFFECTIVE),
-    "smooth_threshold_previous": ("smooth_threshold", PREVIOUS, _SHIPPED_EFFECTIVE),
-    "smooth_threshold_noop": ("smooth_threshold", NOOP, _SHIPPED_EFFECTIVE),
+    "dense": ("dense", SHIPPED, _SHIPPED_EFFECTIVE, True),
+    "ltp": ("ltp", SHIPPED, _SHIPPED_EFFECTIVE, True),
+    "ltp_previous": ("ltp", PREVIOUS, _SHIPPED_EFFECTIVE, True),
+    "ltp_noop": ("ltp", NOOP, _SHIPPED_EFFECTIVE, True),
+    "ltp_recompute": ("ltp", SHIPPED, _recompute_effective_weight, True),
+    "ltp_recycled": ("ltp", SHIPPED, _SHIPPED_EFFECTIVE, False),
+    "smooth_threshold": ("smooth_threshold", SHIPPED, _SHIPPED_EFFECTIVE, True),
+    "smooth_threshold_previous": ("smooth_threshold", PREVIOUS, _SHIPPED_EFFECTIVE, True),
+    "smooth_threshold_noop": ("smooth_threshold", NOOP, _SHIPPED_EFFECTIVE, True),
+    "smooth_threshold_recycled": ("smooth_threshold", SHIPPED, _SHIPPED_EFFECTIVE, False),
+    "magnitude": ("magnitude", SHIPPED, _SHIPPED_EFFECTIVE, True),
+    "magnitude_recycled": ("magnitude", SHIPPED, _SHIPPED_EFFECTIVE, False),
 }
 
 
+def make_variant_step(name: str, model_name: str):
+    """The variant's training step, which first puts the module state it swaps in place."""
+    method, kernels, effective, owned = VARIANTS[name]
+    step = overhead.make_step(model_name, *overhead.make_variant(method, model_name))
+
+    def run():
+        for attr, kernel in kernels.items():
+            setattr(K, attr, kernel)
+        LTP.effective_weight = effective
+        _cache._HANDED_REFS = _OWNED_REFS if owned else 0
+        step()
+
+    return run
+
+
 def make_steps(model_name: str) -> dict:
-    steps = {}
-    for name, (method, kernels, effective) in VARIANTS.items():
-        step = overhead.make_step(model_name, *overhead.make_variant(method, model_name))
+    return {name: make_variant_step(name, model_name) for name in VARIANTS}
 
-        def run(step=step, kernels=kernels, effective=effective):
-            for attr, kernel in kernels.items():
-                setattr(K, attr, kernel)
-            LTP.effective_weight = effective
-            step()
 
-        steps[name] = run
-    return steps
+def restore() -> None:
+    """The module state the variants swap, as shipped."""
+    for attr, kernel in SHIPPED.items():
+        setattr(K, attr, kernel)
+    LTP.effective_weight = _SHIPPED_EFFECTIVE
+    _cache._HANDED_REFS = _OWNED_REFS
+
+
+def _solo_worker(conn, name: str, model_name: str, threads: int) -> None:
+    torch.set_num_threads(threads)
+    overhead.serve_steps(conn, make_variant_step(name, model_name))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,25 +171,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", default="resnet18,sew_resnet18")
     parser.add_argument("--quick", action="store_true", help="2 rounds on resnet18, nothing written")
+    parser.add_argument("--solo", action="store_true", help="every variant in a process of its own, taking turns")
+    parser.add_argument("--steps-per-turn", type=int, default=3, help="with --solo: steps per turn (the first untimed)")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="the variants to run (dense is always one)")
+    parser.add_argument("--name", default="overhead_ablations", help="results file name in bench/results")
     args = parser.parse_args(argv)
     if args.quick:
         args.reps, args.models = 2, "resnet18"
+    names = ["dense"] + [n for n in args.variants.split(",") if n and n != "dense"]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     results = {}
     try:
         for model_name in args.models.split(","):
-            steps = make_steps(model_name)
-            names = list(steps)
-            for step in steps.values():
-                step()
-                step()
-            times = {n: [] for n in names}
-            for rep in range(args.reps):
-                for n in names[rep % len(names):] + names[: rep % len(names)]:
-                    t0 = time.perf_counter()
-                    steps[n]()
-                    times[n].append(time.perf_counter() - t0)
+            if args.solo:
+                times = overhead.time_solo(model_name, names, args.reps, args.threads, args.steps_per_turn,
+                                           worker=_solo_worker)
+            else:
+                steps = {n: make_variant_step(n, model_name) for n in names}
+                for step in steps.values():
+                    step()
+                    step()
+                times = {n: [] for n in names}
+                for rep in range(args.reps):
+                    for n in names[rep % len(names):] + names[: rep % len(names)]:
+                        t0 = time.perf_counter()
+                        steps[n]()
+                        times[n].append(time.perf_counter() - t0)
             dense = times["dense"]
             results[model_name] = {
                 n: {"ratio_to_dense": statistics.median(a / b for a, b in zip(v, dense)),
@@ -166,34 +209,35 @@ def main(argv: list[str] | None = None) -> int:
                 for n, v in times.items()
             }
             print(model_name, {n: round(r["ratio_to_dense"], 3) for n, r in results[model_name].items()})
-    finally:  # the module state the variants swap
-        for attr, kernel in SHIPPED.items():
-            setattr(K, attr, kernel)
-        LTP.effective_weight = _SHIPPED_EFFECTIVE
+    finally:
+        restore()
     if args.quick:
         return 0
-    machine = {
-        "cpu": overhead._cpu_model(), "nproc": os.cpu_count(), "torch": torch.__version__,
-        "python": platform.python_version(), "threads": args.threads,
-        "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
-    }
-    command = f"python bench/overhead_ablations.py --reps {args.reps} --threads {args.threads} --models {args.models}"
+    machine = overhead.machine_info(args.threads, load_before)
+    command = (f"python bench/overhead_ablations.py --reps {args.reps} --threads {args.threads} --models {args.models}"
+               + (f" --variants {','.join(names[1:])}" if names != ["dense", *[n for n in VARIANTS if n != "dense"]]
+                  else "")
+               + (f" --solo --steps-per-turn {args.steps_per_turn}" if args.solo else "")
+               + (f" --name {args.name}" if args.name != "overhead_ablations" else ""))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "overhead_ablations.json").write_text(
+    (RESULTS / f"{args.name}.json").write_text(
         json.dumps({"machine": machine, "command": command, "results": results}, indent=1))
+    mode = f"every variant in a process of its own, {args.steps_per_turn} steps a turn" if args.solo else (
+        "interleaved in one process")
     lines = [
         "# Where the learned soft masks' step overhead goes (ratio to dense, median extra ms)",
         "",
+        f"Mode: {mode}  ",
         f"Command: `{command}`  ",
         f"Machine: {machine['cpu']}, {args.threads} threads, torch {machine['torch']}, Python {machine['python']}  ",
         f"Load average (1, 5, 15 min): {machine['load_before']} at the start, {machine['load_after']} at the end",
         "",
-        *overhead.ratio_table(results, "variant", VARIANTS,
+        *overhead.ratio_table(results, "variant", names,
                               lambda r: f"{r['ratio_to_dense']:.3f}x ({r['extra_ms']:+.1f} ms)"),
     ]
     dense = " | ".join(f"{r['dense']['median_s']:.3f} s" for r in results.values())
     lines += ["", f"Dense step: {dense}."]
-    (RESULTS / "overhead_ablations.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

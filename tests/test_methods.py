@@ -321,6 +321,33 @@ def test_fused_kernels_take_the_large_layers_by_default(method, monkeypatch):
         assert len(small._fused.bufs) == 5 and len(large._fused.bufs) == 3
 
 
+def test_the_fused_kernels_compile_one_graph_for_layers_of_every_shape(monkeypatch):
+    """Dynamo compiles a function a bounded number of times (``recompile_limit``) and then, with
+    ``fullgraph=True``, fails for good: a guard per layer shape would send a long-running process
+    (or one model with many layer shapes) to the eager path. One graph per kernel and dtype."""
+    from snnprune.reparam import _kernels
+
+    monkeypatch.setenv("SNNPRUNE_FUSED_KERNELS", "always")
+    torch._dynamo.reset()
+    try:
+        with torch._dynamo.config.patch(recompile_limit=1), warnings.catch_warnings():
+            warnings.simplefilter("error")  # "could not be compiled" would fail the test
+            for method in ("ltp", "smooth_threshold"):
+                torch.manual_seed(0)
+                # 3x3 and 1x1 convolutions and a linear layer, each > 4096 weights
+                model = nn.Sequential(nn.Conv2d(8, 64, 3, padding=1), nn.Conv2d(64, 96, 1),
+                                      nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(96, 64))
+                pruner = Pruner(model, method)
+                for _ in range(2):
+                    model.zero_grad(set_to_none=True)
+                    (model(torch.randn(2, 8, 6, 6)).pow(2).mean() + pruner.regularization()).backward()
+        for name in ("ltp_forward", "ltp_backward", "smooth_forward", "smooth_backward"):
+            assert not getattr(_kernels, name).failed, name
+        assert not _kernels.ltp_backward.over_gradient.failed
+    finally:
+        torch._dynamo.reset()
+
+
 @pytest.mark.parametrize("method", ["ltp", "smooth_threshold"])
 def test_a_kernel_that_does_not_compile_warns_once_and_the_formula_runs(method, monkeypatch):
     from snnprune.reparam import _kernels
@@ -532,9 +559,9 @@ def test_an_optimizer_of_unknown_kind_keeps_the_zeroing_pass():
 
 
 # -- the recycled gradient buffer --------------------------------------------------------------
-def _grad_layer(kind):
+def _grad_layer(kind, make=lambda: nn.Linear(16, 8)):
     torch.manual_seed(0)
-    layer = nn.Linear(16, 8)
+    layer = make()
     pruner = Pruner(layer, kind, method_kwargs=OPTIONS.get(kind, {}))
     if kind == "magnitude":
         pruner.prune_to(0.5)
@@ -542,13 +569,19 @@ def _grad_layer(kind):
     return layer, r, layer.parametrizations.weight.original
 
 
-def _reference_grad(layer, r, latent, x):
-    """θ's gradient through the method's plain formula (no buffers, no kernels)."""
+def _reference_grad(layer, r, latent, x, both=False):
+    """θ's gradient through the method's plain formula (no buffers, no kernels); ``both``: and the
+    gradient of the effective weight itself."""
     theta = latent.detach().clone().requires_grad_(True)
     mask = r.fixed_mask()
     weight = theta * mask if mask is not None else r.transform(theta)
-    torch.nn.functional.linear(x, weight, layer.bias.detach()).pow(2).mean().backward()
-    return theta.grad
+    weight.retain_grad()
+    if isinstance(layer, nn.Conv2d):
+        out = torch.nn.functional.conv2d(x, weight, layer.bias.detach(), padding=layer.padding)
+    else:
+        out = torch.nn.functional.linear(x, weight, layer.bias.detach())
+    out.pow(2).mean().backward()
+    return (theta.grad, weight.grad) if both else theta.grad
 
 
 @pytest.mark.parametrize("kind", ["magnitude", "ltp", "smooth_threshold"])
@@ -585,3 +618,64 @@ def test_the_gradient_of_theta_is_written_into_one_recycled_buffer_and_stays_exa
     layer.zero_grad(set_to_none=True)
     (g,) = torch.autograd.grad(layer(x).pow(2).mean(), latent, create_graph=True)
     torch.testing.assert_close(g, want)
+
+
+# -- θ's gradient written over the incoming one ---------------------------------------------------
+@pytest.mark.parametrize("kind", ["magnitude", "ltp", "smooth_threshold"])
+def test_a_convolutions_weight_gradient_is_overwritten_in_place_only_where_nothing_else_sees_it(kind, kernels):
+    layer, r, latent = _grad_layer(kind, lambda: nn.Conv2d(4, 8, 3, padding=1))
+    x = torch.randn(2, 4, 6, 6)
+    want, want_v = _reference_grad(layer, r, latent, x, both=True)
+    # a convolution's weight gradient is the backward's alone: θ's gradient is written over it
+    # (θ.grad is the memory the convolution's backward made, as in dense training), or, for the
+    # smooth threshold's fused kernel (which cannot write over its input at speed), written into
+    # the recycled buffer, which then keeps the incoming gradient's memory for the next backward
+    adopted = kind == "smooth_threshold" and kernels == "always"
+    incoming = []
+    for _ in range(3):
+        layer.zero_grad(set_to_none=True)
+        weight = layer.weight
+        weight.register_hook(lambda g: incoming.append(g.data_ptr()))  # keeps no reference
+        torch.nn.functional.conv2d(x, weight, layer.bias, padding=1).pow(2).mean().backward()
+        torch.testing.assert_close(latent.grad, want)
+        if adopted:
+            assert r._grad_buffer.storage.data_ptr() == incoming[-1]
+            assert len(incoming) == 1 or latent.grad.data_ptr() == incoming[-2]
+        else:
+            assert latent.grad.data_ptr() == incoming[-1]
+            assert r._grad_buffer.storage is None
+    # the effective weight used twice: autograd's sum is the backward's alone as well
+    layer.zero_grad(set_to_none=True)
+    (layer(x).pow(2).mean() + layer(x).pow(2).mean()).backward()
+    torch.testing.assert_close(latent.grad, 2 * want)
+    assert (r._grad_buffer.storage is None) is not adopted
+
+    def loss_of(weight):
+        return torch.nn.functional.conv2d(x, weight, layer.bias, padding=1).pow(2).mean()
+
+    # a hook that keeps the effective weight's gradient: it keeps it unmasked
+    layer.zero_grad(set_to_none=True)
+    weight, kept = layer.weight, []
+    weight.register_hook(kept.append)
+    loss_of(weight).backward()
+    torch.testing.assert_close(kept[0], want_v)
+    torch.testing.assert_close(latent.grad, want)
+    # torch.autograd.grad for the effective weight and θ at once: each its own gradient
+    layer.zero_grad(set_to_none=True)
+    weight = layer.weight
+    got_v, got = torch.autograd.grad(loss_of(weight), [weight, latent])
+    torch.testing.assert_close(got_v, want_v)
+    torch.testing.assert_close(got, want)
+    # a gradient the user hands in is never written over
+    layer.zero_grad(set_to_none=True)
+    handed = want_v.clone()
+    layer.weight.backward(handed)
+    assert torch.equal(handed, want_v)
+    torch.testing.assert_close(latent.grad, want)
+    # the same gradient handed to two inputs (an addition): neither is written over
+    layer.zero_grad(set_to_none=True)
+    weight = layer.weight
+    other = torch.zeros_like(weight, requires_grad=True)
+    loss_of(weight + other).backward()
+    torch.testing.assert_close(other.grad, want_v)
+    torch.testing.assert_close(latent.grad, want)

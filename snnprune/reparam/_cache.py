@@ -27,13 +27,17 @@ What the cache guarantees, so that ordinary training code never sees it:
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-__all__ = ["CachedForward", "BufferCache", "GradBuffer", "InPlaceMask", "WeightCache", "is_plain_tensor", "grad_times"]
+__all__ = [
+    "CachedForward", "BufferCache", "GradBuffer", "InPlaceMask", "WeightCache", "is_plain_tensor", "grad_times",
+    "owned_gradient",
+]
 
 
 _storage_Use_Count = torch._C._storage_Use_Count
@@ -46,6 +50,72 @@ def is_plain_tensor(t: Tensor) -> bool:
 
 def _storage_uses(t: Tensor) -> int:
     return _storage_Use_Count(t.untyped_storage()._cdata)
+
+
+def _refcount(t: Tensor) -> int:
+    return sys.getrefcount(t)
+
+
+def _probe_refs(grad: Tensor) -> int:  # called like owned_gradient(grad, ...): the same depth
+    return _refcount(grad)
+
+
+class _Probe(torch.autograd.Function):
+    """Measures the Python references a gradient nobody else holds has one call below a backward."""
+
+    refs: int | None = None
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        _Probe.refs = _probe_refs(grad) if grad._use_count() == 1 and not grad._is_view() else None
+        return grad
+
+
+#: sys.getrefcount of a gradient handed to a backward that nothing else holds, seen one call
+#: below the backward (measured once, by :func:`calibrate`; 0 before, so nothing is overwritten)
+_HANDED_REFS = 0
+
+
+def calibrate() -> None:
+    """Measure :data:`_HANDED_REFS` once per process (a two-element backward; called when a
+    :class:`GradBuffer` is made, outside any backward)."""
+    global _HANDED_REFS
+    if _HANDED_REFS or not hasattr(Tensor, "_use_count"):
+        return
+    with torch.inference_mode(False), torch.enable_grad():
+        x = torch.zeros(2, requires_grad=True)
+        (_Probe.apply(x) * 2.0).sum().backward()
+    _HANDED_REFS = _Probe.refs or 0
+
+
+def owned_gradient(grad: Tensor, like: Tensor) -> bool:
+    """Whether the gradient a backward was handed may be overwritten by ``θ``'s gradient: called
+    from the backward itself, it is true when nothing else can see ``grad`` — the test autograd's
+    ``AccumulateGrad`` applies before it takes a gradient over as ``θ.grad`` without a copy (one
+    C++ reference), and besides, no Python reference beyond the backward's own (a hook that kept
+    it), a storage of its own (not a view: the same gradient handed to two inputs, a slice of
+    a larger one), not the ``grad_outputs`` of ``torch.autograd.grad``/``backward`` (two C++
+    references), not under a differentiable backward, and laid out like ``θ``. Writing ``θ``'s
+    gradient over it is then what the recycled :class:`GradBuffer` would hold, without a second
+    weight-sized buffer or the allocator's work of freeing it mid-backward (bench/overhead*.md)."""
+    return (
+        _HANDED_REFS > 0
+        and not torch.is_grad_enabled()
+        and type(grad) is Tensor
+        and grad._use_count() == 1
+        and _refcount(grad) <= _HANDED_REFS
+        and not grad._is_view()
+        and grad.layout == torch.strided
+        and grad.shape == like.shape
+        and grad.stride() == like.stride()
+        and grad.dtype == like.dtype
+        and grad.device == like.device
+        and _storage_Use_Count(grad.untyped_storage()._cdata) <= 2  # this tensor and the handle just made
+    )
 
 
 class GradBuffer:
@@ -67,6 +137,7 @@ class GradBuffer:
     __slots__ = ("meta", "storage")
 
     def __init__(self) -> None:
+        calibrate()
         self.storage = None
         self.meta: tuple | None = None
 
@@ -81,12 +152,24 @@ class GradBuffer:
         self.storage, self.meta = out.untyped_storage(), meta
         return out
 
+    def adopt(self, grad: Tensor) -> None:
+        """Keep ``grad``, a gradient the backward owns (:func:`owned_gradient`) and has written
+        ``θ``'s gradient out of, as the buffer of the next :meth:`take`, in place of the one just
+        handed to autograd as ``θ.grad``: memory is then taken and given back as in training
+        without a mask (the gradient a layer's backward makes lives on as ``θ.grad``, one step)
+        instead of a weight-sized free in the middle of every backward."""
+        self.storage = grad.untyped_storage()
+        self.meta = (grad.shape, grad.stride(), grad.dtype, grad.device)
 
-def grad_times(grad: Tensor, factor: Tensor, pool: GradBuffer, like: Tensor) -> Tensor:
-    """``grad ⊙ factor`` as ``θ``'s gradient: into ``pool``'s recycled buffer (laid out like ``θ``,
+
+def grad_times(grad: Tensor, factor: Tensor, pool: GradBuffer, like: Tensor, owned: bool = False) -> Tensor:
+    """``grad ⊙ factor`` as ``θ``'s gradient: over ``grad`` itself when the backward found it
+    ``owned`` (:func:`owned_gradient`), else into ``pool``'s recycled buffer (laid out like ``θ``,
     ``like``), or a new tensor under a differentiable backward."""
     if torch.is_grad_enabled():
         return grad * factor
+    if owned:
+        return grad.mul_(factor)
     return torch.mul(grad, factor, out=pool.take(like))
 
 
@@ -116,7 +199,8 @@ class _MaskedGrad(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        return grad_times(grad, ctx.mask, ctx.pool, ctx.like), None, None
+        owned = owned_gradient(grad, ctx.like)  # a statement of its own: no reference on the stack
+        return grad_times(grad, ctx.mask, ctx.pool, ctx.like, owned), None, None
 
 
 class InPlaceMask:

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from .._validation import check_nonnegative, check_positive_int
 from . import _kernels
-from ._cache import grad_times
+from ._cache import grad_times, owned_gradient
 from ._fused import LearnedSoftMask
 
 __all__ = ["LTP"]
@@ -48,7 +48,8 @@ class _SoftMaskedWeight(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        grad_w = grad_times(grad, ctx.m, ctx.pool, ctx.w)
+        owned = owned_gradient(grad, ctx.w)  # a statement of its own: no reference on the stack
+        grad_w = grad_times(grad, ctx.m, ctx.pool, ctx.w, owned)
         grad_tau = None
         if ctx.needs_input_grad[1]:
             # Σ g·w·m(1−m) = Σ (g·m)·w − Σ (g·m)·(w·m): two reductions, no extra tensor

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from .._validation import check_nonnegative
 from . import _kernels
-from ._cache import grad_times
+from ._cache import grad_times, owned_gradient
 from ._fused import LearnedSoftMask
 
 __all__ = ["SmoothThreshold", "smooth_threshold"]
@@ -52,7 +52,8 @@ class _SmoothWeight(torch.autograd.Function):
         grad_raw = None
         if ctx.needs_input_grad[1]:
             grad_raw = (torch.dot(grad.reshape(-1), ctx.dvdt.reshape(-1)) * ctx.dt_draw).to(ctx.raw_dtype)
-        return grad_times(grad, ctx.dvdx, ctx.pool, ctx.like), grad_raw, None, None, None, None, None
+        owned = owned_gradient(grad, ctx.like)  # a statement of its own: no reference on the stack
+        return grad_times(grad, ctx.dvdx, ctx.pool, ctx.like, owned), grad_raw, None, None, None, None, None
 
 
 class SmoothThreshold(LearnedSoftMask):
