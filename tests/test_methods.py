@@ -321,6 +321,23 @@ def test_fused_kernels_take_the_large_layers_by_default(method, monkeypatch):
         assert len(small._fused.bufs) == 5 and len(large._fused.bufs) == 3
 
 
+def test_a_probe_that_cannot_run_turns_writing_over_gradients_off_and_gradients_stay_exact(monkeypatch):
+    from snnprune.reparam import _cache
+
+    def broken(*args):
+        raise RuntimeError("intercepted")
+
+    monkeypatch.setattr(_cache, "_HANDED_REFS", 0)
+    monkeypatch.setattr(_cache._Probe, "apply", broken)
+    _cache.calibrate()
+    assert _cache._HANDED_REFS == 0
+    layer, r, latent = _grad_layer("ltp", lambda: nn.Conv2d(4, 8, 3, padding=1))
+    x = torch.randn(2, 4, 6, 6)
+    layer(x).pow(2).mean().backward()
+    torch.testing.assert_close(latent.grad, _reference_grad(layer, r, latent, x))
+    assert r._grad_buffer.storage is not None  # the recycled buffer took it
+
+
 def test_the_fused_kernels_compile_one_graph_for_layers_of_every_shape(monkeypatch):
     """Dynamo compiles a function a bounded number of times (``recompile_limit``) and then, with
     ``fullgraph=True``, fails for good: a guard per layer shape would send a long-running process

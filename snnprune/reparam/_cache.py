@@ -81,14 +81,20 @@ _HANDED_REFS = 0
 
 
 def calibrate() -> None:
-    """Measure :data:`_HANDED_REFS` once per process (a two-element backward; called when a
-    :class:`GradBuffer` is made, outside any backward)."""
+    """Measure :data:`_HANDED_REFS` once per process (a two-element backward on the CPU; called
+    when a :class:`GradBuffer` is made, outside any backward). Where the probe cannot run (a
+    torch without ``Tensor._use_count``, a dispatch mode that intercepts it), it stays 0: no
+    gradient is ever written over, the recycled buffer takes them all."""
     global _HANDED_REFS
     if _HANDED_REFS or not hasattr(Tensor, "_use_count"):
         return
-    with torch.inference_mode(False), torch.enable_grad():
-        x = torch.zeros(2, requires_grad=True)
-        (_Probe.apply(x) * 2.0).sum().backward()
+    _Probe.refs = None
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            x = torch.zeros(2, device="cpu", requires_grad=True)
+            (_Probe.apply(x) * 2.0).sum().backward()
+    except Exception:  # noqa: BLE001 - the feature is an optimisation: off, never an error
+        return
     _HANDED_REFS = _Probe.refs or 0
 
 
