@@ -324,13 +324,19 @@ def test_fused_kernels_take_the_large_layers_by_default(method, monkeypatch):
 def test_a_probe_that_cannot_run_turns_writing_over_gradients_off_and_gradients_stay_exact(monkeypatch):
     from snnprune.reparam import _cache
 
+    probes = []
+
     def broken(*args):
+        probes.append(args)
         raise RuntimeError("intercepted")
 
     monkeypatch.setattr(_cache, "_HANDED_REFS", 0)
+    monkeypatch.setattr(_cache, "_calibrated", False)
     monkeypatch.setattr(_cache._Probe, "apply", broken)
     _cache.calibrate()
-    assert _cache._HANDED_REFS == 0
+    assert _cache._HANDED_REFS == 0 and _cache._calibrated
+    _cache.calibrate()
+    assert len(probes) == 1  # not retried (it was per layer): once per process, whatever the outcome
     layer, r, latent = _grad_layer("ltp", lambda: nn.Conv2d(4, 8, 3, padding=1))
     x = torch.randn(2, 4, 6, 6)
     layer(x).pow(2).mean().backward()

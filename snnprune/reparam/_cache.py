@@ -78,6 +78,7 @@ class _Probe(torch.autograd.Function):
 #: sys.getrefcount of a gradient handed to a backward that nothing else holds, seen one call
 #: below the backward (measured once, by :func:`calibrate`; 0 before, so nothing is overwritten)
 _HANDED_REFS = 0
+_calibrated = False  # the probe ran (or could not): never again in this process
 
 
 def calibrate() -> None:
@@ -85,8 +86,11 @@ def calibrate() -> None:
     when a :class:`GradBuffer` is made, outside any backward). Where the probe cannot run (a
     torch without ``Tensor._use_count``, a dispatch mode that intercepts it), it stays 0: no
     gradient is ever written over, the recycled buffer takes them all."""
-    global _HANDED_REFS
-    if _HANDED_REFS or not hasattr(Tensor, "_use_count"):
+    global _HANDED_REFS, _calibrated
+    if _calibrated:
+        return
+    _calibrated = True  # a probe that fails or finds no owned gradient is not run again per layer
+    if not hasattr(Tensor, "_use_count"):
         return
     _Probe.refs = None
     try:
@@ -100,9 +104,9 @@ def calibrate() -> None:
 
 def owned_gradient(grad: Tensor, like: Tensor) -> bool:
     """Whether the gradient a backward was handed may be overwritten by ``θ``'s gradient: called
-    from the backward itself, it is true when nothing else can see ``grad`` — the test autograd's
-    ``AccumulateGrad`` applies before it takes a gradient over as ``θ.grad`` without a copy (one
-    C++ reference), and besides, no Python reference beyond the backward's own (a hook that kept
+    from the backward itself, it is true when nothing else can see ``grad``: the check autograd's
+    ``AccumulateGrad`` makes before it takes a gradient over as ``θ.grad`` without a copy (one
+    C++ reference), and besides no Python reference beyond the backward's own (a hook that kept
     it), a storage of its own (not a view: the same gradient handed to two inputs, a slice of
     a larger one), not the ``grad_outputs`` of ``torch.autograd.grad``/``backward`` (two C++
     references), not under a differentiable backward, and laid out like ``θ``. Writing ``θ``'s
