@@ -1,5 +1,6 @@
-"""The examples in the docstrings of every module of snnprune run and print what they say, and
-the README's quick start runs."""
+"""The examples in the docstrings of every module of snnprune run and print what they say, the
+README's quick start runs, and the documentation site builds with warnings as errors (a broken
+reference or a docstring that does not parse fails) with every page and every registered method."""
 
 import doctest
 import importlib
@@ -47,3 +48,73 @@ def test_readme_quick_start_runs(tmp_path, monkeypatch):
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["pruner"].sparsity().total > 0
     assert (tmp_path / "sew_resnet18_pruned.pt").exists()
+
+
+@pytest.fixture(scope="module")
+def built_site(tmp_path_factory):
+    """The documentation built as `make docs` builds it (warnings are errors), into a tmp dir."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path_factory.mktemp("html")
+    env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", str(root / "docs"), str(out)],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return out
+
+
+@pytest.mark.slow
+def test_the_docs_build_without_warnings_and_have_every_page(built_site):
+    pages = ["getting-started", "methods", "recipes", "metrics", "channels", "export", "training-loops",
+             "reliability", "benchmarks", "extending", "api/index"]
+    for page in pages:
+        assert (built_site / f"{page}.html").is_file(), page
+    index = (built_site / "index.html").read_text()
+    for page in pages:  # each is reachable from the front page's table of contents
+        assert f'href="{page}.html' in index, page
+
+
+@pytest.mark.slow
+def test_the_api_reference_lists_the_pruner_and_every_registered_method(built_site):
+    from snnprune.reparam import METHODS
+
+    assert 'id="snnprune.Pruner"' in (built_site / "api" / "pruner.html").read_text()
+    methods = (built_site / "api" / "methods.html").read_text()
+    for name, cls in METHODS.items():
+        assert f"<span class=\"pre\">{name}</span>" in methods, name
+        assert f'id="snnprune.reparam.{cls.__name__}"' in methods or f'id="{cls.__module__}.{cls.__qualname__}"' \
+            in methods, cls
+
+
+def test_a_method_registered_later_appears_in_the_generated_reference():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "docs" / "_ext"))
+    try:
+        from snnprune_methods import registered_methods
+    finally:
+        sys.path.pop(0)
+    from snnprune.reparam import METHODS, Reparameterization
+
+    class DocsProbeMethod(Reparameterization):
+        name = "docs_probe_method"
+        control = "learned"
+
+        def transform(self, theta):
+            return theta
+
+        def hard_mask(self, theta):
+            return theta != 0
+
+    try:
+        rows = {name: path for name, path, _ in registered_methods()}
+        assert rows["docs_probe_method"] == f"{__name__}.{DocsProbeMethod.__qualname__}"
+        assert set(rows) == set(METHODS)
+    finally:
+        METHODS.pop("docs_probe_method", None)
