@@ -373,7 +373,8 @@ def prune_channels_by_mask(
                         key = (names[module], dim)
                         if key not in kept:
                             pruner = layer_pruner(module)
-                            sizes[key] = pruner.get_out_channels(module) if dim == "out" else pruner.get_in_channels(module)
+                            count = pruner.get_out_channels if dim == "out" else pruner.get_in_channels
+                            sizes[key] = count(module)
                             kept[key] = list(range(sizes[key]))
                         gone = set(idxs)
                         kept[key] = [o for j, o in enumerate(kept[key]) if j not in gone]
