@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 import torchvision
-from spikingjelly.activation_based import functional, neuron, surrogate
+from spikingjelly.activation_based import functional, layer, neuron, surrogate
 from spikingjelly.activation_based.model import sew_resnet as sj_sew
 from torch import nn
 
@@ -262,3 +262,109 @@ def test_channel_bench_quick_path_runs(tmp_path, load_bench):
     assert {r["variant"] for r in rows} >= {"dense", "pruned"}
     assert all(0 < r["mac_ratio"] <= 1 for r in rows)
     assert (tmp_path / "channels.md").exists()
+
+
+# -- all or nothing --------------------------------------------------------------------------------
+def _snapshot(model: nn.Module):
+    """What a user sees of a model: its structure, attributes and every tensor's value and identity."""
+    return (repr(model), {k: v.clone() for k, v in model.state_dict().items()},
+            [id(p) for p in model.parameters()])
+
+
+def _assert_unchanged(model: nn.Module, before) -> None:
+    text, state, ids = before
+    assert repr(model) == text and [id(p) for p in model.parameters()] == ids
+    now = model.state_dict()
+    assert now.keys() == state.keys() and all(torch.equal(now[k], v) for k, v in state.items())
+
+
+def test_a_model_under_a_pruner_is_refused_before_anything_changes():
+    from snnprune import Pruner
+
+    torch.manual_seed(0)
+    net = create_model("sew_digits", T=2)
+    Pruner(net, "magnitude").prune_to(0.5)
+    with torch.no_grad():
+        net.body.features[0].bn.weight[8:] = 0
+        net.body.features[1].conv[1].bn.weight[8:] = 0
+    before = _snapshot(net)
+    with pytest.raises(ValueError, match=r"a Pruner is attached.*pruner\.finalize\(\) first"):
+        prune_channels(net, torch.rand(1, 1, 8, 8))
+    _assert_unchanged(net, before)
+
+
+class _FragileBN(nn.BatchNorm2d):
+    """A batch norm the surgery cannot shrink: setting its width fails (as an unsupported layer would)."""
+
+    def __setattr__(self, name, value):
+        if name == "num_features" and hasattr(self, "num_features"):
+            raise RuntimeError("this layer cannot change its width")
+        super().__setattr__(name, value)
+
+
+def test_a_cut_that_fails_midway_leaves_the_model_exactly_as_it_was():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.Conv2d(8, 8, 3), _FragileBN(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 4 * 4, 2))
+    keep = {"1": torch.arange(8) < 4, "4": torch.arange(8) < 4}  # the first group is cut, then the second fails
+    before = _snapshot(net)
+    with pytest.raises(RuntimeError, match="cannot change its width"):
+        prune_channels_by_mask(net, torch.rand(1, 3, 8, 8), keep)
+    _assert_unchanged(net, before)
+    assert net[0].out_channels == 8 and net[1].num_features == 8 and net[3].in_channels == 8
+    assert net(torch.rand(2, 3, 8, 8)).shape == (2, 2)
+
+
+class _RepeatsItself(nn.Module):
+    """The usual SpikingJelly net for static images: its forward makes the time axis itself."""
+
+    def __init__(self, head: nn.Module, T: int = 3):
+        super().__init__()
+        self.T = T
+        self.features = nn.Sequential(layer.Conv2d(3, 8, 3, padding=1), layer.BatchNorm2d(8), neuron.IFNode(),
+                                      layer.Conv2d(8, 16, 3, padding=1), layer.BatchNorm2d(16), neuron.IFNode())
+        self.head = head
+        functional.set_step_mode(self, "m")
+
+    def forward(self, x):
+        return self.head(self.features(x.unsqueeze(0).repeat(self.T, 1, 1, 1, 1))).mean(0)
+
+
+def _half_dead(net: _RepeatsItself) -> None:
+    _randomise_bn(net, 0, gain=2.0)
+    with torch.no_grad():
+        for bn, n in ((net.features[1], 3), (net.features[4], 5)):
+            bn.weight[:n] = 0
+            bn.bias[:n] = 0
+
+
+def test_a_multistep_net_that_makes_its_own_time_axis_is_traced_multistep():
+    torch.manual_seed(0)
+    head = nn.Sequential(layer.AdaptiveAvgPool2d(1), layer.Flatten(), layer.Linear(16, 10))
+    net = _RepeatsItself(head).eval()
+    _half_dead(net)
+    x = torch.rand(2, 3, 8, 8)
+    ref = _run(net, x)
+    net, spec = prune_channels(net, x, "optimal", delta=1e-6)
+    assert net.features[0].out_channels == 5 and net.head[2].in_features == 11
+    assert net.features[0].step_mode == "m" and isinstance(net.features[2], neuron.IFNode)
+    torch.testing.assert_close(_run(net, x), ref)
+
+
+def test_a_time_axis_making_net_with_a_flatten_into_its_classifier_is_refused_in_one_line_and_kept():
+    torch.manual_seed(0)
+    net = _RepeatsItself(nn.Sequential(layer.Flatten(), layer.Linear(16 * 8 * 8, 10))).eval()
+    _half_dead(net)
+    before = _snapshot(net)
+    with pytest.raises(RuntimeError) as info:
+        prune_channels(net, torch.rand(2, 3, 8, 8), "optimal", delta=1e-6)
+    assert "makes the time axis itself" in str(info.value) and "[T, N, C, H, W]" in str(info.value)
+    assert len(str(info.value).splitlines()) == 1
+    _assert_unchanged(net, before)
+    # the workaround the message names: the part that takes [T, N, C, H, W]
+    body = nn.Sequential(net.features, net.head)
+    xs = torch.rand(3, 2, 3, 8, 8)
+    ref = _run(body, xs)
+    prune_channels(body, xs, "optimal", delta=1e-6)
+    assert net.features[0].out_channels == 5 and net.head[1].in_features == 11 * 8 * 8
+    torch.testing.assert_close(_run(body, xs), ref)

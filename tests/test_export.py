@@ -146,6 +146,52 @@ def test_onnx_export_of_the_multistep_snn_runs_in_onnxruntime(tmp_path):
     assert torch.allclose(_onnx_outputs(path, _digits()), snn.eval()(_digits()), atol=1e-4)
 
 
+class _SpikesAndMembrane(nn.Module):
+    """snnTorch's usual output: the spike and membrane records over the time steps."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        with torch.no_grad():
+            self.fc.weight.abs_()
+
+    def forward(self, x):
+        mem, spikes, mems = torch.zeros(x.shape[1], 3), [], []
+        for x_t in x:
+            mem = 0.5 * mem + self.fc(x_t)
+            spike = (mem > 0.2).float()
+            mem = mem - spike * 0.2
+            spikes.append(spike)
+            mems.append(mem)
+        return torch.stack(spikes), torch.stack(mems)
+
+
+def test_onnx_export_checks_every_output_of_a_model_with_two(tmp_path):
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    net = _SpikesAndMembrane()
+    x = torch.rand(4, 2, 4)
+    path = export_onnx(net, x, tmp_path / "two.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    spikes, mems = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    want_spikes, want_mems = net(x)
+    assert want_spikes.sum() > 0 and [o.name for o in session.get_outputs()] == ["output_0", "output_1"]
+    assert torch.equal(torch.from_numpy(spikes), want_spikes)
+    assert torch.allclose(torch.from_numpy(mems), want_mems, atol=1e-6)
+
+
+def test_onnx_check_names_the_output_that_differs(tmp_path):
+    from snnprune.export.onnx_export import _verify
+
+    net, x = _SpikesAndMembrane(), torch.rand(3, 2, 4)
+    path = export_onnx(net, x, tmp_path / "off.onnx", check=False)
+    spikes, mems = net(x)
+    _verify(path, x, [spikes, mems], atol=1e-6)
+    with pytest.raises(ExportError, match=r"output 1 differs from the model's by up to 1 "):
+        _verify(path, x, [spikes, mems + 1.0], atol=1e-6)
+
+
 def test_onnx_export_names_the_cause_when_it_cannot_export(tmp_path):
     with pytest.raises(ExportError, match="Poisson encoder"):
         export_onnx(create_model("sew_digits", encoder="poisson"), _digits(), tmp_path / "p.onnx")

@@ -20,7 +20,10 @@ conv, a flatten into the classifier) and cuts them together. This module adds wh
    smaller model can be loaded into a freshly built one.
 
 The model is changed **in place** and returned (with its spec). Pruned layers get new
-``nn.Parameter`` objects: build the optimizer after pruning.
+``nn.Parameter`` objects: build the optimizer after pruning. The change is all or nothing: a model
+under a weight Pruner (parametrized weights) is refused before anything happens, and if the trace,
+the cut or the check that the cut model still runs fails, every module gets back its parameters,
+buffers and attributes as they were before the call.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import torch_pruning as tp
 from spikingjelly.activation_based import base, neuron
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.utils import parametrize
 
 from .criteria import channels_to_keep, optimal_threshold, slimming_threshold
 from .spec import DIMS, ChannelSpec, layer_pruner
@@ -85,8 +89,9 @@ def _single_step_input(target: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def _traceable(target: nn.Module) -> Iterator[None]:
-    """Neurons -> Identity, every layer single-step; restore everything (and reset states) on exit."""
+def _traceable(target: nn.Module, single_step: bool = True) -> Iterator[None]:
+    """Neurons -> Identity and (``single_step``) every layer single-step; restore everything (and
+    reset states) on exit."""
     swapped: list[tuple[nn.Module, str, nn.Module]] = []
     for parent in list(target.modules()):
         for name, child in list(parent.named_children()):
@@ -96,8 +101,9 @@ def _traceable(target: nn.Module) -> Iterator[None]:
     step_modes = {m: m.step_mode for m in target.modules() if hasattr(m, "step_mode")}
     training = {m: m.training for m in target.modules()}
     try:
-        for m in step_modes:
-            m.step_mode = "s"
+        if single_step:
+            for m in step_modes:
+                m.step_mode = "s"
         yield
     finally:
         for parent, name, child in swapped:
@@ -111,9 +117,52 @@ def _traceable(target: nn.Module) -> Iterator[None]:
                 m.reset()
 
 
+@contextlib.contextmanager
+def _traced(target: nn.Module, example_input: torch.Tensor) -> Iterator[tuple[tp.DependencyGraph, bool]]:
+    """``(dependency graph of target, traced single-step?)``, built and used inside :func:`_traceable`.
+
+    A SpikingJelly net is traced in single-step mode on a 4-D input (Torch-Pruning takes a
+    multi-step neuron's loop over time for a channel split, and loses the flatten -> linear
+    mapping of a multi-step linear layer). A net whose own forward makes the time axis
+    (``x.unsqueeze(0).repeat(T, ...)``) cannot run single-step; it is traced as it is, multi-step,
+    with its neurons swapped out, and the cut is then checked by running the model.
+    """
+    multi_step = any(getattr(m, "step_mode", None) == "m" for m in target.modules())
+    failures = []
+    for single_step in (True, False) if multi_step else (True,):
+        x = _single_step_input(target, example_input) if single_step else example_input
+        with _traceable(target, single_step):
+            try:
+                dg = _build_graph(target, x)
+            except _TraceError as exc:
+                failures.append(_first_line(exc.__cause__))
+                continue
+            yield dg, single_step
+            return
+    if len(failures) == 1:
+        raise ValueError(f"prune_channels cannot trace {type(target).__name__} on the example input: {failures[0]}")
+    raise ValueError(
+        f"prune_channels cannot trace {type(target).__name__}: single-step, {failures[0]}; multi-step, "
+        f"{failures[1]}. Pass the part of the net that takes [T, N, C, H, W] (its body, after the time "
+        "axis is made) with an example of that shape"
+    )
+
+
+class _TraceError(RuntimeError):
+    """Building the dependency graph failed (the model's own forward raised)."""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
 def _build_graph(target: nn.Module, example_input: torch.Tensor) -> tp.DependencyGraph:
-    with torch.enable_grad():
-        return tp.DependencyGraph().build_dependency(target, example_inputs=_single_step_input(target, example_input))
+    try:
+        with torch.enable_grad():
+            return tp.DependencyGraph().build_dependency(target, example_inputs=example_input)
+    except Exception as exc:  # the model's forward on the example: any error it raises
+        raise _TraceError(str(exc)) from exc
 
 
 def _groups(dg: tp.DependencyGraph, target: nn.Module, prefix: str, ignored: set[nn.Module]):
@@ -158,14 +207,75 @@ def channel_groups(
         (12, 'bn1', ['layer1.0.bn1'])
     """
     target, prefix = _trace_target(model)
-    with _traceable(target):
-        dg = _build_graph(target, example_input)
+    with _traced(target, example_input) as (dg, _):
         return list(_groups(dg, target, prefix, _resolve(model, ignored_layers)))
 
 
 def _resolve(model: nn.Module, layers: Iterable[nn.Module | str]) -> set[nn.Module]:
     modules = dict(model.named_modules())
     return {modules[m] if isinstance(m, str) else m for m in layers}
+
+
+# -- all or nothing --------------------------------------------------------------------------------
+def _refuse_parametrized(model: nn.Module) -> None:
+    """A model under a weight Pruner cannot be cut: its parametrized weights are not plain tensors."""
+    for name, module in model.named_modules():
+        if parametrize.is_parametrized(module):
+            raise ValueError(
+                f"prune_channels: layer {name!r} is parametrized (a Pruner is attached); call "
+                "pruner.finalize() first, then prune channels of the plain model"
+            )
+
+
+def _module_state(module: nn.Module) -> dict:
+    """A shallow copy of everything a module holds: its attributes, and copies of its dicts
+    (parameters, buffers, children, hooks), so that later assignments do not reach the copy."""
+    return {k: (v.copy() if isinstance(v, dict) else v) for k, v in vars(module).items()}
+
+
+@contextlib.contextmanager
+def _all_or_nothing(model: nn.Module) -> Iterator[None]:
+    """On any error inside, give every module of ``model`` back the attributes, parameters,
+    buffers and children it had (the same objects: the cut builds new tensors, it never writes
+    into the old ones), then re-raise."""
+    saved = [(m, _module_state(m)) for m in model.modules()]
+    try:
+        yield
+    except BaseException:
+        for module, state in saved:
+            vars(module).clear()
+            vars(module).update(state)
+        raise
+
+
+def _check_runs(model: nn.Module, example_input: torch.Tensor, single_step: bool) -> None:
+    """Run the cut model once on the example (states reset before and after); a shape that no
+    longer fits raises here, inside the transaction."""
+    training = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        with torch.no_grad():
+            _reset(model)
+            model(example_input)
+    except Exception as exc:
+        why = f"prune_channels: the cut model does not run on the example input ({_first_line(exc)})"
+        if not single_step:
+            why += (
+                "; its forward makes the time axis itself, so it was traced multi-step, where a flatten "
+                "into a linear layer is not followed. Pass the part of the net that takes [T, N, C, H, W] "
+                "(its body, after the time axis is made) with an example of that shape"
+            )
+        raise RuntimeError(why) from exc
+    finally:
+        _reset(model)
+        for m, flag in training.items():
+            m.training = flag
+
+
+def _reset(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, base.MemoryModule):
+            m.reset()
 
 
 # -- the cut ---------------------------------------------------------------------------------------
@@ -235,6 +345,7 @@ def prune_channels_by_mask(
         >>> net.layer1[0].conv1.out_channels, net.layer1[0].conv2.in_channels, spec.kept("layer1.0.bn1")[-1]
         (16, 16, 15)
     """
+    _refuse_parametrized(model)
     target, prefix = _trace_target(model)
     gammas = batchnorm_gammas(model)
     unknown = set(keep) - set(gammas)
@@ -244,29 +355,32 @@ def prune_channels_by_mask(
     names = {m: prefix + n for n, m in target.named_modules()}
     kept: dict[tuple[str, str], list[int]] = {}
     sizes: dict[tuple[str, str], int] = {}
-    with _traceable(target):
-        dg = _build_graph(target, example_input)
-        plans = []
-        for group in _groups(dg, target, prefix, ignored):
-            keep_root = _group_keep(group, keep, gammas, round_to)
-            if not keep_root.all():
-                plans.append((dict(target.named_modules())[group.root[len(prefix):]],
-                              [group.root_idxs[int(p)] for p in torch.where(~keep_root)[0]]))
-        # Decide every group first, then cut: the groups are disjoint, so one cut does not move
-        # another root's indices; each group is re-derived from the current shapes before its cut.
-        for root, removed in plans:
-            for item in dg.get_pruning_group(root, tp.prune_batchnorm_out_channels, removed):
-                module, idxs = item.dep.target.module, [int(i) for i in item.idxs]
-                if module in names and isinstance(module, nn.Module):
-                    dim = "out" if dg.is_out_channel_pruning_fn(item.dep.handler) else "in"
-                    key = (names[module], dim)
-                    if key not in kept:
-                        pruner = layer_pruner(module)
-                        sizes[key] = pruner.get_out_channels(module) if dim == "out" else pruner.get_in_channels(module)
-                        kept[key] = list(range(sizes[key]))
-                    gone = set(idxs)
-                    kept[key] = [o for j, o in enumerate(kept[key]) if j not in gone]
-                item.dep(idxs)
+    with _all_or_nothing(model):
+        with _traced(target, example_input) as (dg, single_step):
+            plans = []
+            for group in _groups(dg, target, prefix, ignored):
+                keep_root = _group_keep(group, keep, gammas, round_to)
+                if not keep_root.all():
+                    plans.append((dict(target.named_modules())[group.root[len(prefix):]],
+                                  [group.root_idxs[int(p)] for p in torch.where(~keep_root)[0]]))
+            # Decide every group first, then cut: the groups are disjoint, so one cut does not move
+            # another root's indices; each group is re-derived from the current shapes before its cut.
+            for root, removed in plans:
+                for item in dg.get_pruning_group(root, tp.prune_batchnorm_out_channels, removed):
+                    module, idxs = item.dep.target.module, [int(i) for i in item.idxs]
+                    if module in names and isinstance(module, nn.Module):
+                        dim = "out" if dg.is_out_channel_pruning_fn(item.dep.handler) else "in"
+                        key = (names[module], dim)
+                        if key not in kept:
+                            pruner = layer_pruner(module)
+                            count = pruner.get_out_channels if dim == "out" else pruner.get_in_channels
+                            sizes[key] = count(module)
+                            kept[key] = list(range(sizes[key]))
+                        gone = set(idxs)
+                        kept[key] = [o for j, o in enumerate(kept[key]) if j not in gone]
+                    item.dep(idxs)
+        if plans:
+            _check_runs(model, example_input, single_step)
     spec = ChannelSpec()
     for (name, dim), idxs in kept.items():
         spec.layers.setdefault(name, {})[dim] = idxs
@@ -310,6 +424,7 @@ def prune_channels(
     """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+    _refuse_parametrized(model)
     gammas = batchnorm_gammas(model)
     if not gammas:
         raise ValueError("the model has no affine batch norm: nothing to read channel importance from")

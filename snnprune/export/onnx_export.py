@@ -67,8 +67,21 @@ def export_onnx(
 
     The file is written by ``torch.onnx.export(..., dynamo=True)``, then (``check=True``) validated
     by ``onnx.checker.check_model`` and run by onnxruntime on ``example_input``, whose outputs must
-    match the model's within ``atol``. Any failure raises :class:`ExportError` naming the cause
-    (the exporter's own error, the checker's, or the largest output difference).
+    match the model's within ``atol``: every output of a model that returns several (snnTorch's
+    usual ``(spk_rec, mem_rec)``), each named ``output_<i>`` in the file. Any failure raises
+    :class:`ExportError` naming the cause (the exporter's own error, the checker's, or the output
+    and its largest difference).
+
+    Args:
+        model: the network (a model under pruning is finalized on a deep copy).
+        example_input: one batch the model takes; it fixes the exported shapes.
+        path: the ``.onnx`` file to write.
+        opset_version: the ONNX opset.
+        atol: the largest difference allowed between onnxruntime's outputs and the model's.
+        check: run ``onnx.checker`` and onnxruntime on the file.
+
+    Returns:
+        The path written.
 
     Example:
         >>> import tempfile, torch
@@ -89,7 +102,8 @@ def export_onnx(
     plain = plain_copy(model)
     example_input = example_input.detach()
     with torch.no_grad():
-        expected = plain(example_input)
+        expected = _flat_outputs(plain(example_input))
+    output_names = ["output"] if len(expected) == 1 else [f"output_{i}" for i in range(len(expected))]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     large = sum(p.numel() * p.element_size() for p in plain.state_dict().values()) > _PROTOBUF_LIMIT
@@ -98,7 +112,7 @@ def export_onnx(
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 plain, (example_input,), str(path), dynamo=True, opset_version=opset_version,
-                external_data=large, verbose=False, input_names=["input"], output_names=["output"], verify=False,
+                external_data=large, verbose=False, input_names=["input"], output_names=output_names, verify=False,
             )
     except Exception as exc:  # the exporter raises many types; name the first line of its cause
         raise ExportError(f"ONNX export of {type(model).__name__} failed: {_root_cause(exc)}") from exc
@@ -107,7 +121,20 @@ def export_onnx(
     return path
 
 
-def _verify(path: Path, example_input: torch.Tensor, expected: torch.Tensor, atol: float) -> None:
+def _flat_outputs(output) -> list[torch.Tensor]:
+    """The model's output tensors in the order the ONNX graph lists them (nested tuples, lists and
+    dicts flattened depth first, as the exporter does)."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, dict):
+        output = list(output.values())
+    if isinstance(output, (tuple, list)):
+        return [t for item in output for t in _flat_outputs(item)]
+    raise ExportError(f"ONNX export: the model returns a {type(output).__name__}; return tensors (or tuples of them)")
+
+
+def _verify(path: Path, example_input: torch.Tensor, expected: list[torch.Tensor], atol: float) -> None:
+    """Check the file with onnx.checker, run it in onnxruntime and compare every output."""
     import onnx
     import onnxruntime as ort
 
@@ -117,15 +144,18 @@ def _verify(path: Path, example_input: torch.Tensor, expected: torch.Tensor, ato
         raise ExportError(f"the exported ONNX file {path} fails onnx.checker: {_first_line(exc)}") from exc
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        (got,) = session.run(None, {session.get_inputs()[0].name: example_input.cpu().numpy()})
+        outputs = session.run(None, {session.get_inputs()[0].name: example_input.cpu().numpy()})
     except Exception as exc:
         raise ExportError(f"onnxruntime cannot run the exported file {path}: {_first_line(exc)}") from exc
-    got = torch.from_numpy(got)
-    expected = expected.detach().cpu()
-    if got.shape != expected.shape:
-        raise ExportError(
-            f"onnxruntime output shape {tuple(got.shape)} differs from the model's {tuple(expected.shape)}"
-        )
-    diff = (got - expected).abs().max().item() if got.numel() else 0.0
-    if not diff <= atol:
-        raise ExportError(f"onnxruntime output differs from the model's by up to {diff:.3g} (> atol {atol:g})")
+    if len(outputs) != len(expected):
+        raise ExportError(f"onnxruntime gives {len(outputs)} outputs, the model {len(expected)}")
+    for i, (got, want) in enumerate(zip(outputs, expected)):
+        which = "output" if len(expected) == 1 else f"output {i}"
+        got, want = torch.from_numpy(got), want.detach().cpu()
+        if got.shape != want.shape:
+            raise ExportError(
+                f"onnxruntime {which} has shape {tuple(got.shape)}, the model's {tuple(want.shape)}"
+            )
+        diff = (got.double() - want.double()).abs().max().item() if got.numel() else 0.0
+        if not diff <= atol:
+            raise ExportError(f"onnxruntime {which} differs from the model's by up to {diff:.3g} (> atol {atol:g})")
