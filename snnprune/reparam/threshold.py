@@ -104,7 +104,8 @@ class SoftThreshold(Reparameterization):
 
     def __init__(self, threshold: float = 0.0) -> None:
         super().__init__()
-        self.register_buffer("threshold", torch.tensor(0.0))
+        # float64: the number the schedule set, exactly (it is one scalar per layer)
+        self.register_buffer("threshold", torch.tensor(0.0, dtype=torch.float64))
         self.set_threshold(threshold)
 
     def set_threshold(self, value: float) -> None:
