@@ -91,8 +91,8 @@ def threshold_projection(latent: Tensor, kept: Tensor, weight: Tensor, threshold
     Example::
 
         >>> import torch
-        >>> theta = torch.tensor([0.0, 0.1, 0.5])
-        >>> scores, w = threshold_projection(theta, theta.abs() > 0.2, theta * (theta.abs() > 0.2), 0.2)
+        >>> theta = torch.tensor([0.0, 0.125, 0.5])
+        >>> scores, w = threshold_projection(theta, theta.abs() > 0.25, theta * (theta.abs() > 0.25), 0.25)
         >>> scores.tolist()
         [0.0, 0.5, 1.5]
     """
@@ -295,7 +295,8 @@ class LayerGroup:
 
         >>> import copy, torch
         >>> group = LayerGroup(); twin = copy.deepcopy(group)
-        >>> group.add(torch.zeros(3)); twin.add(torch.zeros(5)); group.numel
+        >>> a, b = torch.zeros(3), torch.zeros(5)
+        >>> group.add(a); twin.add(b); group.numel
         8
     """
 

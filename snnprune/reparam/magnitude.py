@@ -78,9 +78,26 @@ class HardMask(Reparameterization):
 
 
 class Magnitude(HardMask):
-    """One-shot magnitude pruning: ``pruner.prune_to(s)`` keeps the largest ``|w|`` (per layer
-    with ``scope="layer"``, over all pruned layers with ``scope="global"``), then the mask stays
-    for fine-tuning."""
+    """One-shot magnitude pruning (Han et al. 2015): ``pruner.prune_to(s)`` keeps the largest
+    ``|w|`` (per layer with ``scope="layer"``, over all pruned layers with ``scope="global"``),
+    then the mask stays for fine-tuning. The masks are ``torch.nn.utils.prune``'s
+    ``l1_unstructured`` / ``global_unstructured`` ones.
+
+    Args:
+        (none): the target comes from ``prune_to`` or ``target_sparsity=``.
+
+    Returns:
+        Called on ``θ``, the effective weight ``θ ⊙ mask``.
+
+    Example::
+
+        >>> import torch
+        >>> from snnprune import Pruner
+        >>> layer = torch.nn.Linear(4, 2)
+        >>> pruner = Pruner(layer, "magnitude"); pruner.prune_to(0.5)
+        >>> int((layer.weight == 0).sum())
+        4
+    """
 
     name = "magnitude"
 
@@ -89,7 +106,27 @@ class GMP(HardMask):
     """Gradual magnitude pruning (Zhu & Gupta, "To prune, or not to prune", 2017): masks by
     ``|w|`` recomputed every ``every`` steps along the cubic schedule
     ``s_t = s_f + (s_i − s_f)(1 − x)³`` (:class:`~snnprune.schedules.Cubic`), pass it as the
-    Pruner's schedule: ``Pruner(model, "gmp", Cubic(final=0.9, start=..., end=..., every=100))``."""
+    Pruner's schedule: ``Pruner(model, "gmp", Cubic(final=0.9, start=..., end=..., every=100))``.
+
+    Args:
+        (none): the schedule (or ``target_sparsity=`` with ``total_steps=``) goes to the Pruner.
+
+    Returns:
+        Called on ``θ``, the effective weight ``θ ⊙ mask``.
+
+    Example::
+
+        >>> import torch
+        >>> from snnprune import Pruner
+        >>> from snnprune.schedules import Cubic
+        >>> layer = torch.nn.Linear(8, 8)
+        >>> pruner = Pruner(layer, "gmp", Cubic(final=0.5, start=0, end=2, every=1))
+        >>> opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+        >>> for _ in range(2):
+        ...     opt.zero_grad(); layer(torch.randn(2, 8)).sum().backward(); opt.step(); pruner.step(opt)
+        >>> pruner.sparsity().pruned
+        0.5
+    """
 
     name = "gmp"
 
@@ -98,7 +135,23 @@ class Random(HardMask):
     """Random pruning: a score drawn once per layer (uniform on [0, 1), from torch's global
     generator at attach time, so ``torch.manual_seed`` makes it reproducible; saved with the
     model), so that masks are nested as the target sparsity grows. The control every pruning
-    method should beat."""
+    method should beat.
+
+    Args:
+        (none): the target comes from ``prune_to`` or ``target_sparsity=``.
+
+    Returns:
+        Called on ``θ``, the effective weight ``θ ⊙ mask``.
+
+    Example::
+
+        >>> import torch
+        >>> from snnprune import Pruner
+        >>> _ = torch.manual_seed(0); layer = torch.nn.Linear(10, 10)
+        >>> pruner = Pruner(layer, "random"); pruner.prune_to(0.3)
+        >>> pruner.sparsity().pruned
+        0.3
+    """
 
     name = "random"
 

@@ -46,8 +46,8 @@ def smooth_threshold(x: Tensor, t: Tensor, beta: float) -> Tensor:
     Example::
 
         >>> import torch
-        >>> smooth_threshold(torch.tensor([-2.0, 0.0, 2.0]), torch.tensor(0.5), beta=100.0)
-        tensor([-1.5000,  0.0000,  1.5000])
+        >>> smooth_threshold(torch.tensor([-2.0, 0.0, 2.0]), torch.tensor(0.5), beta=100.0)   # ≈ x far from t
+        tensor([-2.,  0.,  2.])
     """
     bx, bt = beta * x, beta * t
     return x - x.clamp(-t, t) + t * (torch.sigmoid(bx - bt) - torch.sigmoid(-bx - bt))
