@@ -67,14 +67,18 @@ class HardMask(Reparameterization):
         self.mask.copy_(keep)
 
     def transform(self, latent: Tensor) -> Tensor:
+        if self.mask is None:  # registered by hand, without the Pruner's setup: nothing cut yet
+            self.setup(latent)
         return latent * self.mask
 
     def hard_mask(self, latent: Tensor) -> Tensor:
+        if self.mask is None:
+            self.setup(latent)
         return self.mask != 0
 
     def final_weight(self, latent: Tensor) -> Tensor:
         with torch.no_grad():
-            return latent * self.mask
+            return self.transform(latent)
 
 
 class Magnitude(HardMask):
