@@ -30,15 +30,12 @@ __all__ = ["SoftThreshold", "STR", "soft_threshold", "check_nonnegative"]
 class _SoftThresholdSTE(torch.autograd.Function):
     """``softshrink`` forward (one kernel), identity backward (straight-through: no kernel)."""
 
-    generate_vmap_rule = True  # torch.func.vmap/grad
-
+    # classic ctx-first style: the setup_context style binds its arguments with inspect on every
+    # call, several times the cost of the kernel for a small layer; torch.func transforms, which
+    # need that style, take the tensor form in SoftThreshold.transform instead
     @staticmethod
-    def forward(latent: Tensor, threshold: float) -> Tensor:
+    def forward(ctx, latent: Tensor, threshold: float) -> Tensor:
         return F.softshrink(latent, threshold)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        pass
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -78,8 +75,9 @@ class SoftThreshold(Reparameterization):
     whose gradient is the incoming one). The ``threshold`` buffer is the one source of truth
     (``state_dict``, EMA copies with ``use_buffers=True``, ``functional_call`` and
     ``threshold.fill_`` all act through it); ``softshrink`` takes it as a number, read from the
-    buffer in every forward. Under ``torch.compile`` the same formula is written in tensor ops
-    (``θ − clamp(θ, −d, d)``, gradient 1), which the compiler traces without a graph break.
+    buffer in every forward. Under ``torch.compile`` and ``torch.func`` transforms the same
+    formula is written in tensor ops (``θ − clamp(θ, −d, d)`` with the clamp detached: gradient 1),
+    which they trace without a graph break.
 
     Args:
         threshold: the initial threshold ``d ≥ 0`` (the Pruner's schedule sets it from then on).
@@ -115,10 +113,13 @@ class SoftThreshold(Reparameterization):
         return float(self.threshold)
 
     def transform(self, latent: Tensor) -> Tensor:
-        if torch.compiler.is_compiling():
-            d = self.threshold.to(latent.dtype)
-            return latent - latent.clamp(-d, d).detach()
-        return _SoftThresholdSTE.apply(latent, float(self.threshold))
+        if not torch.compiler.is_compiling():
+            try:
+                return _SoftThresholdSTE.apply(latent, float(self.threshold))
+            except RuntimeError:  # under torch.func transforms (grad, vmap): the tensor form below
+                pass
+        d = self.threshold.to(latent.dtype)
+        return latent - latent.clamp(-d, d).detach()
 
     def hard_mask(self, latent: Tensor) -> Tensor:
         return latent.abs() > self.threshold.to(latent.dtype)
