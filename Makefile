@@ -27,8 +27,7 @@ docs: $(STAMP)
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
 
 bench: $(STAMP)
-	$(PY) bench/overhead.py --reps 40
-	$(PY) bench/kernels.py
+	$(PY) bench/overhead.py --reps 15
 	$(PY) bench/data.py
 
 clean:

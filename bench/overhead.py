@@ -1,45 +1,41 @@
-"""Training-step overhead of every pruning method versus dense training and fixed masks.
+"""Training-step overhead of every pruning method against dense training and torch's own mask.
 
-Measures the median wall time of one full training step (zero_grad, forward, loss, backward,
-optimizer step, pruner step, SNN reset) for
+One full training step (zero_grad, forward, loss + ``pruner.regularization()``, backward,
+optimizer step, pruner step, SNN reset) of SpikingJelly's SEW-ResNet-18 (IF neurons, ADD,
+multi-step), timed for these variants, all in one process and interleaved round-robin (the order
+rotates every round) so that the noise of a shared machine hits all alike:
 
-* SEW-ResNet-18 (SpikingJelly, IF neurons, ADD, multi-step), T=4, batch 8, 3x64x64 input;
-* torchvision ResNet-18 (the ANN), batch 32, 3x64x64 (the same number of images through the convs);
-* ``resnet18_224``: the same ANN at ImageNet resolution, batch 8, 3x224x224 (its training regime);
+* ``dense`` — no pruning; ``torch_prune`` — ``torch.nn.utils.prune.global_unstructured`` 50% L1
+  masks (torch's ``weight_orig * weight_mask``);
+* one per method through the Pruner: ``soft_threshold`` (LATS λ-form), ``str``, ``ltp``,
+  ``smooth_threshold`` (default options), ``magnitude``/``random`` (``prune_to(0.5)``), ``gmp``
+  (a cubic to 90% updating every 100 steps);
+* ``<method>@0.8`` — ``Pruner(model, method, target_sparsity=0.8, total_steps=...)``, what users
+  write: the target controllers' per-step work is part of the step.
 
-each in four variants, interleaved round-robin in one process so that machine noise hits all alike:
+Each round times one step per variant; a variant's ratio is the median over rounds of its step
+time over dense's in the same round. Rows:
 
-* ``dense``        — no pruning;
-* ``snnprune``     — ``Pruner(model, "soft_threshold", LATS(l1=...))`` (the shipped fast path);
-* ``torch_prune``  — ``torch.nn.utils.prune.global_unstructured`` 50 % L1 masks (a fixed mask);
-* ``naive_param``  — a plain soft-threshold parametrization ``θ − clamp(θ, −d, d).detach()``;
+* ``bench``: T=4, batch 8, 3x64x64 (every variant);
+* ``small``: T=2, batch 2, 3x32x32, where fixed costs weigh most. Its extra time per step is also
+  given in units of one copy of all prunable weights (``torch.cat`` of them, timed in the same
+  rounds): the memory traffic a reparameterization of every weight cannot avoid;
+* ``first step``: each variant's first step on the bench size (a fresh model; torch itself warmed
+  up by one dense step before), against dense's.
 
-and one variant per registered method through the Pruner, in the same round-robin (the loss adds
-``pruner.regularization()`` where the method has one, as the engine does):
-
-* ``ltp``, ``smooth_threshold``, ``str`` — learned thresholds, default options;
-* ``magnitude``, ``random`` — ``prune_to(0.5)`` (a fixed mask); ``gmp`` — a cubic schedule to 90%
-  whose masks are recomputed every 100 steps (so within the run, as in training, rarely).
-
-``--solo``: every variant in a process of its own (holding only its model), the processes taking
-turns round by round (one runs while the others wait), each turn ``--steps-per-turn`` steps back to
-back of which all but the first are timed. The variants then share the machine's drift but not
-its caches, heap and memory bandwidth with nine other models, as one training run would; the
-ratio of a round is the variant's median turn step over dense's.
-
-Run:  python bench/overhead.py [--reps 25] [--threads 2] [--solo]
-Writes bench/results/overhead.json and bench/results/overhead.md (``--name``: another file name).
-``--quick`` (3 rounds, one model, nothing written) only checks that every variant runs.
+Run:  python bench/overhead.py [--reps 15] [--threads 2]
+Writes bench/results/overhead.json and .md. ``--quick`` (2 rounds of the small row, a few
+variants, nothing written) checks that the variants run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import platform
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
@@ -48,243 +44,181 @@ import torch.nn.utils.prune as torch_prune
 from spikingjelly.activation_based import functional, neuron, surrogate
 from spikingjelly.activation_based.model import sew_resnet
 from torch import nn
-from torch.nn.utils import parametrize
-from torchvision.models import resnet18
 
 from snnprune import LATS, Pruner, prunable_layers
 from snnprune.schedules import Cubic
 
 RESULTS = Path(__file__).resolve().parent / "results"
-BASELINES = ["dense", "snnprune", "torch_prune", "naive_param"]
-METHODS = ["ltp", "smooth_threshold", "magnitude", "gmp", "random", "str"]
+METHODS = ["soft_threshold", "magnitude", "gmp", "random", "str", "ltp", "smooth_threshold"]
+TARGETS = ["soft_threshold@0.8", "gmp@0.8", "str@0.8", "ltp@0.8", "smooth_threshold@0.8"]
+VARIANTS = ["dense", "torch_prune", *METHODS, *TARGETS]
+SIZES = {"bench": (4, 8, 64), "small": (2, 2, 32)}  # T, batch, side
+TOTAL_STEPS = 10_000  # of a target: far beyond the steps timed, so the controller runs, never the projection
 
 
-class NaiveSoftThreshold(nn.Module):
-    """The textbook parametrization: value S_d(θ), gradient 1, three unfused ops."""
-
-    def __init__(self, d: float) -> None:
-        super().__init__()
-        self.register_buffer("d", torch.tensor(d))
-
-    def forward(self, theta):
-        return theta - torch.clamp(theta, -self.d, self.d).detach()
-
-
-def build_snn():
+def build_snn() -> nn.Module:
     net = sew_resnet.sew_resnet18(
-        num_classes=1000, cnf="ADD", spiking_neuron=neuron.IFNode,
-        surrogate_function=surrogate.ATan(), detach_reset=True,
+        num_classes=1000, cnf="ADD", spiking_neuron=neuron.IFNode, surrogate_function=surrogate.ATan(),
+        detach_reset=True,
     )
     functional.set_step_mode(net, "m")
     return net
 
 
-def make_variant(kind: str, model_name: str):
+def make_variant(kind: str):
+    """``(model, optimizer, pruner)`` of a variant (the same initial weights for all)."""
     torch.manual_seed(0)
-    model = build_snn() if model_name == "sew_resnet18" else resnet18(num_classes=1000)  # also resnet18_224
+    model = build_snn()
     pruner = None
-    if kind == "snnprune":
-        pruner = Pruner(model, "soft_threshold", LATS(l1=1e-4))
-    elif kind == "torch_prune":
+    method, _, target = kind.partition("@")
+    if kind == "torch_prune":
         params = [(m, "weight") for _, m in prunable_layers(model)]
         torch_prune.global_unstructured(params, pruning_method=torch_prune.L1Unstructured, amount=0.5)
-    elif kind == "naive_param":
-        for _, m in prunable_layers(model):
-            parametrize.register_parametrization(m, "weight", NaiveSoftThreshold(1e-3))
+    elif target:
+        pruner = Pruner(model, method, target_sparsity=float(target), total_steps=TOTAL_STEPS)
+    elif kind == "soft_threshold":
+        pruner = Pruner(model, kind, LATS(l1=1e-4))
     elif kind == "gmp":
-        pruner = Pruner(model, "gmp", Cubic(final=0.9, start=0, end=100_000, every=100))
+        pruner = Pruner(model, kind, Cubic(final=0.9, start=0, end=100_000, every=100))
     elif kind in ("magnitude", "random"):
         pruner = Pruner(model, kind)
         pruner.prune_to(0.5)
-    elif kind in METHODS:
+    elif kind != "dense":
         pruner = Pruner(model, kind)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    return model, optimizer, pruner
+    return model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), pruner
 
 
-def make_step(model_name, model, optimizer, pruner):
-    spiking = model_name == "sew_resnet18"
+def make_step(size: str, model, optimizer, pruner):
+    T, batch, side = SIZES[size]
     gen = torch.Generator().manual_seed(1)
-    if spiking:
-        x = torch.rand(4, 8, 3, 64, 64, generator=gen)
-    elif model_name == "resnet18_224":
-        x = torch.rand(8, 3, 224, 224, generator=gen)
-    else:
-        x = torch.rand(32, 3, 64, 64, generator=gen)
-    y = torch.randint(0, 1000, (x.shape[-4],), generator=gen)
+    x = torch.rand(T, batch, 3, side, side, generator=gen)
+    y = torch.randint(0, 1000, (batch,), generator=gen)
     regularized = pruner is not None and pruner.has_regularization
 
-    def step():
+    def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        out = model(x)
-        if spiking:
-            out = out.mean(0)
-        loss = nn.functional.cross_entropy(out, y)
+        loss = nn.functional.cross_entropy(model(x).mean(0), y)
         if regularized:
             loss = loss + pruner.regularization()
         loss.backward()
         optimizer.step()
         if pruner is not None:
             pruner.step(optimizer)
-        if spiking:
-            functional.reset_net(model)
+        functional.reset_net(model)
 
     return step
 
 
-def _solo_worker(conn, kind: str, model_name: str, threads: int) -> None:
-    """One variant in its own process: build, warm up, then run the steps asked for and send their times."""
-    torch.set_num_threads(threads)
-    serve_steps(conn, make_step(model_name, *make_variant(kind, model_name)))
+def copy_unit(model: nn.Module):
+    """One copy of all prunable weights (``torch.cat``): the unit of the small row's extra time."""
+    weights = [m.weight.detach() for _, m in prunable_layers(model)]
+    return lambda: torch.cat([w.reshape(-1) for w in weights])
 
 
-def serve_steps(conn, step) -> None:
-    """A solo worker's loop: warm up, then run the steps asked for and send their times."""
-    step()
-    step()
-    conn.send("ready")
-    while (n := conn.recv()) is not None:
-        times = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - t0)
-        conn.send(times)
-
-
-def time_solo(model_name: str, kinds: list[str], reps: int, threads: int, steps_per_turn: int,
-              worker=_solo_worker) -> dict:
-    """Per variant and round, the median of a turn's timed steps (all but the first), each variant
-    in a process of its own (``worker(conn, kind, model_name, threads)``), the processes taking
-    turns in a rotating order."""
-    ctx = multiprocessing.get_context("spawn")
-    workers = {}
-    try:
-        for k in kinds:  # built one after the other: two builds at once would share the cores
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=worker, args=(child, k, model_name, threads), daemon=True)
-            proc.start()
-            if parent.recv() != "ready":
-                raise RuntimeError(f"the {k} worker did not start")
-            workers[k] = (proc, parent)
-        times = {k: [] for k in kinds}
-        for rep in range(reps):
-            for k in kinds[rep % len(kinds):] + kinds[: rep % len(kinds)]:
-                conn = workers[k][1]
-                conn.send(steps_per_turn)
-                turn = conn.recv()
-                times[k].append(statistics.median(turn[1:] if len(turn) > 1 else turn))
-        return times
-    finally:
-        for proc, conn in workers.values():
-            try:
-                conn.send(None)
-            except (BrokenPipeError, OSError):
-                pass
-            proc.join(timeout=30)
-            if proc.is_alive():
-                proc.kill()
-
-
-def time_interleaved(model_name: str, kinds: list[str], reps: int) -> dict:
-    """Per variant and round, one step's time, every variant in this process, round-robin."""
-    steps = {k: make_step(model_name, *make_variant(k, model_name)) for k in kinds}
-    for step in steps.values():  # warm-up
-        step()
-        step()
+def time_interleaved(steps: dict, reps: int) -> dict[str, list[float]]:
+    """Per variant, the time of one call per round, every variant once a round, the order rotating."""
+    kinds = list(steps)
     times = {k: [] for k in kinds}
     for rep in range(reps):
-        order = kinds[rep % len(kinds):] + kinds[: rep % len(kinds)]  # rotate who goes first
-        for k in order:
+        for k in kinds[rep % len(kinds):] + kinds[: rep % len(kinds)]:
             t0 = time.perf_counter()
             steps[k]()
             times[k].append(time.perf_counter() - t0)
     return times
 
 
+def steady_row(size: str, kinds: list[str], reps: int, with_unit: bool) -> dict:
+    steps = {k: make_step(size, *make_variant(k)) for k in kinds}
+    if with_unit:
+        steps["copy"] = copy_unit(make_variant("dense")[0])
+    for step in steps.values():  # warm-up
+        step()
+        step()
+    times = time_interleaved(steps, reps)
+    dense = times["dense"]
+    row = {}
+    for k, v in times.items():
+        ratio = statistics.median(a / b for a, b in zip(v, dense))
+        row[k] = {"median_s": statistics.median(v), "ratio_to_dense": ratio, "times_s": v}
+        if with_unit and k not in ("dense", "copy"):  # the extra time of each round, in copies of that round
+            row[k]["extra_in_copies"] = statistics.median((a - b) / c for a, b, c in zip(v, dense, times["copy"]))
+    return row
+
+
+def first_steps(kinds: list[str]) -> dict[str, float]:
+    """Each variant's first step on the bench size, a fresh model each (torch warmed up first)."""
+    warm = make_step("bench", *make_variant("dense"))
+    warm()
+    out = {}
+    for k in kinds:
+        step = make_step("bench", *make_variant(k))
+        t0 = time.perf_counter()
+        step()
+        out[k] = time.perf_counter() - t0
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--reps", type=int, default=25, help="timed steps per variant (after 2 warm-up steps)")
+    parser.add_argument("--reps", type=int, default=15, help="timed rounds per row (after 2 warm-up steps)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--models", default="sew_resnet18,resnet18,resnet18_224")
-    parser.add_argument("--methods", default=",".join(METHODS), help="registered methods to time besides the baselines")
-    parser.add_argument("--quick", action="store_true", help="3 rounds on resnet18, nothing written: a smoke run")
-    parser.add_argument("--name", default="overhead", help="results file name in bench/results (.json and .md)")
-    parser.add_argument("--solo", action="store_true", help="every variant in a process of its own, taking turns")
-    parser.add_argument("--steps-per-turn", type=int, default=3, help="with --solo: steps per turn (the first untimed)")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="besides dense (always timed)")
+    parser.add_argument("--quick", action="store_true", help="2 rounds of the small row, nothing written")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.reps, args.models = 3, "resnet18"
     torch.set_num_threads(args.threads)
-    load_before = os.getloadavg()
-    methods = [m for m in args.methods.split(",") if m]
-    kinds = BASELINES + methods
-    results = {}
-    for model_name in args.models.split(","):
-        if args.solo:
-            times = time_solo(model_name, kinds, args.reps, args.threads, args.steps_per_turn)
-        else:
-            times = time_interleaved(model_name, kinds, args.reps)
-        # Paired ratios: each round's step time over the dense step of the same round, so that
-        # slow drifts of a shared machine cancel; the median of those is what we quote.
-        results[model_name] = {
-            k: {
-                "median_s": statistics.median(v),
-                "ratio_to_dense": statistics.median(a / b for a, b in zip(v, times["dense"])),
-                "times_s": v,
-            }
-            for k, v in times.items()
-        }
-        print(model_name, {k: round(r["ratio_to_dense"], 3) for k, r in results[model_name].items()})
+    kinds = ["dense"] + [k for k in args.variants.split(",") if k and k != "dense"]
     if args.quick:
+        row = steady_row("small", kinds, 2, with_unit=True)
+        print("small", {k: round(r["ratio_to_dense"], 3) for k, r in row.items()})
         return
-
-    machine = machine_info(
-        args.threads, load_before, fused_kernels=os.environ.get("SNNPRUNE_FUSED_KERNELS", "auto"),
-        mode=f"solo, {args.steps_per_turn} steps per turn" if args.solo else "interleaved in one process")
+    load_before = os.getloadavg()
+    results = {"bench": steady_row("bench", kinds, args.reps, with_unit=False)}
+    results["small"] = steady_row("small", kinds, args.reps * 2, with_unit=True)
+    results["first_step_s"] = first_steps(kinds)
+    machine = machine_info(args.threads, load_before, commit=_commit(), mode="interleaved in one process")
+    command = f"python bench/overhead.py --reps {args.reps} --threads {args.threads}"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    command = (f"python bench/overhead.py --reps {args.reps} --threads {args.threads} --models {args.models} "
-               f"--methods {','.join(methods)}" + (f" --name {args.name}" if args.name != "overhead" else "")
-               + (f" --solo --steps-per-turn {args.steps_per_turn}" if args.solo else ""))
-    (RESULTS / f"{args.name}.json").write_text(
-        json.dumps({"machine": machine, "command": command, "results": results}, indent=1))
+    (RESULTS / "overhead.json").write_text(json.dumps({"machine": machine, "command": command, "results": results},
+                                                      indent=1))
+    text = report(results, kinds, machine, command)
+    (RESULTS / "overhead.md").write_text(text)
+    print(text)
+
+
+def report(results: dict, kinds: list[str], machine: dict, command: str) -> str:
+    bench, small, first = results["bench"], results["small"], results["first_step_s"]
     lines = [
-        "# Training-step overhead (median of per-round step-time ratios to dense, variants "
-        + ("in processes of their own, taking turns)" if args.solo else "interleaved in one run)"),
+        "# Training-step overhead (SEW-ResNet-18, median of per-round ratios to dense, interleaved in one run)",
         "",
-        f"Mode: {machine['mode']}  ",
-        "",
-        f"Command: `{command}`  ",
-        f"Machine: {machine['cpu']}, {args.threads} threads, torch {machine['torch']}, Python {machine['python']}, "
-        f"SNNPRUNE_FUSED_KERNELS={machine['fused_kernels']}  ",
+        f"Command: `{command}` at commit {machine['commit']}  ",
+        f"Machine: {machine['cpu']}, {machine['threads']} threads, torch {machine['torch']}, "
+        f"Python {machine['python']}  ",
         f"Load average (1, 5, 15 min): {machine['load_before']} at the start, {machine['load_after']} at the end "
         f"({machine['nproc']} cores)",
         "",
-        "| model | dense (s) | snnprune soft threshold | torch.prune 50% mask | naive parametrization |",
-        "|---|---|---|---|---|",
+        f"bench: T=4, batch 8, 64x64, dense {bench['dense']['median_s']:.3f} s a step; small: T=2, batch 2, 32x32, "
+        f"dense {small['dense']['median_s'] * 1e3:.1f} ms a step, one copy of all prunable weights "
+        f"{small['copy']['median_s'] * 1e3:.2f} ms; first step: dense {first['dense']:.2f} s.",
+        "",
+        "| variant | bench | small | small: extra time in weight copies | first step (s) | first step - dense's (s) |",
+        "|---|---|---|---|---|---|",
     ]
-    for name, r in results.items():
+    for k in kinds:
+        extra = small[k].get("extra_in_copies")
         lines.append(
-            f"| {name} | {r['dense']['median_s']:.3f} | {r['snnprune']['ratio_to_dense']:.3f}x "
-            f"| {r['torch_prune']['ratio_to_dense']:.3f}x | {r['naive_param']['ratio_to_dense']:.3f}x |"
+            f"| {k} | {bench[k]['ratio_to_dense']:.3f}x | {small[k]['ratio_to_dense']:.3f}x | "
+            f"{'' if extra is None else f'{extra:.1f}'} | {first[k]:.2f} | {first[k] - first['dense']:+.2f} |"
         )
-    lines += [
-        "",
-        "Per method (`Pruner(model, <method>)`, the loss adds `pruner.regularization()` where there is one):",
-        "",
-        *ratio_table(results, "method", methods, lambda r: f"{r['ratio_to_dense']:.3f}x"),
-    ]
-    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return "\n".join(lines) + "\n"
 
 
-def ratio_table(results: dict, header: str, rows, cell) -> list[str]:
-    """A markdown table: one column per model of ``results``, one row per name in ``rows``, each
-    cell ``cell(results[model][row])``."""
-    lines = [f"| {header} | " + " | ".join(results) + " |", "|---|" + "---|" * len(results)]
-    for row in rows:
-        lines.append(f"| {row} | " + " | ".join(cell(r[row]) for r in results.values()) + " |")
-    return lines
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 def machine_info(threads: int, load_before, **extra) -> dict:

@@ -45,6 +45,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from ._validation import check_fraction, did_you_mean
 from .metrics.sparsity import SparsityReport, regrowth, sparsity
@@ -211,8 +212,7 @@ class Pruner:
         self._lr_sums = [0.0] * len(selected)
         self._groups = [0] * len(selected)
         self._checked_optimizer: int | None = None
-        self._step_record: dict | None = None  # θ versions around the last optimizer step (fixed masks)
-        self._step_hooks: list = []
+        self._optimizer_steps = _optimizer_steps_now()  # optimizer -> steps seen at the last pruner.step
         self._finalized = False
         self._frozen_threshold: float | None = None
         self._warned: set[str] = set()
@@ -318,7 +318,7 @@ class Pruner:
                 f"Pruner.step expects the optimizer, got a {type(optimizer).__name__} ({kind}): call "
                 "pruner.step(optimizer) after optimizer.step() and before scheduler.step()"
             )
-        if scaler is not None and optimizer is not None and _scaler_skipped(scaler, optimizer):
+        if optimizer is not None and self._scaler_skipped(scaler, optimizer):
             return
         if optimizer is not None and self._checked_optimizer != id(optimizer):
             self._check_optimizer(optimizer)
@@ -342,64 +342,14 @@ class Pruner:
             self._feedback()
         for r, step_lr in zip(self._reparams, step_lrs):
             r.on_step(self.steps, step_lr)
-            r.invalidate()  # optimizers that write p.data do not bump the version counter
-        if optimizer is not None:
-            self._certify_fixed_masks(optimizer)
 
-    @torch.no_grad()
-    def _certify_fixed_masks(self, optimizer: torch.optim.Optimizer) -> None:
-        """Spare fixed masks their in-place pass when the step cannot have moved a masked weight.
-
-        A weight cut by a fixed mask is 0 and gets a zero gradient; under an element-wise
-        optimizer of torch's (:data:`ZERO_PRESERVING`) whose state is 0 there too it stays 0, so
-        the next forward need not zero it again. That holds when nothing but this optimizer
-        step wrote ``θ`` since the last forward (its version counter before and after the step,
-        read by hooks on the optimizer) and the optimizer's state was zeroed for this mask (done
-        here at the first step after every mask change; that step is not spared). Anything else —
-        another optimizer, a write into ``θ``, a skipped ``pruner.step`` — leaves the pass on."""
-        record, self._step_record = self._step_record, None
-        if record is None or record["optimizer"] != id(optimizer) or record.get("after") is None:
-            return
-        for i, r in enumerate(self._reparams):
-            mask = r.fixed_mask()
-            if mask is None:
-                continue
-            latent, inplace = self._latent(i), r._masked
-            mask_key = (mask.data_ptr(), mask._version)
-            if inplace.state_key != mask_key:
-                state = optimizer.state.get(latent, {})
-                for value in state.values():
-                    if torch.is_tensor(value) and value.shape == latent.shape and value.is_floating_point():
-                        value.mul_(mask.to(value.dtype))
-                inplace.state_key = mask_key
-            elif inplace.forward_version == record["before"][i] and latent._version == record["after"][i]:
-                inplace.certify(latent, mask)
-
-    def _unhook_optimizer(self) -> None:
-        for handle in self._step_hooks:
-            handle.remove()
-        self._step_hooks, self._step_record = [], None
-
-    def _hook_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
-        self._unhook_optimizer()
-        if type(optimizer) not in ZERO_PRESERVING:
-            return
-        me = weakref.ref(self)
-
-        def versions(when: str):
-            def hook(opt, args, kwargs) -> None:
-                pruner = me()
-                if pruner is None or pruner._finalized:
-                    return
-                if when == "before":
-                    pruner._step_record = {"optimizer": id(opt)}
-                elif pruner._step_record is None:
-                    return
-                pruner._step_record[when] = [pruner._latent(i)._version for i in range(len(pruner._reparams))]
-            return hook
-
-        self._step_hooks = [optimizer.register_step_pre_hook(versions("before")),
-                            optimizer.register_step_post_hook(versions("after"))]
+    def _scaler_skipped(self, scaler, optimizer: torch.optim.Optimizer) -> bool:
+        """Whether ``scaler`` skipped this step: ``optimizer.step()`` has not run since the last
+        ``pruner.step`` (counted by :func:`_count_optimizer_steps`, a public step hook)."""
+        stepped = _OPTIMIZER_STEPS.get(optimizer, 0)
+        last = self._optimizer_steps.get(id(optimizer), 0)
+        self._optimizer_steps[id(optimizer)] = stepped
+        return scaler is not None and scaler.is_enabled() and stepped == last
 
     def _check_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         group_of = {id(p): g for g, group in enumerate(optimizer.param_groups) for p in group["params"]}
@@ -416,7 +366,6 @@ class Pruner:
             )
         self._groups = [group_of[id(self._latent(i))] for i in range(len(self._reparams))]
         self._checked_optimizer = id(optimizer)
-        self._hook_optimizer(optimizer)
 
     def _check_thresholds_in_model(self) -> None:
         """Warn once when the thresholds held by the model are not the ones this Pruner set: the
@@ -688,7 +637,6 @@ class Pruner:
         architecture; deep copies taken before (a best model, an EMA copy) keep working."""
         self._check_alive()
         self._finalized = True
-        self._unhook_optimizer()
         return bake(self.model)
 
     def _check_alive(self) -> None:
@@ -717,13 +665,6 @@ class Pruner:
 
 
 # -- construction helpers --------------------------------------------------------------------
-#: torch optimizers under which a weight with zero gradient and zero state stays exactly 0
-#: (element-wise updates; weight decay multiplies 0): fixed masks skip their per-step pass there
-ZERO_PRESERVING = (
-    torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.NAdam, torch.optim.RAdam,
-    torch.optim.Adamax, torch.optim.RMSprop, torch.optim.Adagrad,
-)
-
 #: the most weights :func:`default_floor` keeps per layer
 DEFAULT_FLOOR_CAP = 32
 
@@ -905,11 +846,29 @@ def _check_attachable(model: nn.Module, selected) -> None:
             )
 
 
-def _scaler_skipped(scaler, optimizer) -> bool:
-    if not scaler.is_enabled():
-        return False
-    found = scaler._found_inf_per_device(optimizer)
-    return bool(sum(float(v) for v in found.values()))
+#: how many times each optimizer's ``step()`` has run, counted from the first Pruner on
+_OPTIMIZER_STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_step_counter = None
+
+
+def _count_optimizer_steps() -> None:
+    """Count every optimizer's steps from now on, with torch's public global step post hook
+    (:func:`torch.optim.optimizer.register_optimizer_step_post_hook`). A ``GradScaler`` that skips
+    a step does not call ``optimizer.step()``, so the count tells a skipped step from a taken one
+    without reading the scaler's internals."""
+    global _step_counter
+    if _step_counter is None:
+
+        def count(optimizer, args, kwargs) -> None:
+            _OPTIMIZER_STEPS[optimizer] = _OPTIMIZER_STEPS.get(optimizer, 0) + 1
+
+        _step_counter = register_optimizer_step_post_hook(count)
+
+
+def _optimizer_steps_now() -> dict[int, int]:
+    """The step counts of the optimizers alive now (by id), starting the count if needed."""
+    _count_optimizer_steps()
+    return {id(opt): n for opt, n in _OPTIMIZER_STEPS.items()}
 
 
 def _schedule_from_state(state: dict, current):

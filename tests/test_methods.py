@@ -16,7 +16,7 @@ from torch import nn
 
 from snnprune import Pruner
 from snnprune.models import create_model
-from snnprune.reparam import METHODS, SmoothThreshold, smooth_threshold
+from snnprune.reparam import METHODS, SmoothThreshold, smooth_threshold, zero_optimizer_state
 from snnprune.schedules import Constant, Cubic
 
 #: the library's own methods (toy methods registered by other tests are not in snnprune.*)
@@ -143,30 +143,42 @@ def _masked_layer(kind):
 
 
 @pytest.mark.parametrize("kind", ["magnitude", "random", "gmp", "soft_threshold"])
-def test_fixed_masks_hand_out_the_latent_weight_zeroed_in_place_with_the_masked_gradient(kind):
+def test_fixed_masks_are_latent_times_mask_with_the_masked_gradient_as_in_torch_prune(kind):
     layer, pruner, opt, r, latent = _masked_layer(kind)
     keep = pruner.masks()[""]
     assert 0 < int(keep.sum()) < keep.numel()
-    for _ in range(3):  # the momentum from before the cut moves the cut weights at every step
+    for _ in range(3):  # the momentum from before the cut moves the cut latent weights: the mask hides them
         opt.zero_grad()
-        out = layer(torch.randn(4, 16))
-        weight = layer.weight
-        assert weight.data_ptr() == latent.data_ptr()  # no second copy of the weight
-        assert torch.equal(weight.detach() != 0, keep)
+        x = torch.randn(4, 16)
+        out = layer(x)
+        assert torch.equal(layer.weight.detach(), latent.detach() * keep)
         out.pow(2).mean().backward()
-        assert torch.count_nonzero(latent.grad[~keep]) == 0  # the cut weights get no gradient
-        opt.step()  # without pruner.step: the next forward zeroes them again all the same
+        theta = latent.detach().clone().requires_grad_(True)
+        nn.functional.linear(x, theta * keep.float(), layer.bias.detach()).pow(2).mean().backward()
+        assert torch.equal(latent.grad, theta.grad)  # exactly torch.nn.utils.prune's gradient
+        assert torch.count_nonzero(latent.grad[~keep]) == 0
+        opt.step()
+        pruner.step(opt)
     assert torch.equal(pruner.masks()[""], keep)
     with torch.inference_mode():  # a validation pass sees the same weight
-        assert torch.equal(layer.weight != 0, keep)
+        assert torch.equal(layer.weight != 0, keep & (latent != 0))
 
 
-def test_a_write_into_a_masked_weight_lasts_where_it_is_kept():
+def test_zero_optimizer_state_stops_the_momentum_of_the_cut_weights():
+    layer, pruner, opt, r, latent = _masked_layer("magnitude")
+    keep = pruner.masks()[""]
+    zero_optimizer_state(opt, latent, keep)
+    before = latent.detach().clone()
+    opt.zero_grad()
+    layer(torch.randn(4, 16)).pow(2).mean().backward()
+    opt.step()
+    assert torch.equal(latent.detach()[~keep], before[~keep])  # no gradient, no momentum: at rest
+    assert not torch.equal(latent.detach()[keep], before[keep])
+
+
+def test_a_checkpoint_loads_into_a_masked_layer():
     layer, pruner, _, _, latent = _masked_layer("magnitude")
     keep = pruner.masks()[""]
-    with torch.no_grad():
-        layer.weight.fill_(0.25)
-    assert torch.equal(layer.weight.detach(), 0.25 * keep)
     state = {k: v.clone() for k, v in layer.state_dict().items()}
     state["parametrizations.weight.original"].fill_(-1.0)  # a checkpoint with values where it is cut
     layer.load_state_dict(state)
@@ -201,13 +213,6 @@ def test_gmp_follows_the_cubic_at_every_update_and_changes_masks_only_then():
     assert pruner.sparsity().pruned == pytest.approx(0.8, abs=1 / total)
 
 
-@pytest.fixture(params=["never", "always"])
-def kernels(request, monkeypatch):
-    """The learned soft masks' eager path, and their fused kernels (compiled) on every layer."""
-    monkeypatch.setenv("SNNPRUNE_FUSED_KERNELS", request.param)
-    return request.param
-
-
 # -- LTP -------------------------------------------------------------------------------------
 def _ltp_layer(**kwargs):
     layer = nn.Linear(32, 16)
@@ -216,13 +221,12 @@ def _ltp_layer(**kwargs):
     return layer, pruner, reparam, module.parametrizations.weight.original
 
 
-@pytest.mark.parametrize("path", ["fused", "plain"])
-def test_ltp_forward_and_both_gradients_follow_the_formula(path, kernels):
-    _, _, r, w = _ltp_layer(temperature=0.3, tau_init=0.7)
+def test_ltp_forward_and_both_gradients_follow_the_formula():
+    layer, _, r, w = _ltp_layer(temperature=0.3, tau_init=0.7)
     with torch.no_grad():
         r.tau.fill_(0.8)
     scale, temperature = float(r.scale), 0.3
-    v = r.effective_weight(w) if path == "fused" else r.transform(w)
+    v = layer.weight
     g = torch.randn_like(v)
     (v * g).sum().backward()
     wd = w.detach()
@@ -268,19 +272,7 @@ def test_ltp_l0_term_alone_raises_every_threshold():
     assert pruner.sparsity().pruned > 0
 
 
-def test_ltp_l0_term_reuses_the_forward_mask_with_the_same_value_and_gradient(kernels):
-    layer, pruner, r, w = _ltp_layer(tau_init=0.3)
-    plain = pruner.regularization()
-    (grad_plain,) = torch.autograd.grad(plain, r.tau)
-    layer(torch.randn(2, 32))  # fills the mask buffer
-    assert r._fused.current(w, r._token()) is not None
-    fused = pruner.regularization()
-    (grad_fused,) = torch.autograd.grad(fused, r.tau)
-    torch.testing.assert_close(fused, plain)
-    torch.testing.assert_close(grad_fused, grad_plain)
-
-
-def test_ltp_warns_once_when_every_mask_saturates_and_the_threshold_stalls(kernels):
+def test_ltp_warns_once_when_every_mask_saturates_and_the_threshold_stalls():
     layer, pruner, _, _ = _ltp_layer(temperature=1e-6, window=2)  # T far below every w²
     opt = torch.optim.SGD(layer.parameters(), lr=0.1)
     with warnings.catch_warnings(record=True) as caught:
@@ -294,7 +286,7 @@ def test_ltp_warns_once_when_every_mask_saturates_and_the_threshold_stalls(kerne
     assert len(stalls) == 1
 
 
-def test_ltp_does_not_warn_while_masks_are_soft(kernels):
+def test_ltp_does_not_warn_while_masks_are_soft():
     layer, pruner, _, _ = _ltp_layer(window=2)
     opt = torch.optim.SGD(layer.parameters(), lr=0.1)
     with warnings.catch_warnings():
@@ -304,126 +296,6 @@ def test_ltp_does_not_warn_while_masks_are_soft(kernels):
             (layer(torch.randn(4, 32)).pow(2).mean() + pruner.regularization()).backward()
             opt.step()
             pruner.step(opt)
-
-
-@pytest.mark.parametrize("method", ["ltp", "smooth_threshold"])
-def test_fused_kernels_take_the_large_layers_by_default(method, monkeypatch):
-    from snnprune.reparam import _kernels
-
-    monkeypatch.delenv("SNNPRUNE_FUSED_KERNELS", raising=False)
-    model = nn.Sequential(nn.Linear(16, 8), nn.Linear(8, _kernels.MIN_NUMEL // 8))
-    pruner = Pruner(model, method)
-    model(torch.randn(2, 16)).sum().backward()
-    small, large = (r for _, _, r in pruner.layers())
-    if method == "ltp":  # the forward kernel returned the L0 term's sums; the eager path does not
-        assert small._sums is None and large._sums is not None
-    else:  # the eager path's five buffers, the kernel's three (v and the two sigmoids)
-        assert len(small._fused.bufs) == 5 and len(large._fused.bufs) == 3
-
-
-def test_a_probe_that_cannot_run_turns_writing_over_gradients_off_and_gradients_stay_exact(monkeypatch):
-    from snnprune.reparam import _cache
-
-    probes = []
-
-    def broken(*args):
-        probes.append(args)
-        raise RuntimeError("intercepted")
-
-    monkeypatch.setattr(_cache, "_HANDED_REFS", 0)
-    monkeypatch.setattr(_cache, "_calibrated", False)
-    monkeypatch.setattr(_cache._Probe, "apply", broken)
-    _cache.calibrate()
-    assert _cache._HANDED_REFS == 0 and _cache._calibrated
-    _cache.calibrate()
-    assert len(probes) == 1  # not retried (it was per layer): once per process, whatever the outcome
-    layer, r, latent = _grad_layer("ltp", lambda: nn.Conv2d(4, 8, 3, padding=1))
-    x = torch.randn(2, 4, 6, 6)
-    layer(x).pow(2).mean().backward()
-    torch.testing.assert_close(latent.grad, _reference_grad(layer, r, latent, x))
-    assert r._grad_buffer.storage is not None  # the recycled buffer took it
-
-
-def test_the_fused_kernels_compile_one_graph_for_layers_of_every_shape(monkeypatch):
-    """Dynamo compiles a function a bounded number of times (``recompile_limit``) and then, with
-    ``fullgraph=True``, fails for good: a guard per layer shape would send a long-running process
-    (or one model with many layer shapes) to the eager path. One graph per kernel and dtype."""
-    from snnprune.reparam import _kernels
-
-    monkeypatch.setenv("SNNPRUNE_FUSED_KERNELS", "always")
-    torch._dynamo.reset()
-    try:
-        with torch._dynamo.config.patch(recompile_limit=1), warnings.catch_warnings():
-            warnings.simplefilter("error")  # "could not be compiled" would fail the test
-            for method in ("ltp", "smooth_threshold"):
-                torch.manual_seed(0)
-                # 3x3 and 1x1 convolutions and a linear layer, each > 4096 weights
-                model = nn.Sequential(nn.Conv2d(8, 64, 3, padding=1), nn.Conv2d(64, 96, 1),
-                                      nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(96, 64))
-                pruner = Pruner(model, method)
-                for _ in range(2):
-                    model.zero_grad(set_to_none=True)
-                    (model(torch.randn(2, 8, 6, 6)).pow(2).mean() + pruner.regularization()).backward()
-        for name in ("ltp_forward", "ltp_backward", "smooth_forward", "smooth_backward"):
-            assert not getattr(_kernels, name).failed, name
-        assert not _kernels.ltp_backward.over_gradient.failed
-    finally:
-        torch._dynamo.reset()
-
-
-@pytest.mark.parametrize("method", ["ltp", "smooth_threshold"])
-def test_a_kernel_that_does_not_compile_warns_once_and_the_formula_runs(method, monkeypatch):
-    from snnprune.reparam import _kernels
-
-    monkeypatch.setenv("SNNPRUNE_FUSED_KERNELS", "always")
-    for name in ("ltp_forward", "ltp_backward", "smooth_forward", "smooth_backward"):
-        monkeypatch.setattr(_kernels, name, _kernels.FusedKernel(getattr(_kernels, name).fn))
-
-    def no_compiler(fn, **kwargs):
-        def run(*args):
-            raise RuntimeError("no C++ compiler found\nlong details")
-        return run
-
-    monkeypatch.setattr(torch, "compile", no_compiler)
-    results = {}
-    for mode in ("always", "never"):
-        monkeypatch.setenv("SNNPRUNE_FUSED_KERNELS", mode)
-        torch.manual_seed(0)
-        layer = nn.Linear(12, 6)
-        pruner = Pruner(layer, method)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            for _ in range(2):
-                layer.zero_grad()
-                (layer(torch.ones(3, 12)).pow(2).sum() + pruner.regularization()).backward()
-        notes = [str(w.message) for w in caught if "could not be compiled" in str(w.message)]
-        results[mode] = ([p.grad.clone() for p in layer.parameters()], notes)
-    fused_grads, notes = results["always"]
-    assert len(notes) == 2 and all("no C++ compiler found" in n and "\n" not in n for n in notes)  # fwd, bwd
-    assert results["never"][1] == []
-    for a, b in zip(fused_grads, results["never"][0]):
-        torch.testing.assert_close(a, b)
-
-
-def test_fused_kernels_pass_only_the_inductor_options_this_torch_knows(monkeypatch):
-    from snnprune.reparam import _kernels
-
-    seen = []
-
-    def fake_compile(fn, **kwargs):
-        seen.append(kwargs.get("options"))
-        return fn
-
-    monkeypatch.setattr(torch, "compile", fake_compile)
-    assert _kernels._known_options({"realize_reads_threshold": 1, "no_such_option_here": 3}) == {
-        "realize_reads_threshold": 1}
-    kernel = _kernels.FusedKernel(lambda x: x + 1, {"realize_reads_threshold": 1, "no_such_option_here": 3})
-    assert float(kernel(torch.tensor(1.0))) == 2.0
-    plain = _kernels.FusedKernel(lambda x: x * 2)
-    assert float(plain(torch.tensor(1.0))) == 2.0
-    assert seen == [{"realize_reads_threshold": 1}, None]
-    # the backward kernels write a gradient and reduce over it in one loop
-    assert _kernels.ltp_backward.options == _kernels.smooth_backward.options == _kernels.ONE_LOOP
 
 
 # -- smooth threshold ---------------------------------------------------------------------
@@ -445,50 +317,34 @@ def test_smooth_threshold_is_odd_non_decreasing_and_zero_at_zero():
         assert float(smooth_threshold(torch.zeros(1, dtype=torch.float64), t, beta)) == 0
 
 
-@pytest.mark.parametrize("beta", [8.0, 200.0])  # 200: most β(±w − t) lie beyond the kernel's sigmoid clamp
-def test_smooth_threshold_fused_forward_and_gradients_equal_autograd_of_the_formula(kernels, beta):
-    layer = nn.Linear(64, 32)
-    with torch.no_grad():
-        layer.weight[0, :4] = 0.0  # sign(0): v ≡ 0 there, in t too
-    pruner = Pruner(layer, "smooth_threshold", method_kwargs={"t_init": 0.6, "beta": beta})
-    (_, _, r), = pruner.layers()
-    w = layer.parametrizations.weight.original
-    g = torch.randn(32, 64)
-    grads = []
-    for forward in (r.effective_weight, r.transform):
-        w.grad, r.raw_threshold.grad = None, None
-        v = forward(w)
-        (v * g).sum().backward()
-        grads.append((v.detach(), w.grad.clone(), r.raw_threshold.grad.clone()))
-    for fused, plain in zip(*grads):
-        torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-6)
-
-
-def test_smooth_threshold_fused_path_has_the_true_gradient_in_float64(kernels):
+def test_smooth_threshold_forward_and_gradients_are_the_papers_formula_in_float64():
     layer = nn.Linear(10, 5)
     with torch.no_grad():
         layer.weight[0, :3] = 0.0  # sign(0): v ≡ 0 there, in t too
     pruner = Pruner(layer, "smooth_threshold", method_kwargs={"t_init": 0.6, "beta": 8.0})
     layer.double()
     (_, _, r), = pruner.layers()
-    w = layer.parametrizations.weight.original.detach().clone().requires_grad_()
-    raw = r.raw_threshold.detach().clone().requires_grad_()
+    w = layer.parametrizations.weight.original
+    scale = r.scale.detach().clone()
 
-    def fused(w, raw):
-        r.invalidate()
-        assert r._fast(w, raw)
-        return torch.func.functional_call(r, {"raw_threshold": raw}, (w,))
+    def paper(x, raw):  # Manessi et al.: t = scale·softplus(raw), β = beta/scale
+        t = scale * torch.nn.functional.softplus(raw)
+        b = 8.0 / scale
+        return (torch.relu(x - t) + t * torch.sigmoid(b * (x - t))
+                - torch.relu(-x - t) - t * torch.sigmoid(b * (-x - t)))
 
-    def plain(w, raw):  # the formula in plain autograd: t = scale·softplus(raw), β = beta/scale
-        return smooth_threshold(w, r.scale * torch.nn.functional.softplus(raw), r.beta / float(r.scale))
-
-    assert torch.autograd.gradcheck(fused, (w, raw), eps=1e-6, atol=1e-7)
     g = torch.randn(5, 10, dtype=torch.float64)
-    got = torch.autograd.grad((fused(w, raw) * g).sum(), (w, raw))
-    want = torch.autograd.grad((plain(w, raw) * g).sum(), (w, raw))
-    torch.testing.assert_close(fused(w, raw), plain(w, raw), rtol=1e-12, atol=1e-14)
-    for a, b in zip(got, want):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    v = layer.weight
+    (v * g).sum().backward()
+    x = w.detach().clone().requires_grad_(True)
+    raw = r.raw_threshold.detach().clone().requires_grad_(True)
+    want = paper(x, raw)
+    (want * g).sum().backward()
+    torch.testing.assert_close(v.detach(), want.detach(), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(w.grad, x.grad, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(r.raw_threshold.grad, raw.grad, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda a, b: torch.func.functional_call(r, {"raw_threshold": b}, (a,)),
+                                    (x.detach().requires_grad_(), raw.detach().requires_grad_()), eps=1e-6, atol=1e-7)
 
 
 def test_smooth_threshold_regulariser_alone_raises_every_threshold():
@@ -514,191 +370,3 @@ def test_smooth_threshold_prunes_where_the_weight_is_at_most_the_threshold():
     assert torch.equal(pruner.masks()[""], w.detach().abs() > t)
 
 
-# -- fixed masks: the per-step pass spared under torch's element-wise optimizers ------------
-def _train(layer, pruner, opt, steps, between=None):
-    gen = torch.Generator().manual_seed(3)
-    for _ in range(steps):
-        opt.zero_grad()
-        layer(torch.randn(4, 16, generator=gen)).pow(2).mean().backward()
-        opt.step()
-        if between is not None:
-            between()
-        pruner.step(opt)
-
-
-@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
-def test_fixed_masks_skip_the_zeroing_pass_and_the_cut_weights_stay_exactly_zero(optimizer):
-    torch.manual_seed(0)
-    layer = nn.Linear(16, 8)
-    pruner = Pruner(layer, "magnitude")
-    make = {"sgd": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-2),
-            "adam": lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=1e-2),
-            "adamw": lambda p: torch.optim.AdamW(p, lr=0.01)}[optimizer]
-    opt = make(layer.parameters())
-    _train(layer, pruner, opt, 3)  # state everywhere, then the cut
-    pruner.prune_to(0.5)
-    (_, _, r), = pruner.layers()
-    latent, keep = layer.parametrizations.weight.original, pruner.masks()[""]
-    _train(layer, pruner, opt, 2)  # the first step after the cut zeroes the state where it cuts
-    assert all(torch.count_nonzero(v[~keep]) == 0 for v in opt.state[latent].values()
-               if torch.is_tensor(v) and v.shape == latent.shape)
-    for _ in range(4):
-        version = latent._version
-        layer(torch.randn(4, 16)).pow(2).mean().backward()
-        assert latent._version == version  # the forward made no zeroing pass over θ
-        opt.step()
-        pruner.step(opt)
-        opt.zero_grad()
-    assert torch.count_nonzero(latent.detach()[~keep]) == 0  # and the cut weights are exactly 0
-    assert torch.equal(layer.weight.detach() != 0, keep)
-
-
-def test_a_write_into_the_latent_weight_between_steps_keeps_the_zeroing_pass():
-    torch.manual_seed(0)
-    layer = nn.Linear(16, 8)
-    pruner = Pruner(layer, "magnitude")
-    opt = torch.optim.SGD(layer.parameters(), lr=0.1, momentum=0.9)
-    pruner.prune_to(0.5)
-    _train(layer, pruner, opt, 2)
-    keep = pruner.masks()[""]
-    latent = layer.parametrizations.weight.original
-    _train(layer, pruner, opt, 1, between=lambda: latent.detach().add_(0.5))  # weight noise
-    assert torch.count_nonzero(latent.detach()[~keep]) > 0  # the write is there ...
-    assert torch.equal(layer.weight.detach() != 0, keep)  # ... and the next forward zeroes it again
-
-
-def test_an_optimizer_of_unknown_kind_keeps_the_zeroing_pass():
-    class Signed(torch.optim.SGD):  # a subclass may step in any way: never trusted
-        pass
-
-    torch.manual_seed(0)
-    layer = nn.Linear(16, 8)
-    pruner = Pruner(layer, "magnitude")
-    opt = Signed(layer.parameters(), lr=0.1)
-    pruner.prune_to(0.5)
-    _train(layer, pruner, opt, 2)
-    (_, _, r), = pruner.layers()
-    assert r._masked.key is None  # not spared: the next forward zeroes θ again
-
-
-# -- the recycled gradient buffer --------------------------------------------------------------
-def _grad_layer(kind, make=lambda: nn.Linear(16, 8)):
-    torch.manual_seed(0)
-    layer = make()
-    pruner = Pruner(layer, kind, method_kwargs=OPTIONS.get(kind, {}))
-    if kind == "magnitude":
-        pruner.prune_to(0.5)
-    (_, _, r), = pruner.layers()
-    return layer, r, layer.parametrizations.weight.original
-
-
-def _reference_grad(layer, r, latent, x, both=False):
-    """θ's gradient through the method's plain formula (no buffers, no kernels); ``both``: and the
-    gradient of the effective weight itself."""
-    theta = latent.detach().clone().requires_grad_(True)
-    mask = r.fixed_mask()
-    weight = theta * mask if mask is not None else r.transform(theta)
-    weight.retain_grad()
-    if isinstance(layer, nn.Conv2d):
-        out = torch.nn.functional.conv2d(x, weight, layer.bias.detach(), padding=layer.padding)
-    else:
-        out = torch.nn.functional.linear(x, weight, layer.bias.detach())
-    out.pow(2).mean().backward()
-    return (theta.grad, weight.grad) if both else theta.grad
-
-
-@pytest.mark.parametrize("kind", ["magnitude", "ltp", "smooth_threshold"])
-def test_the_gradient_of_theta_is_written_into_one_recycled_buffer_and_stays_exact(kind, kernels):
-    layer, r, latent = _grad_layer(kind)
-    x = torch.randn(4, 16)
-    pointers = []
-    for _ in range(3):  # zero_grad(set_to_none=True): θ.grad is the buffer itself, again and again
-        layer.zero_grad(set_to_none=True)
-        want = _reference_grad(layer, r, latent, x)
-        layer(x).pow(2).mean().backward()
-        torch.testing.assert_close(latent.grad, want)
-        pointers.append(latent.grad.data_ptr())
-    assert len(set(pointers)) == 1
-    # gradient accumulation over two backwards (θ.grad holds the buffer: the second gets a new one)
-    layer.zero_grad(set_to_none=True)
-    want = _reference_grad(layer, r, latent, x)
-    layer(x).pow(2).mean().backward()
-    layer(x).pow(2).mean().backward()
-    torch.testing.assert_close(latent.grad, 2 * want)
-    # zero_grad(set_to_none=False): the buffer is added into θ.grad, which keeps its own memory
-    kept = latent.grad
-    layer.zero_grad(set_to_none=False)
-    layer(x).pow(2).mean().backward()
-    assert latent.grad is kept
-    torch.testing.assert_close(latent.grad, want)
-    # a gradient the user holds is never overwritten by a later backward
-    layer.zero_grad(set_to_none=True)
-    (held,) = torch.autograd.grad(layer(x).pow(2).mean(), latent)
-    snapshot = held.clone()
-    layer(x * 2).pow(2).mean().backward()
-    assert torch.equal(held, snapshot)
-    # a differentiable backward (create_graph) gets its own tensors
-    layer.zero_grad(set_to_none=True)
-    (g,) = torch.autograd.grad(layer(x).pow(2).mean(), latent, create_graph=True)
-    torch.testing.assert_close(g, want)
-
-
-# -- θ's gradient written over the incoming one ---------------------------------------------------
-@pytest.mark.parametrize("kind", ["magnitude", "ltp", "smooth_threshold"])
-def test_a_convolutions_weight_gradient_is_overwritten_in_place_only_where_nothing_else_sees_it(kind, kernels):
-    layer, r, latent = _grad_layer(kind, lambda: nn.Conv2d(4, 8, 3, padding=1))
-    x = torch.randn(2, 4, 6, 6)
-    want, want_v = _reference_grad(layer, r, latent, x, both=True)
-    # a convolution's weight gradient is the backward's alone: θ's gradient is written over it
-    # (θ.grad is the memory the convolution's backward made, as in dense training), or, for the
-    # smooth threshold's fused kernel (which cannot write over its input at speed), written into
-    # the recycled buffer, which then keeps the incoming gradient's memory for the next backward
-    adopted = kind == "smooth_threshold" and kernels == "always"
-    incoming = []
-    for _ in range(3):
-        layer.zero_grad(set_to_none=True)
-        weight = layer.weight
-        weight.register_hook(lambda g: incoming.append(g.data_ptr()))  # keeps no reference
-        torch.nn.functional.conv2d(x, weight, layer.bias, padding=1).pow(2).mean().backward()
-        torch.testing.assert_close(latent.grad, want)
-        if adopted:
-            assert r._grad_buffer.storage.data_ptr() == incoming[-1]
-            assert len(incoming) == 1 or latent.grad.data_ptr() == incoming[-2]
-        else:
-            assert latent.grad.data_ptr() == incoming[-1]
-            assert r._grad_buffer.storage is None
-    # the effective weight used twice: autograd's sum is the backward's alone as well
-    layer.zero_grad(set_to_none=True)
-    (layer(x).pow(2).mean() + layer(x).pow(2).mean()).backward()
-    torch.testing.assert_close(latent.grad, 2 * want)
-    assert (r._grad_buffer.storage is None) is not adopted
-
-    def loss_of(weight):
-        return torch.nn.functional.conv2d(x, weight, layer.bias, padding=1).pow(2).mean()
-
-    # a hook that keeps the effective weight's gradient: it keeps it unmasked
-    layer.zero_grad(set_to_none=True)
-    weight, kept = layer.weight, []
-    weight.register_hook(kept.append)
-    loss_of(weight).backward()
-    torch.testing.assert_close(kept[0], want_v)
-    torch.testing.assert_close(latent.grad, want)
-    # torch.autograd.grad for the effective weight and θ at once: each its own gradient
-    layer.zero_grad(set_to_none=True)
-    weight = layer.weight
-    got_v, got = torch.autograd.grad(loss_of(weight), [weight, latent])
-    torch.testing.assert_close(got_v, want_v)
-    torch.testing.assert_close(got, want)
-    # a gradient the user hands in is never written over
-    layer.zero_grad(set_to_none=True)
-    handed = want_v.clone()
-    layer.weight.backward(handed)
-    assert torch.equal(handed, want_v)
-    torch.testing.assert_close(latent.grad, want)
-    # the same gradient handed to two inputs (an addition): neither is written over
-    layer.zero_grad(set_to_none=True)
-    weight = layer.weight
-    other = torch.zeros_like(weight, requires_grad=True)
-    loss_of(weight + other).backward()
-    torch.testing.assert_close(other.grad, want_v)
-    torch.testing.assert_close(latent.grad, want)

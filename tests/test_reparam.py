@@ -3,7 +3,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from snnprune import Pruner
 from snnprune.reparam import STR, SoftThreshold, soft_threshold
+from snnprune.schedules import Constant
 
 
 def reference_soft_threshold(theta, d):
@@ -120,17 +122,18 @@ def parametrized_linear(d=0.1):
     return layer, layer.parametrizations.weight.original
 
 
-def test_cached_weight_is_reused_and_follows_every_optimizer_step():
+def test_the_weight_follows_every_optimizer_step_and_threshold_change():
     layer, theta = parametrized_linear()
     optimizer = torch.optim.SGD(layer.parameters(), lr=0.5)
-    first = layer.weight.data_ptr()  # (no reference kept: a kept weight gets a buffer of its own)
     for _ in range(3):
         layer(torch.randn(5, 6)).sum().backward()
         optimizer.step()
         assert torch.equal(layer.weight, reference_soft_threshold(theta.detach(), 0.1))
-        assert layer.weight.data_ptr() == first  # the same buffer, no new allocation
     layer.parametrizations.weight[0].set_threshold(0.3)
     assert torch.equal(layer.weight, reference_soft_threshold(theta.detach(), 0.3))
+    with torch.no_grad():
+        layer.parametrizations.weight[0].threshold.fill_(0.4)  # the buffer is the one source of truth
+    assert torch.equal(layer.weight, reference_soft_threshold(theta.detach(), 0.4))
 
 
 def test_repeated_reads_in_one_forward_get_the_full_gradient():
@@ -145,50 +148,116 @@ def test_repeated_reads_in_one_forward_get_the_full_gradient():
     assert torch.allclose(theta.grad, dense.weight.grad)
 
 
-def test_a_graph_built_before_a_change_backpropagates_through_the_weight_it_used():
+def test_str_gradients_in_theta_and_s_are_the_papers():
+    theta = torch.randn(300, dtype=torch.float64, requires_grad=True)
+    r = STR(s_init=-1.0).double()
+    g = torch.randn(300, dtype=torch.float64)
+    (r(theta) * g).sum().backward()
+    x = theta.detach().clone().requires_grad_(True)
+    s = torch.tensor(-1.0, dtype=torch.float64, requires_grad=True)
+    d = torch.sigmoid(s)
+    (torch.sign(x) * torch.relu(x.abs() - d) * g).sum().backward()  # Kusupati et al., eq. 3
+    assert torch.equal(r(theta).detach(), (torch.sign(x) * torch.relu(x.abs() - d)).detach())
+    torch.testing.assert_close(theta.grad, x.grad, rtol=0, atol=0)
+    torch.testing.assert_close(r.s.grad, s.grad)
+
+
+METHOD_OPTIONS = {"soft_threshold": {"schedule": Constant(0.05)}, "ltp": {"method_kwargs": {"tau_init": 0.5}},
+                  "str": {"method_kwargs": {"s_init": -3.0}}, "smooth_threshold": {"method_kwargs": {"t_init": 0.5}}}
+
+
+def _pruned_mlp(method, seed=0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    options = dict(METHOD_OPTIONS.get(method, {}))
+    pruner = Pruner(model, method, options.pop("schedule", None), **options)
+    if method in ("magnitude", "random", "gmp"):
+        pruner.prune_to(0.5)
+    return model, pruner
+
+
+def _train_steps(model, pruner, opt, steps, ema=None):
+    gen = torch.Generator().manual_seed(5)
+    for _ in range(steps):
+        opt.zero_grad()
+        (model(torch.randn(4, 8, generator=gen)).pow(2).mean() + pruner.regularization()).backward()
+        opt.step()
+        pruner.step(opt)
+        if ema is not None:
+            ema.update_parameters(model)
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+@pytest.mark.parametrize("method", ["soft_threshold", "str", "ltp", "smooth_threshold", "magnitude", "random", "gmp"])
+def test_a_state_dict_round_trip_resumes_the_same_weights_masks_and_gradients(method, frozen):
+    model, pruner = _pruned_mlp(method)
+    _train_steps(model, pruner, torch.optim.SGD(model.parameters(), lr=0.1), 2)
+    if frozen:
+        pruner.freeze()
+    fresh, fresh_pruner = _pruned_mlp(method, seed=1)
+    fresh.load_state_dict(model.state_dict())
+    assert fresh_pruner.frozen == frozen
+    x = torch.randn(3, 8)
+    for m in (model, fresh):
+        m.zero_grad()
+        (m(x).pow(2).mean() + 0 * x.sum()).backward()
+    for (name, a), b in zip(model.named_parameters(), fresh.parameters()):
+        assert torch.equal(a.detach(), b.detach()), name
+        assert (a.grad is None and b.grad is None) or torch.equal(a.grad, b.grad), name
+    for name in ("0", "2"):
+        assert torch.equal(model.get_submodule(name).weight, fresh.get_submodule(name).weight)
+    assert {k: torch.equal(v, fresh_pruner.masks()[k]) for k, v in pruner.masks().items()} == {"0": True, "2": True}
+
+
+def test_a_checkpoint_from_before_is_frozen_existed_loads():
     layer, theta = parametrized_linear()
-    x = torch.randn(3, 6, requires_grad=True)
-    used = layer.weight.detach().clone()
-    out = layer(x).sum()
-    with torch.no_grad():
-        theta.add_(1.0)
-    layer.parametrizations.weight[0].set_threshold(0.2)
-    out2 = layer(x).sum()  # the buffer is still held by the first graph: a fresh one is filled
-    (out + out2).backward()
-    expected = used.sum(0) + reference_soft_threshold(theta.detach(), 0.2).sum(0)
-    assert torch.allclose(x.grad, expected.expand_as(x))
+    layer.parametrizations.weight[0].freeze(theta)
+    state = layer.state_dict()
+    del state["parametrizations.weight.0.is_frozen"]  # a mask entry alone meant frozen
+    fresh, _ = parametrized_linear(0.0)
+    fresh.load_state_dict(state)
+    assert fresh.parametrizations.weight[0].frozen
+    assert torch.equal(fresh.weight, layer.weight)
+    hard = nn.Linear(6, 4)  # a hard mask's mask was saved as "keep"
+    Pruner(hard, "magnitude").prune_to(0.5)
+    state = hard.state_dict()
+    state["parametrizations.weight.0.keep"] = state.pop("parametrizations.weight.0.mask")
+    del state["parametrizations.weight.0.is_frozen"]
+    other = nn.Linear(6, 4)
+    Pruner(other, "magnitude")
+    other.load_state_dict(state)
+    assert torch.equal(other.weight, hard.weight) and int((other.weight == 0).sum()) == 12
 
 
-def test_a_kept_weight_does_not_change_under_the_user():
-    layer, theta = parametrized_linear()
-    kept = layer.weight.detach()
-    before = kept.clone()
-    with torch.no_grad():
-        theta.add_(1.0)
-    layer(torch.randn(2, 6))
-    assert torch.equal(kept, before)
-    assert not torch.equal(layer.weight, before)
+@pytest.mark.parametrize("method", ["soft_threshold", "ltp", "smooth_threshold", "str", "magnitude", "gmp"])
+def test_an_ema_with_averaged_buffers_keeps_updating_through_freeze_and_the_last_projection(method):
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-
-def test_writes_through_data_need_invalidate():
-    layer, theta = parametrized_linear()
-    _ = layer.weight  # fills the cache
-    theta.data.fill_(1.0)  # bypasses the version counter
-    layer.parametrizations.weight[0].invalidate()
-    assert torch.equal(layer.weight, torch.full((4, 6), 0.9))
-
-
-def test_deepcopy_does_not_share_the_cache():
-    import copy
-
-    layer, _ = parametrized_linear()
-    _ = layer.weight  # fills the cache
-    twin = copy.deepcopy(layer)
-    with torch.no_grad():
-        twin.parametrizations.weight.original.fill_(2.0)
-    assert torch.equal(twin.weight, torch.full((4, 6), 1.9))
-    assert not torch.equal(layer.weight, twin.weight)
-    assert layer.parametrizations.weight[0]._cache is not None
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 4))
+    if method in ("soft_threshold", "ltp", "smooth_threshold", "str", "gmp"):
+        # a target: the learned methods freeze at its last projection
+        pruner = Pruner(model, method, target_sparsity=0.5, total_steps=3)
+    else:
+        pruner = Pruner(model, method)
+        pruner.prune_to(0.5)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.5), use_buffers=True)
+    shapes = [b.shape for b in model.buffers()]
+    _train_steps(model, pruner, opt, 2, ema)
+    pruner.freeze()  # (a no-op for a pruner its projection froze already)
+    _train_steps(model, pruner, opt, 3, ema)
+    assert pruner.frozen
+    assert [b.shape for b in model.buffers()] == shapes  # the buffer list never changed
+    live = dict(model.named_buffers())
+    for name, averaged in ema.module.named_buffers():
+        assert averaged.shape == live[name].shape, name
+    before = [t.detach().clone() for t in (*ema.module.parameters(), *ema.module.buffers())]
+    ema.update_parameters(model)  # one more update after freezing: each entry moves halfway to the live one
+    after = [*ema.module.parameters(), *ema.module.buffers()]
+    for old, new, now in zip(before, after, (*model.parameters(), *model.buffers())):
+        if new.is_floating_point():
+            torch.testing.assert_close(new.detach(), torch.lerp(old, now.detach(), 0.5))
 
 
 def test_frozen_mask_follows_the_latent_device_and_dtype_after_loading():

@@ -1,7 +1,8 @@
 """Reparameterizations: what a pruned weight is. One file per method family, one registry.
 
 * :mod:`~snnprune.reparam.base` — the contract every method implements
-  (:class:`Reparameterization`);
+  (:class:`Reparameterization`), the base of the learned thresholds (:class:`LearnedThreshold`)
+  and :func:`zero_optimizer_state`;
 * :mod:`~snnprune.reparam.threshold` — soft thresholding (:class:`SoftThreshold`, LATS/STDS) and
   :class:`STR`;
 * :mod:`~snnprune.reparam.magnitude` — sparsity-controlled hard masks: :class:`Magnitude`,
@@ -18,8 +19,7 @@ Example::
     ('threshold', 'learned')
 """
 
-from ._cache import CachedForward
-from .base import CONTROLS, Reparameterization
+from .base import CONTROLS, LayerGroup, LearnedThreshold, Reparameterization, zero_optimizer_state
 from .ltp import LTP
 from .magnitude import GMP, HardMask, Magnitude, Random
 from .registry import METHODS, get_method, register_method
@@ -32,8 +32,9 @@ __all__ = [
     "LTP",
     "METHODS",
     "STR",
-    "CachedForward",
     "HardMask",
+    "LayerGroup",
+    "LearnedThreshold",
     "Magnitude",
     "Random",
     "Reparameterization",
@@ -44,4 +45,5 @@ __all__ = [
     "register_method",
     "smooth_threshold",
     "soft_threshold",
+    "zero_optimizer_state",
 ]

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import math
 import warnings
+import weakref
 
 import torch
 from torch import Tensor, nn
 
 from .._validation import check_nonnegative, check_positive_int
-from . import _kernels
-from ._cache import grad_times, owned_gradient
-from ._fused import LearnedSoftMask
+from .base import LearnedThreshold
 
 __all__ = ["LTP"]
 
@@ -35,53 +34,14 @@ __all__ = ["LTP"]
 _SATURATED = 10.0
 
 
-class _SoftMaskedWeight(torch.autograd.Function):
-    """``v = w ⊙ m`` from buffers filled in the forward; backward: ``∂v/∂w = m`` (the mask is a
-    constant in ``w``), ``∂v/∂τ = −w·m(1 − m)/T`` in full."""
-
-    @staticmethod
-    def forward(ctx, latent: Tensor, tau: Tensor, v: Tensor, m: Tensor, inv_temperature: float, pool) -> Tensor:
-        # detached aliases: a graph that has not run backward yet keeps the buffers from reuse
-        ctx.w, ctx.v, ctx.m = latent.detach(), v.detach(), m.detach()
-        ctx.inv_temperature, ctx.tau_dtype, ctx.pool = inv_temperature, tau.dtype, pool
-        return v.view_as(v)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        owned = owned_gradient(grad, ctx.w)  # a statement of its own: no reference on the stack
-        grad_w = grad_times(grad, ctx.m, ctx.pool, ctx.w, owned)
-        grad_tau = None
-        if ctx.needs_input_grad[1]:
-            # Σ g·w·m(1−m) = Σ (g·m)·w − Σ (g·m)·(w·m): two reductions, no extra tensor
-            gm = grad_w.reshape(-1)
-            dot = torch.dot(gm, ctx.v.reshape(-1)) - torch.dot(gm, ctx.w.reshape(-1))
-            grad_tau = (dot * ctx.inv_temperature).to(ctx.tau_dtype)
-        return grad_w, grad_tau, None, None, None, None
-
-
-class _MaskCount(torch.autograd.Function):
-    """``Σ_k m_k`` with ``m = σ((w² − τ)/T)``, from ``total = Σ m`` and ``slope = Σ m(1 − m)``
-    computed with this step's mask (by the fused forward, or from the eager path's mask buffer);
-    gradient to τ only: ``−Σ m(1 − m)/T``."""
-
-    @staticmethod
-    def forward(ctx, tau: Tensor, total: Tensor, slope: Tensor, inv_temperature: float) -> Tensor:
-        ctx.dgrad = slope * -inv_temperature
-        ctx.tau_dtype = tau.dtype
-        return total.clone()
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        return (grad * ctx.dgrad).to(ctx.tau_dtype), None, None, None
-
-
-class LTP(LearnedSoftMask):
+class LTP(LearnedThreshold):
     """Learned Threshold Pruning (Azarian et al. 2020, eqs. 3-9).
 
     Training: ``v = w ⊙ m``, ``m = σ((w² − τ_l)/T_l)`` with a learnable per-layer threshold
     ``τ_l`` on the squared weights; the backward treats the mask as a constant in ``w``
     (``∂v/∂w = m``, the paper's rule that keeps pruning from stalling) and gives ``τ_l`` its full
-    gradient ``∂v/∂τ = −w·m(1 − m)/T_l``. Pruned: ``w² ≤ τ_l`` (the hard mask; sparsity, masks,
+    gradient ``∂v/∂τ = −w·m(1 − m)/T_l``. Both come from plain autograd: the mask is computed
+    from a detached ``w``. Pruned: ``w² ≤ τ_l`` (the hard mask; sparsity, masks,
     freeze and finalize use it, and finalize writes ``w ⊙ 1[w² > τ_l]``).
 
     :meth:`regularization` is the differentiable L0 term
@@ -116,6 +76,18 @@ class LTP(LearnedSoftMask):
         temperature: ``T_l`` in units of the layer's mean squared weight at attach.
         tau_init: initial ``τ_l`` in the same unit.
         window: steps between two saturation checks.
+
+    Returns:
+        Called on ``θ``, the effective weight ``w ⊙ m``.
+
+    Example::
+
+        >>> import torch
+        >>> r = LTP(temperature=0.1); r.setup(torch.tensor([1.0, -1.0]))   # scale = mean(w²) = 1
+        >>> w = torch.tensor([2.0, 0.1], requires_grad=True)
+        >>> v = r(w); v.sum().backward()
+        >>> torch.equal(w.grad, torch.sigmoid((w.detach() ** 2 - 0.0) / 0.1))   # ∂v/∂w = m
+        True
     """
 
     name = "ltp"
@@ -134,22 +106,25 @@ class LTP(LearnedSoftMask):
         self.tau = nn.Parameter(torch.tensor(tau_init))
         self._tau_at_check: float | None = None
         self._warned_saturated = False
-        self._k = _kernels.ScalarCache()
-        self._sums: tuple | None = None  # (key, Σ m, Σ m(1 − m)) of the last fused fill
+        self._latent = None  # a weak reference to θ, for the stall check in on_step
 
     # -- the method ------------------------------------------------------------------------
     def layer_scale(self, latent: Tensor) -> Tensor:
         return latent.pow(2).mean()
 
-    def _logits(self, latent: Tensor) -> Tensor:
-        """``(w² − τ)/T`` in plain ops, with ``w`` detached (the mask is a constant in ``w``)."""
+    def setup(self, latent: Tensor) -> None:
+        super().setup(latent)
+        self._latent = weakref.ref(latent)
+
+    def logits(self, latent: Tensor) -> Tensor:
+        """``z = (w² − τ_l)/T_l = w²/(T·scale) − tau/T``, with ``w`` detached (the mask is a
+        constant in ``w``; ``z`` is differentiable in ``tau``)."""
         w = latent.detach()
-        scale = self.scale.to(latent.dtype)
-        return (w * w / scale - self.tau.to(latent.dtype)) / self.temperature
+        k = 1.0 / (self.temperature * self.scale.to(w.dtype))
+        return torch.addcmul(self.tau.to(w.dtype) / -self.temperature, w, w * k)
 
     def transform(self, latent: Tensor) -> Tensor:
-        # the detach trick: m depends on τ only in the graph, so ∂v/∂w = m, ∂v/∂τ = w·∂m/∂τ
-        return latent * torch.sigmoid(self._logits(latent))
+        return latent * torch.sigmoid(self.logits(latent))
 
     def hard_mask(self, latent: Tensor) -> Tensor:
         return latent.detach().square() > self.tau.detach().to(latent.dtype) * self.scale.to(latent.dtype)
@@ -162,84 +137,35 @@ class LTP(LearnedSoftMask):
         return latent.detach().clone()
 
     def regularization(self, latent: Tensor) -> Tensor:
-        token = self._token()
-        bufs = self._fused.current(latent, token) if self._fast(latent, self.tau) else None
-        sums = self._sums
-        if bufs is not None and sums is not None and sums[0] == (latent.data_ptr(), latent._version, token):
-            # the sums the fused forward of this step returned: no pass at all
-            count = _MaskCount.apply(self.tau, sums[1], sums[2], 1.0 / self.temperature)
-        elif bufs is not None:  # the mask of this step's forward: two reductions
-            with torch.no_grad():
-                m = bufs[1].reshape(-1)
-                total = m.sum()
-                slope = total - torch.dot(m, m)
-            count = _MaskCount.apply(self.tau, total, slope, 1.0 / self.temperature)
-        else:
-            count = torch.sigmoid(self._logits(latent)).sum()
-        return count * (self.l0 / self._group.numel)
-
-    # -- the eager fast path -----------------------------------------------------------------
-    def _token(self) -> tuple:
-        return (self.tau.data_ptr(), self.tau._version, self._scale(), self.temperature)
-
-    def _fill(self, latent: Tensor, v: Tensor, m: Tensor) -> None:
-        # m = σ(w²/(scale·temperature) − tau/temperature): three passes in all, v = w·m
-        shift = self.tau.detach().to(latent.dtype) * (-1.0 / self.temperature)
-        torch.addcmul(shift, latent, latent, value=1.0 / (self._scale() * self.temperature), out=m)
-        m.sigmoid_()
-        torch.mul(latent, m, out=v)
-
-    def _kernel_scalars(self, w: Tensor) -> tuple[Tensor, Tensor]:
-        shift = self.tau.detach().to(w.dtype) * (-1.0 / self.temperature)
-        return self._k.get(1.0 / (self._scale() * self.temperature), w), shift
-
-    def _fill_fused(self, latent: Tensor, v: Tensor, m: Tensor) -> None:
-        k, shift = self._kernel_scalars(latent)
-        total, slope = _kernels.ltp_forward(*map(_kernels.flat, (latent, v, m)), k, shift)
-        self._sums = ((latent.data_ptr(), latent._version, self._token()), total, slope)
-
-    def effective_weight(self, latent: Tensor) -> Tensor:
-        if not self._fast(latent, self.tau):
-            return self.transform(latent)
-        if _kernels.ltp_forward.usable(latent):
-            v, m = self._fused.get(latent, self._token(), 2, self._fill_fused, self.right_inverse)
-            # ∂v/∂τ = −w·m(1 − m)/T: the kernel's Σ g·w·m(1 − m) times −1/T
-            coef = -1.0 / self.temperature
-            return _kernels.KernelWeight.apply(latent, self.tau, v, (m,), _kernels.ltp_backward, coef,
-                                               self._grad_buffer)
-        v, m = self._fused.get(latent, self._token(), 2, self._fill, self.right_inverse)
-        return _SoftMaskedWeight.apply(latent, self.tau, v, m, 1.0 / self.temperature, self._grad_buffer)
+        return torch.sigmoid(self.logits(latent)).sum() * (self.l0 / self.group.numel)
 
     # -- reporting and the stall check -------------------------------------------------------
     def current_threshold(self) -> float:
         """The threshold on ``|w|``: ``√τ_l`` (0 while ``τ_l ≤ 0``)."""
-        return math.sqrt(max(float(self.tau.detach()) * self._scale(), 0.0))
+        return math.sqrt(max(float(self.tau.detach()) * float(self.scale), 0.0))
 
     def on_step(self, step: int, lr: float) -> None:
-        if self._warned_saturated or self.frozen or step % self.window:
+        latent = self._latent() if self._latent is not None else None
+        if self._warned_saturated or self.frozen or step % self.window or latent is None:
             return
-        bufs = self._fused.bufs
         tau = float(self.tau.detach())
         previous, self._tau_at_check = self._tau_at_check, tau
-        if bufs is None or previous is None:
+        if previous is None:
             return
-        m = bufs[1]
-        lo = 1.0 / (1.0 + math.exp(_SATURATED))
         with torch.no_grad():
-            saturated = float(((m < lo) | (m > 1.0 - lo)).sum()) / max(m.numel(), 1)
+            saturated = float((self.logits(latent).abs() > _SATURATED).sum()) / max(latent.numel(), 1)
         if saturated > 0.99 and abs(tau - previous) < 1e-3 * self.temperature:
             self._warned_saturated = True
             warnings.warn(
-                f"LTP layer of shape {tuple(m.shape)}: {100 * saturated:.1f}% of the soft masks are saturated and "
+                f"LTP layer of shape {tuple(latent.shape)}: {100 * saturated:.1f}% of the soft masks are saturated and "
                 f"its threshold moved by {abs(tau - previous):.3g} over the last {self.window} steps, so pruning has "
                 "stalled (premature termination): raise temperature",
                 stacklevel=2,
             )
 
-    def __getstate__(self):  # derived state: never pickled or deep-copied
+    def __getstate__(self):  # the weak reference to θ is not pickled (a copy is not attached)
         state = super().__getstate__()
-        state["_sums"] = None
-        return state
+        return {**state, "_latent": None}
 
     def extra_repr(self) -> str:
         return f"tau={float(self.tau.detach()):.4g}, temperature={self.temperature:g}, l0={self.l0:g}"

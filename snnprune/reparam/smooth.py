@@ -20,9 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._validation import check_nonnegative
-from . import _kernels
-from ._cache import grad_times, owned_gradient
-from ._fused import LearnedSoftMask
+from .base import LearnedThreshold
 
 __all__ = ["SmoothThreshold", "smooth_threshold"]
 
@@ -32,31 +30,30 @@ def smooth_threshold(x: Tensor, t: Tensor, beta: float) -> Tensor:
     ``v(x) = ReLU(x − t) + t·σ(β(x − t)) − ReLU(−x − t) − t·σ(β(−x − t))``.
 
     Odd and non-decreasing in ``x``; ``≈ x`` for ``|x| ≫ t``, ``≈ 0`` for ``|x| < t`` when
-    ``β·t`` is large; ``v(0) = 0``. Differentiable in ``x`` and ``t`` (plain autograd)."""
-    return F.relu(x - t) + t * torch.sigmoid(beta * (x - t)) - F.relu(-x - t) - t * torch.sigmoid(beta * (-x - t))
+    ``β·t`` is large; ``v(0) = 0``. Differentiable in ``x`` and ``t`` (plain autograd).
+
+    Written with ``ReLU(x − t) − ReLU(−x − t) = x − clamp(x, −t, t)`` and ``β(±x − t) = ±βx − βt``:
+    the same function and the same gradients in ``x`` and ``t``, in fewer elementwise passes.
+
+    Args:
+        x: the latent weights.
+        t: the threshold (a number or a tensor, differentiable).
+        beta: the sharpness (a number or a tensor).
+
+    Returns:
+        ``v(x)``, shaped like ``x``.
+
+    Example::
+
+        >>> import torch
+        >>> smooth_threshold(torch.tensor([-2.0, 0.0, 2.0]), torch.tensor(0.5), beta=100.0)   # ≈ x far from t
+        tensor([-2.,  0.,  2.])
+    """
+    bx, bt = beta * x, beta * t
+    return x - x.clamp(-t, t) + t * (torch.sigmoid(bx - bt) - torch.sigmoid(-bx - bt))
 
 
-class _SmoothWeight(torch.autograd.Function):
-    """``v`` and its two derivatives from buffers filled in the forward: ``∂v/∂x`` elementwise,
-    ``∂v/∂raw = (∂v/∂t)·(dt/draw)`` summed."""
-
-    @staticmethod
-    def forward(ctx, latent: Tensor, raw: Tensor, v: Tensor, dvdx: Tensor, dvdt: Tensor, dt_draw: float,
-                pool) -> Tensor:
-        ctx.dvdx, ctx.dvdt = dvdx.detach(), dvdt.detach()  # aliases keep the buffers from reuse
-        ctx.dt_draw, ctx.raw_dtype, ctx.pool, ctx.like = dt_draw, raw.dtype, pool, latent.detach()
-        return v.view_as(v)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        grad_raw = None
-        if ctx.needs_input_grad[1]:
-            grad_raw = (torch.dot(grad.reshape(-1), ctx.dvdt.reshape(-1)) * ctx.dt_draw).to(ctx.raw_dtype)
-        owned = owned_gradient(grad, ctx.like)  # a statement of its own: no reference on the stack
-        return grad_times(grad, ctx.dvdx, ctx.pool, ctx.like, owned), grad_raw, None, None, None, None, None
-
-
-class SmoothThreshold(LearnedSoftMask):
+class SmoothThreshold(LearnedThreshold):
     """Smooth hard threshold of Manessi et al. (ICPR 2018) with a learnable per-layer threshold.
 
     ``v = ReLU(w − t) + t·σ(β(w − t)) − ReLU(−w − t) − t·σ(β(−w − t))`` (:func:`smooth_threshold`)
@@ -88,6 +85,16 @@ class SmoothThreshold(LearnedSoftMask):
         threshold_reg: coefficient of the regulariser (the term lies in ``[0, threshold_reg]``).
         beta: sharpness, in units of ``1/scale_l``.
         t_init: initial threshold, in units of ``scale_l``.
+
+    Returns:
+        Called on ``θ``, the effective weight ``v(θ)``.
+
+    Example::
+
+        >>> import torch
+        >>> r = SmoothThreshold(beta=1000.0, t_init=0.5); r.setup(torch.tensor([1.0, -1.0]))   # scale = RMS = 1
+        >>> r(torch.tensor([2.0, 0.1])).abs() > 1e-6                # ≈ a hard threshold at t ≈ 0.5
+        tensor([ True, False])
     """
 
     name = "smooth_threshold"
@@ -102,7 +109,6 @@ class SmoothThreshold(LearnedSoftMask):
             raise ValueError("SmoothThreshold beta and t_init must be > 0")
         # softplus⁻¹(t_init), stable for large t_init
         self.raw_threshold = nn.Parameter(torch.tensor(t_init + math.log(-math.expm1(-t_init))))
-        self._beta_t = _kernels.ScalarCache()
 
     def layer_scale(self, latent: Tensor) -> Tensor:
         return latent.pow(2).mean().sqrt()
@@ -113,7 +119,7 @@ class SmoothThreshold(LearnedSoftMask):
 
     # -- the method ------------------------------------------------------------------------
     def transform(self, latent: Tensor) -> Tensor:
-        return smooth_threshold(latent, self.threshold().to(latent.dtype), self.beta / self._scale())
+        return smooth_threshold(latent, self.threshold().to(latent.dtype), self.beta / self.scale.to(latent.dtype))
 
     def hard_mask(self, latent: Tensor) -> Tensor:
         return latent.detach().abs() > self.threshold().detach().to(latent.dtype)
@@ -124,63 +130,14 @@ class SmoothThreshold(LearnedSoftMask):
 
     def unmasked_weight(self, latent: Tensor) -> Tensor:
         with torch.no_grad():
-            return self.effective_weight(latent).clone()
+            return self.transform(latent)
 
     def regularization(self, latent: Tensor) -> Tensor:
-        share = latent.numel() / self._group.numel
+        share = latent.numel() / self.group.numel
         return self.threshold_reg * share * torch.exp(-F.softplus(self.raw_threshold))
 
     def current_threshold(self) -> float:
         return float(self.threshold().detach())
-
-    # -- the eager fast path -----------------------------------------------------------------
-    def _fill(self, x: Tensor, v: Tensor, dvdx: Tensor, dvdt: Tensor, a: Tensor, b: Tensor) -> None:
-        # v is odd, so it is written on signed x, without |x|, sign(x) or copysign passes: with
-        # a = σ(βx − tβ), b = σ(−βx − tβ), A = a(1−a), B = b(1−b), S = softshrink(x, t), H = sign(S):
-        #   v = S + t(a − b),  ∂v/∂x = H² + tβ(A + B),  ∂v/∂t = (a − b) − tβ(A − B) − H.
-        # 16 elementwise passes in five reused buffers (21 before; each pass over ResNet-18's
-        # 11.7 M weights costs about 3 ms of CPU here: bench/results/overhead.md)
-        t = float(self.threshold().detach())
-        beta = self.beta / self._scale()
-        tb = t * beta
-        shift = x.new_full((), -tb)
-        torch.ops.aten.softshrink.out(x, t, out=v)          # S
-        torch.add(shift, x, alpha=beta, out=a).sigmoid_()   # a
-        torch.add(shift, x, alpha=-beta, out=b).sigmoid_()  # b
-        torch.addcmul(a, a, a, value=-1.0, out=dvdx)        # A
-        torch.addcmul(b, b, b, value=-1.0, out=dvdt)        # B
-        a.sub_(b)                                            # a − b
-        torch.sign(v, out=b)                                 # H
-        v.add_(a, alpha=t)                                   # v
-        dvdt.sub_(dvdx)                                      # B − A
-        torch.add(dvdt, dvdx, alpha=2.0, out=dvdx)           # A + B
-        torch.add(a, dvdt, alpha=tb, out=dvdt).sub_(b)       # ∂v/∂t
-        dvdx.mul_(tb).addcmul_(b, b)                         # ∂v/∂x
-
-    def _kernel_scalars(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        t = self.threshold().detach().to(x.dtype)
-        return t, self._beta_t.get(self.beta / self._scale(), x)
-
-    def effective_weight(self, latent: Tensor) -> Tensor:
-        if not self._fast(latent, self.raw_threshold):
-            return self.transform(latent)
-        dt_draw = self._scale() * float(torch.sigmoid(self.raw_threshold.detach()))
-        if _kernels.smooth_forward.usable(latent):
-            t, beta = self._kernel_scalars(latent)  # once for the fill and the backward
-
-            def fill(x: Tensor, *bufs: Tensor) -> None:
-                _kernels.smooth_forward(*map(_kernels.flat, (x, *bufs)), t, beta)
-
-            v, a, b = self._fused.get(latent, self._token(), 3, fill, self.right_inverse)
-            backward = _kernels.smooth_backward
-            return _kernels.KernelWeight.apply(latent, self.raw_threshold, v, (a, b, t, beta), backward, dt_draw,
-                                               self._grad_buffer)
-        v, dvdx, dvdt, _, _ = self._fused.get(latent, self._token(), 5, self._fill, self.right_inverse)
-        return _SmoothWeight.apply(latent, self.raw_threshold, v, dvdx, dvdt, dt_draw, self._grad_buffer)
-
-    def _token(self) -> tuple:
-        raw = self.raw_threshold
-        return (raw.data_ptr(), raw._version, self._scale(), self.beta)
 
     def extra_repr(self) -> str:
         return f"t={self.current_threshold():.4g}, beta={self.beta:g}/scale, threshold_reg={self.threshold_reg:g}"

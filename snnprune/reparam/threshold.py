@@ -22,16 +22,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._validation import check_nonnegative
-from ._cache import CachedForward, is_plain_tensor
 from .base import Reparameterization, threshold_projection
 
 __all__ = ["SoftThreshold", "STR", "soft_threshold", "check_nonnegative"]
 
 
 class _SoftThresholdSTE(torch.autograd.Function):
-    """Soft threshold forward (one fused ``softshrink`` kernel), identity backward
-    (straight-through)."""
+    """``softshrink`` forward (one kernel), identity backward (straight-through: no kernel)."""
 
+    # classic ctx-first style: the setup_context style binds its arguments with inspect on every
+    # call, several times the cost of the kernel for a small layer; torch.func transforms, which
+    # need that style, take the tensor form in SoftThreshold.transform instead
     @staticmethod
     def forward(ctx, latent: Tensor, threshold: float) -> Tensor:
         return F.softshrink(latent, threshold)
@@ -60,7 +61,7 @@ def soft_threshold(latent: Tensor, threshold: float, straight_through: bool = Tr
     return torch.sign(latent) * F.relu(latent.abs() - threshold)
 
 
-class SoftThreshold(CachedForward, Reparameterization):
+class SoftThreshold(Reparameterization):
     """Soft-threshold reparameterization of LATS/STDS: ``w = sign(θ)·max(|θ| − d, 0)``.
 
     The gradient is straight-through (``∂w/∂θ = 1`` everywhere, a latent weight of exactly 0
@@ -70,11 +71,19 @@ class SoftThreshold(CachedForward, Reparameterization):
     2023, eq. 5), one SGD step on ``θ`` followed by raising ``d`` by ``λ·η`` is one
     proximal-gradient step on ``L(w) + λ‖w‖₁``.
 
-    The ``threshold`` buffer is the one source of truth (``state_dict``, EMA copies with
-    ``use_buffers=True``, ``functional_call`` and ``threshold.fill_`` all act through it); the eager
-    forward reads it as a float only when it changed, and writes one fused ``softshrink`` kernel
-    into a reused buffer (see :mod:`snnprune.reparam._cache`), so the method costs no more than a
-    fixed mask.
+    The forward is one ``softshrink`` kernel and the backward none (an ``autograd.Function``
+    whose gradient is the incoming one). The ``threshold`` buffer is the one source of truth
+    (``state_dict``, EMA copies with ``use_buffers=True``, ``functional_call`` and
+    ``threshold.fill_`` all act through it); ``softshrink`` takes it as a number, read from the
+    buffer in every forward. Under ``torch.compile`` and ``torch.func`` transforms the same
+    formula is written in tensor ops (``θ − clamp(θ, −d, d)`` with the clamp detached: gradient 1),
+    which they trace without a graph break.
+
+    Args:
+        threshold: the initial threshold ``d ≥ 0`` (the Pruner's schedule sets it from then on).
+
+    Returns:
+        Called on ``θ`` (as torch's parametrize does), the effective weight ``S_d(θ)``.
 
     Example::
 
@@ -93,44 +102,22 @@ class SoftThreshold(CachedForward, Reparameterization):
 
     def __init__(self, threshold: float = 0.0) -> None:
         super().__init__()
-        self.register_buffer("threshold", torch.tensor(0.0))
-        self._d = 0.0
-        self._d_key: tuple = ()
+        # float64: the number the schedule set, exactly (it is one scalar per layer)
+        self.register_buffer("threshold", torch.tensor(0.0, dtype=torch.float64))
         self.set_threshold(threshold)
 
     def set_threshold(self, value: float) -> None:
-        value = check_nonnegative("threshold", value)
-        self.threshold.fill_(value)
-        self._d = value
-        self._d_key = self._threshold_key()
-
-    def _threshold_key(self) -> tuple:
-        t = self.threshold
-        return (t.data_ptr(), t._version)
+        self.threshold.fill_(check_nonnegative("threshold", value))
 
     def current_threshold(self) -> float:
-        return self._float_threshold()
-
-    def _float_threshold(self) -> float:
-        # the float mirror follows the buffer: re-read (one .item()) only when the buffer changed
-        key = self._threshold_key()
-        if key != self._d_key:
-            self._d = float(self.threshold)
-            self._d_key = key
-        return self._d
-
-    def cacheable(self) -> bool:
-        return is_plain_tensor(self.threshold)
-
-    def cache_token(self) -> object:
-        return self._float_threshold()
-
-    def fill(self, latent: Tensor, out: Tensor) -> None:
-        torch.ops.aten.softshrink.out(latent, self._float_threshold(), out=out)
+        return float(self.threshold)
 
     def transform(self, latent: Tensor) -> Tensor:
-        # θ − clamp(θ, −d, d).detach(): the same value with gradient 1 everywhere, in plain ops
-        # that torch.compile and torch.func trace (a tensor d: no recompile when it changes)
+        if not torch.compiler.is_compiling():
+            try:
+                return _SoftThresholdSTE.apply(latent, float(self.threshold))
+            except RuntimeError:  # under torch.func transforms (grad, vmap): the tensor form below
+                pass
         d = self.threshold.to(latent.dtype)
         return latent - latent.clamp(-d, d).detach()
 
@@ -139,13 +126,13 @@ class SoftThreshold(CachedForward, Reparameterization):
 
     def final_weight(self, latent: Tensor) -> Tensor:
         with torch.no_grad():
-            return F.softshrink(latent, self._float_threshold()) if is_plain_tensor(latent) else self.transform(latent)
+            return self.transform(latent)
 
     def right_inverse(self, weight: Tensor) -> Tensor:
         return weight + torch.sign(weight) * self.threshold.to(weight.dtype)
 
     def extra_repr(self) -> str:
-        return f"threshold={self._d:.4g}"
+        return f"threshold={float(self.threshold):.4g}"
 
 
 class STR(Reparameterization):
@@ -159,6 +146,16 @@ class STR(Reparameterization):
 
     ``s`` is a parameter of the model (``...parametrizations.weight.0.s``): build the optimizer
     after attaching the pruner, or add ``pruner.parameters()`` to it.
+
+    The formula is written ``θ − clamp(θ, −d, d)``: the same values and the same gradients in
+    ``θ`` (1 where ``|θ| > d``, else 0) and in ``d`` (``−sign(θ)`` where ``|θ| > d``) as
+    ``sign(θ)·ReLU(|θ| − d)``, in two elementwise passes instead of five.
+
+    Args:
+        s_init: initial ``s`` (finite); ``d = sigmoid(s)``.
+
+    Returns:
+        Called on ``θ``, the effective weight.
 
     Example::
 
@@ -184,7 +181,7 @@ class STR(Reparameterization):
 
     def transform(self, latent: Tensor) -> Tensor:
         d = torch.sigmoid(self.s).to(latent.dtype)
-        return torch.sign(latent) * F.relu(latent.abs() - d)
+        return latent - latent.clamp(-d, d)
 
     def hard_mask(self, latent: Tensor) -> Tensor:
         return latent.abs() > torch.sigmoid(self.s.detach()).to(latent.dtype)
