@@ -1,40 +1,60 @@
 """Synaptic operations (SOPs) and multiply-accumulates (MACs) of a model on one batch, pruned
 weights excluded.
 
-**The counting rule**, per call of a conv (``nn.Conv1d/2d/3d``, SpikingJelly ``layer.Conv*d``) or
-linear layer (``nn.Linear``, ``layer.Linear``), with ``W`` the layer's *effective* weight
-(``module.weight``: for a parametrized, pruned layer the weight its forward uses):
+**The counting rule**, per call of a layer, with ``W`` the layer's *effective* weight (for a
+parametrized, pruned layer the weight its forward uses) and "kept" the weights that count:
 
 * **input of events** (every input value a non-negative integer: binary spikes, or the 0/1/2...
   counts a SEW-ADD block passes on): the layer costs **SOPs** = the sum over input events, an
-  event of value k counting k times, of the **non-zero** synapses it drives into valid output
-  positions. Exactly ``sum(conv(x, W != 0))`` (``sum(x @ (W != 0).T)`` for a linear layer): stride,
+  event of value k counting k times, of the **kept** synapses it drives into valid output
+  positions. Exactly ``sum(conv(x, kept))`` (``sum(x @ kept.T)`` for a linear map): stride,
   padding (an event drives no padded position), dilation and groups are those of the layer.
-  ``dense_sops`` is the same with every weight counted (``W != 0`` replaced by ones): what
-  SpikingJelly's ``SynOpCounter`` reports for binary inputs.
+  ``dense_sops`` is the same with every weight counted: what SpikingJelly's ``SynOpCounter``
+  reports for binary inputs.
 * **real-valued input** (analog images into the stem, ReLU activations of an ANN): the layer costs
-  **MACs** = non-zero weights x output positions, i.e. for each output channel the non-zero weights
-  of its filter times the number of output positions (``N x H_out x W_out`` per time step, rows for
-  a linear layer). Padded taps count as in the dense convention, so ``macs / dense_macs`` is
-  exactly ``1 - sparsity`` of the layer.
+  **MACs** = kept weights x output positions, i.e. for each output channel the kept weights of its
+  filter times the number of output positions (``N x H_out x W_out`` per time step, rows for a
+  linear map). Padded taps count as in the dense convention, so ``macs / dense_macs`` is exactly
+  ``1 - sparsity`` of the layer.
 * ``dense_macs`` = all weights x output positions, recorded for *every* layer (SOP layers too): the
   dense ANN-equivalent cost of the same computation, every time step counted.
 
-A weight counts when the pruning method keeps it (for a pruned layer, what ``finalize`` will
+A weight is kept when the pruning method keeps it (for a pruned layer, what ``finalize`` will
 leave: a soft mask that never reaches 0, like LTP's sigmoid, counts by its hard mask), and when it
 is non-zero in a plain layer.
 
-A model without SpikingJelly neurons (an ANN, an ANN twin) is counted as MACs throughout
-(``spiking=None`` detects this; ``spiking=True`` forces the per-call decision above, ``False`` MACs
-everywhere): a ReLU layer whose input happens to be all zero is still a dense MAC layer. Bias
-additions, batch norm, pooling, residual additions and neuron updates are not counted (as in
-SpikingJelly's ``SynOpCounter``).
+**Which layers, and how** (:data:`RULES`, a table from a module type to a *rule*): ``nn.Conv1d/2d/3d``
+and ``nn.Linear`` (SpikingJelly's ``layer.Conv*d``/``layer.Linear`` and the layers inside a
+``SeqToANNContainer`` are subclasses) and ``nn.MultiheadAttention`` (its input projections on
+query, key and value, and ``out_proj`` on the attention's weighted sum, which is real-valued:
+MACs). A rule is ``rule(module, args, kwargs, output) -> list[Synapses]``: which input meets which
+weight in that call; the counting above is then the same for every rule. ``count_ops(...,
+rules={MyLayer: rule})`` adds or replaces rules (the most derived type of a module's MRO found in
+the table wins; ``None`` removes a type's rule). A module with a rule is counted by it alone: its
+children are not hooked (so ``out_proj`` is counted once, by the attention's rule). Every tensor
+the Pruner can prune (:func:`snnprune.selection.prunable_tensors`) that no rule counted is named in
+``OpsReport.skipped`` with the reason (a transposed conv, a layer the forward never called).
 
-**Time steps.** A layer in multi-step mode (``step_mode="m"``, input ``[T, N, ...]``) is counted
-per step along its first dimension; a layer inside a ``SeqToANNContainer`` (or a non-stateful
-``StepModeContainer`` in multi-step mode) splits its ``[T*N, ...]`` input with the container's T;
-otherwise each call of the layer is one time step (single-step networks driven by a loop over T;
-an ANN calls each layer once, so T = 1). ``LayerOps.per_step`` lists the counts of each step.
+**Spiking or not.** A model holding a spiking neuron (the table of :mod:`.firing`: SpikingJelly,
+snnTorch, Norse) has each layer's input examined: events -> SOPs, else MACs. A model without one
+is counted as MACs throughout (an ANN, an ANN twin); if a conv or linear layer of it receives binary
+inputs, a warning says so once (a spiking net whose neurons are not in the table: pass
+``spiking=True``; ``spiking=False`` says it is an ANN and silences the warning). Bias additions,
+batch norm, pooling, residual additions and neuron updates are not counted (as in SpikingJelly's
+``SynOpCounter``).
+
+**Time steps and the batch.** A layer in multi-step mode (``step_mode="m"``, input ``[T, N, ...]``)
+is counted per step along its first dimension; a layer inside a ``SeqToANNContainer`` (or a
+non-stateful ``StepModeContainer`` in multi-step mode) splits its ``[T*N, ...]`` input with the
+container's T. Any other call is counted per row of its input and placed once the forward is over,
+with T and the batch N taken from the spiking neurons (their output ``[T, N, ...]`` in multi-step
+mode; in single-step mode the batch of each call and T the number of calls): a call on ``N`` rows
+is the layer's next time step (a single-step loop over T; an ANN calls each layer once, so T = 1),
+a call on ``T*N`` rows covers all T steps, the rows step-major (the fold-T pattern: a plain
+``nn.Conv2d`` on ``x.flatten(0, 1)`` between multi-step neurons). Without neurons, N is the first
+dimension of the input and T is 1; ``count_ops(..., T=, batch_size=)`` sets them (a warning when the
+neurons say otherwise). ``LayerOps.per_step`` lists the counts of each step; per-sample values
+divide by ``batch_size``.
 
 **Why module hooks, not SpikingJelly's ``op_counter``.** SpikingJelly 2.0's ``op_counter``
 (``DispatchCounterMode`` + ``SynOpCounter``, rules per aten op) counts every weight, pruned or
@@ -42,12 +62,11 @@ not, and counts a SEW-ADD block's {0,1,2} output as dense MACs; its ``extra_rule
 both rules, but at aten level a multi-step layer has already folded T into the batch, so the
 per-step split needs the module (its step mode and container) anyway, and a dispatch mode sends
 every aten op of the forward (each neuron update of each step) through Python. A forward hook per
-conv/linear layer sees the module (name, step mode, padding mode, effective weight) and its
-unflattened input, and is exact. The counting itself is cheap: the batch is summed before one
-convolution of the event map with the per-tap count of non-zero synapses (one or two output
-channels per group), which by linearity equals ``sum(conv(x, W != 0))``; it runs in float32 when
-every partial sum is below 2**24 (exact integers) and in float64 otherwise. From SpikingJelly we use
-its energy presets (:mod:`.energy`) and the spiking-neuron base class (:mod:`.firing`).
+layer sees the module (name, step mode, padding mode, effective weight) and its unflattened
+input, and is exact. The counting itself is cheap: the batch is summed (where the step split is
+known) before one convolution of the event map with the per-tap count of kept synapses (one or two
+output channels per group), which by linearity equals ``sum(conv(x, kept))``; it runs in float32
+when every partial sum is below 2**24 (exact integers) and in float64 otherwise.
 
 Example::
 
@@ -57,14 +76,16 @@ Example::
     >>> with torch.no_grad():
     ...     _ = fc.weight.copy_(torch.tensor([[1.0, 0.0, 2.0], [0.0, 0.0, 3.0]]))
     >>> r = count_ops(fc, torch.tensor([[1.0, 1.0, 2.0]]), spiking=True)   # events 1, 1, 2
-    >>> r.sops, r.dense_sops, r.layers[""].kind                # 1*1 + 1*0 + 2*2 non-zero synapses
+    >>> r.sops, r.dense_sops, r.layers[""].kind                # 1*1 + 1*0 + 2*2 kept synapses
     (5, 8, 'sop')
-    >>> count_ops(fc, torch.tensor([[0.5, 1.0, 2.0]])).macs    # real-valued: 3 non-zero weights x 1 row
+    >>> count_ops(fc, torch.tensor([[0.5, 1.0, 2.0]])).macs    # real-valued: 3 kept weights x 1 row
     3
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -74,6 +95,7 @@ from spikingjelly.activation_based import layer
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ..selection import prunable_tensors
 from .firing import (
     FiringRecorder,
     FiringReport,
@@ -83,10 +105,12 @@ from .firing import (
 )
 from .sparsity import kept_mask
 
-__all__ = ["LayerOps", "OpsReport", "StepOps", "count_ops"]
+__all__ = ["LayerOps", "OpsReport", "StepOps", "Synapses", "Rule", "RULES", "count_ops",
+           "conv_rule", "linear_rule", "attention_rule"]
 
 _EXACT_FLOAT32 = 2**24  # every integer below this is exact in float32
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_KEYS = ("events", "sops", "dense_sops", "macs", "dense_macs", "input_numel", "positions")
 
 
 @dataclass
@@ -131,12 +155,12 @@ class _Totals:
 
 @dataclass
 class LayerOps(_Totals):
-    """What one conv/linear layer cost, summed over the time steps in ``per_step``.
+    """What one layer (one weight tensor) cost, summed over the time steps in ``per_step``.
 
     ``kind`` is "sop" (event input), "mac" (real-valued input) or "mixed" (both, across calls);
     ``events`` the sum of the input values for "sop" (spike counts), the non-zero inputs for "mac";
     ``positions`` the output positions (N x spatial output, or rows), every step counted;
-    ``nnz``/``numel`` the non-zero / all weights of the effective weight.
+    ``nnz``/``numel`` the kept / all weights of the effective weight.
     """
 
     name: str
@@ -185,12 +209,13 @@ class LayerOps(_Totals):
 class OpsReport(_Totals):
     """Operations of a model on one batch: totals, ``layers`` (name -> :class:`LayerOps`, call
     order), the spiking neuron layers' ``firing`` (:class:`~snnprune.metrics.firing.FiringReport`),
-    ``T`` (the most time steps any layer saw) and ``batch_size`` (of the first layer called)."""
+    ``T`` (the most time steps any layer saw), ``batch_size`` (the samples per-sample values divide
+    by) and ``skipped`` (prunable tensors not counted -> why)."""
 
     layers: dict[str, LayerOps] = field(default_factory=dict)
     firing: FiringReport = field(default_factory=FiringReport)
     batch_size: int = 0
-    skipped: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def _sum(self, key: str) -> int:
         return sum(getattr(layer_, key) for layer_ in self.layers.values())
@@ -216,7 +241,8 @@ class OpsReport(_Totals):
         return self.firing.rates
 
     @property
-    def mean_firing_rate(self) -> float:
+    def mean_firing_rate(self) -> float | None:
+        """Spikes per neuron per step over every spiking neuron; None when the model has none."""
         return self.firing.mean
 
     def to_dict(self, layers: bool = False) -> dict[str, Any]:
@@ -241,11 +267,14 @@ class OpsReport(_Totals):
                 for name, lo in self.layers.items()
             }
             d["firing_rates"] = self.firing_rates
+            d["skipped"] = dict(self.skipped)
         return d
 
     def __str__(self) -> str:
+        rate = self.mean_firing_rate
+        firing = "no spiking neuron" if rate is None else f"firing rate {rate:.4f}"
         return (f"{self.sops:.4g} SOPs + {self.macs:.4g} MACs (dense {self.dense_macs:.4g} MACs), "
-                f"T={self.T}, batch {self.batch_size}, firing rate {self.mean_firing_rate:.4f}")
+                f"T={self.T}, batch {self.batch_size}, {firing}")
 
     def summary(self) -> str:
         """A per-layer table and the totals, as text."""
@@ -257,13 +286,320 @@ class OpsReport(_Totals):
         rows.append(str(self))
         for name, rate in self.firing_rates.items():
             rows.append(f"  firing {name}: {rate:.4f}")
+        for name, why in self.skipped.items():
+            rows.append(f"  not counted {name}: {why}")
         return "\n".join(rows)
 
 
-def _is_counted(module: nn.Module) -> bool:
-    if isinstance(module, nn.modules.conv._ConvNd):
-        return not module.transposed
-    return isinstance(module, nn.Linear)
+# ---------------------------------------------------------------- the rules
+
+
+@dataclass
+class Synapses:
+    """One input meeting one weight in one call of a layer: what a counting rule returns.
+
+    Args:
+        x: the input as the weight sees it: ``[..., in_features]`` for a linear map,
+            ``[N, C, *spatial]`` for a conv (``[T, N, ...]`` in a multi-step layer).
+        module: the module holding the weight; the report names the count after it (its path,
+            plus ``.tensor`` when the tensor is not ``weight``: ``attn.in_proj_weight``).
+        tensor: the weight's attribute name on ``module``.
+        rows: the output rows of the weight that ``x`` meets (query, key and value each meet a
+            third of ``in_proj_weight``); None: all.
+        conv: True when the weight is a convolution's (``module`` gives stride, padding, dilation,
+            groups and padding mode); False for a linear map.
+        batch_dim: the dimension of ``x`` that runs over samples (1 for a sequence-first
+            attention input); None when ``x`` is one unbatched sample.
+        analog: True when the input is real-valued whatever its values (MACs).
+
+    Example::
+
+        >>> fc = nn.Linear(4, 2)
+        >>> rule = lambda module, args, kwargs, out: [Synapses(args[0], module)]   # linear_rule
+        >>> count_ops(nn.Sequential(fc), torch.rand(3, 4), rules={nn.Linear: rule}).macs
+        24
+    """
+
+    x: torch.Tensor
+    module: nn.Module
+    tensor: str = "weight"
+    rows: slice | None = None
+    conv: bool = False
+    batch_dim: int | None = 0
+    analog: bool = False
+
+
+#: ``rule(module, args, kwargs, output) -> list[Synapses]``
+Rule = Callable[[nn.Module, tuple, dict, Any], list[Synapses]]
+
+
+def conv_rule(module: nn.Module, args: tuple, kwargs: dict, out: Any) -> list[Synapses]:
+    """A convolution: its input meets its ``weight`` with the layer's geometry."""
+    return [Synapses(args[0], module, conv=True)]
+
+
+def linear_rule(module: nn.Module, args: tuple, kwargs: dict, out: Any) -> list[Synapses]:
+    """A linear map: its input (any leading dimensions) meets its ``weight``."""
+    return [Synapses(args[0], module)]
+
+
+def attention_rule(module: nn.Module, args: tuple, kwargs: dict, out: Any) -> list[Synapses]:
+    """``nn.MultiheadAttention``: query, key and value meet their input projections (a third of
+    ``in_proj_weight`` each, or ``q/k/v_proj_weight``); ``out_proj`` meets the attention's weighted
+    sum of the values, which is real-valued and seen by no hook: MACs over the output's rows."""
+    q, k, v = (args[i] if i < len(args) else kwargs[name] for i, name in enumerate(("query", "key", "value")))
+    batch_dim = None if q.dim() == 2 else (0 if module.batch_first else 1)
+    e = module.embed_dim
+    if module.in_proj_weight is not None:
+        uses = [Synapses(t, module, "in_proj_weight", rows=slice(i * e, (i + 1) * e), batch_dim=batch_dim)
+                for i, t in enumerate((q, k, v))]
+    else:
+        uses = [Synapses(t, module, f"{p}_proj_weight", batch_dim=batch_dim) for p, t in zip("qkv", (q, k, v))]
+    attended = out[0] if isinstance(out, tuple) else out  # same rows and width as out_proj's input
+    return [*uses, Synapses(attended, module.out_proj, batch_dim=batch_dim, analog=True)]
+
+
+#: module type -> counting rule (the most derived type of a module's MRO found here wins)
+RULES: dict[type[nn.Module], Rule | None] = {
+    nn.Conv1d: conv_rule,
+    nn.Conv2d: conv_rule,
+    nn.Conv3d: conv_rule,
+    nn.Linear: linear_rule,
+    nn.MultiheadAttention: attention_rule,
+}
+
+
+def _rule_for(module: nn.Module, rules: Mapping[type, Rule | None]) -> Rule | None:
+    for cls in type(module).__mro__:
+        if cls in rules:
+            return rules[cls]
+    return None
+
+
+# ---------------------------------------------------------------- counting one call
+
+
+class _Weights:
+    """Counting tensors derived from a weight's kept mask (computed once per count)."""
+
+    def __init__(self, s: Synapses) -> None:
+        module, tensor = s.module, s.tensor
+        w = getattr(module, tensor).detach()
+        # what the pruning method keeps (a soft mask that never reaches 0 counts by its hard mask);
+        # w != 0 for a plain layer. int32 sums below: counts < 2**31
+        kept = kept_mask(module, tensor) if parametrize.is_parametrized(module, tensor) else w != 0
+        if s.rows is not None:
+            kept = kept[s.rows]
+        self.numel = kept.numel()
+        self.nnz = int(kept.sum())
+        if not s.conv:
+            self.fan_out = kept.sum(0, dtype=torch.int32).double()  # kept synapses of each input
+            self.out = kept.shape[0]
+        else:
+            g = module.groups
+            out, cin_g = kept.shape[0], kept.shape[1]
+            per_tap = kept.reshape(g, out // g, -1).sum(1, dtype=torch.int32).reshape(g, *kept.shape[1:])
+            dense = torch.full_like(per_tap, out // g)
+            # [2g, Cin/g, *k]: per group, channel 2j counts kept synapses, 2j+1 all of them
+            self.taps = torch.stack([per_tap, dense], 1).reshape(2 * g, cin_g, *kept.shape[2:]).float()
+            self.bound = (out // g) * kept[0].numel()  # largest count per output element per unit input
+
+
+def _padding(conv: nn.Module, spatial: tuple[int, ...]) -> list[tuple[int, int]]:
+    """(before, after) padding of each spatial dimension, as the layer pads."""
+    k = conv.kernel_size
+    if conv.padding == "valid":
+        return [(0, 0)] * len(spatial)
+    if conv.padding == "same":
+        total = [d * (kk - 1) for d, kk in zip(conv.dilation, k)]
+        return [(t // 2, t - t // 2) for t in total]
+    return [(p, p) for p in conv.padding]
+
+
+def _out_positions(conv: nn.Module, spatial: tuple[int, ...]) -> int:
+    """Output positions of one sample: the product of the output's spatial sizes."""
+    size = 1
+    for n, (a, b), d, kk, s in zip(spatial, _padding(conv, spatial), conv.dilation, conv.kernel_size, conv.stride):
+        size *= max((n + a + b - d * (kk - 1) - 1) // s + 1, 0)
+    return size
+
+
+def _conv_sops(conv: nn.Module, w: _Weights, x: torch.Tensor):
+    """Per-slot events, SOPs and dense SOPs of a conv on event input ``x`` [S, B, C, *spatial]."""
+    S, B = x.shape[:2]
+    # sum over the batch first: sum_n conv(x_n, M) = conv(sum_n x_n, M)
+    xs = x.sum(1) if B > 1 else x[:, 0]
+    bound = w.bound * float(xs.max()) if xs.numel() else 0.0
+    if bound >= _EXACT_FLOAT32:  # (covers an inexact batch sum too: it would exceed 2**24)
+        xs = x.sum(1, dtype=torch.float64)
+    ev = xs.reshape(S, -1).sum(1, dtype=torch.float64)
+    pads = _padding(conv, tuple(xs.shape[2:]))
+    # pad explicitly (an event drives no zero-padded position; reflect/circular pads copy events)
+    xs = F.pad(xs, [p for pair in reversed(pads) for p in pair], mode=conv.padding_mode.replace("zeros", "constant"))
+    y = _CONV[xs.dim() - 2](xs, w.taps.to(xs.dtype), None, conv.stride, 0, conv.dilation, conv.groups)
+    y = y.reshape(S, conv.groups, 2, -1).sum((1, 3), dtype=torch.float64)  # [S, 2]
+    return ev, y[:, 0], y[:, 1]
+
+
+@dataclass
+class _Call:
+    """One layer's counts from one call, per slot: per time step ("time") or per input row
+    ("rows", placed in time once the forward is over)."""
+
+    name: str
+    type: str
+    kind: str
+    nnz: int
+    numel: int
+    layout: str
+    counts: dict[str, list[int]]
+    batch: int = 1  # samples in each slot ("time": the batch; "rows": 1)
+    second: int | None = None  # size of the dimension after the rows (a [T, N, F] input to a linear map)
+
+    @property
+    def slots(self) -> int:
+        return len(self.counts["events"])
+
+    def merge(self, other: _Call) -> None:
+        """Another use of the same weight in the same call (query, key and value)."""
+        self.nnz += other.nnz
+        self.numel += other.numel
+        self.kind = self.kind if self.kind == other.kind else "mixed"
+        if other.slots != self.slots:  # cannot be aligned: one slot each
+            self.counts = {k: [sum(v)] for k, v in self.counts.items()}
+            other_counts = {k: [sum(v)] for k, v in other.counts.items()}
+        else:
+            other_counts = other.counts
+        for k, v in other_counts.items():
+            self.counts[k] = [a + b for a, b in zip(self.counts[k], v)]
+
+
+class _Counter:
+    def __init__(self, model: nn.Module, spiking: bool, rules: Mapping[type, Rule | None]) -> None:
+        self.model = model
+        self.spiking = spiking
+        self.rules = rules
+        self.calls: list[_Call] = []
+        self.binary: list[str] = []  # layers fed 0/1 inputs (checked when counting an ANN)
+        self.hooked: dict[int, str] = {}  # id(module) -> name, for modules a rule covers
+        self.called: set[str] = set()  # names of the hooked modules the forward called
+        self.covered_by: dict[str, str] = {}  # module name -> the hooked module it lies inside
+        self._names = {id(m): n for n, m in model.named_modules()}
+        self._weights: dict[tuple, _Weights] = {}
+        self._time: list[int] = []
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> Self:
+        covered: list[str] = []
+        for name, module in self.model.named_modules():
+            inside = next((c for c in covered if c == "" or name.startswith(c + ".")), None)
+            if inside is not None:
+                self.covered_by[name] = inside
+                continue
+            rule = _rule_for(module, self.rules)
+            if rule is not None:
+                covered.append(name)
+                self.hooked[id(module)] = name
+                self._handles.append(module.register_forward_hook(self._hook(name, rule), with_kwargs=True))
+            if _flattens_time(module):
+                self._handles.append(module.register_forward_pre_hook(self._push))
+                self._handles.append(module.register_forward_hook(self._pop))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def skipped(self, report: OpsReport) -> dict[str, str]:
+        """Every prunable tensor no rule counted, and why."""
+        out = {}
+        for name, module, _ in prunable_tensors(self.model):
+            if name in report.layers:
+                continue
+            path = self._names[id(module)]
+            parent = self.covered_by.get(path)
+            if id(module) in self.hooked or (parent is not None and parent not in self.called):
+                out[name] = "not called in the forward"
+            elif parent is not None:
+                out[name] = f"inside {parent!r}, whose rule does not count it"
+            else:
+                out[name] = f"no counting rule for {type(module).__name__}"
+        return out
+
+    def _push(self, module: nn.Module, args: tuple) -> None:
+        self._time.append(args[0].shape[0])
+
+    def _pop(self, module: nn.Module, args: tuple, out: Any) -> None:
+        self._time.pop()
+
+    def _hook(self, name: str, rule: Rule):
+        def hook(module: nn.Module, args: tuple, kwargs: dict, out: Any) -> None:
+            self.called.add(name)
+            calls: dict[str, _Call] = {}
+            for s in rule(module, args, kwargs, out):
+                call = self._count(module, s)
+                if call.name in calls:
+                    calls[call.name].merge(call)
+                else:
+                    calls[call.name] = call
+            self.calls.extend(calls.values())
+
+        return hook
+
+    def _name(self, s: Synapses) -> str:
+        path = self._names.get(id(s.module), "")
+        return path if s.tensor == "weight" else f"{path}.{s.tensor}".lstrip(".")
+
+    def _arrange(self, hooked: nn.Module, s: Synapses, w_dim: int) -> tuple[torch.Tensor, str, int | None]:
+        """``s.x`` as [slots, batch, ...]: the layout ("time" or "rows") and, for rows of a
+        linear map, the size of the next dimension."""
+        x = s.x.detach()
+        if s.batch_dim is None:
+            return x[None, None], "rows", None
+        if getattr(hooked, "step_mode", "s") == "m" and (not s.conv or x.dim() == w_dim + 1):
+            return x.reshape(x.shape[0], -1, *x.shape[2:]), "time", None  # [T, N, ...]
+        x = x.movedim(s.batch_dim, 0)
+        if self._time and x.shape[0] % self._time[-1] == 0:
+            T = self._time[-1]
+            return x.reshape(T, -1, *x.shape[1:]), "time", None
+        second = x.shape[1] if not s.conv and x.dim() >= 3 else None
+        return x.unsqueeze(1), "rows", second
+
+    def _count(self, hooked: nn.Module, s: Synapses) -> _Call:
+        key = (id(s.module), s.tensor, None if s.rows is None else (s.rows.start, s.rows.stop))
+        w = self._weights.get(key)
+        if w is None:
+            w = self._weights[key] = _Weights(s)
+        kept_dim = getattr(s.module, s.tensor).dim()
+        x, layout, second = self._arrange(hooked, s, kept_dim)
+        if x.dtype not in (torch.float32, torch.float64):
+            x = x.float()  # half-precision sums of counts would not be exact
+        S, B = x.shape[:2]
+        name = self._name(s)
+        integral = bool(x.numel()) and not s.analog and bool(x.min() >= 0) and torch.equal(x, x.round())
+        events = self.spiking and integral
+        if not self.spiking and integral and bool(x.max() == 1):
+            self.binary.append(name)
+        if s.conv:
+            positions = B * _out_positions(s.module, tuple(x.shape[3:]))
+        else:
+            positions = x[0].numel() // max(x.shape[-1], 1)
+        counts = {"input_numel": [x[0].numel()] * S, "positions": [positions] * S,
+                  "dense_macs": [w.numel * positions] * S}
+        if events:
+            if s.conv:
+                ev, sops, dense = _conv_sops(s.module, w, x)
+            else:
+                per_input = x.reshape(S, -1, x.shape[-1]).sum(1, dtype=torch.float64)  # [S, in]
+                ev, sops, dense = per_input.sum(1), per_input @ w.fan_out, per_input.sum(1) * w.out
+            counts.update(events=[round(v) for v in ev.tolist()], sops=[round(v) for v in sops.tolist()],
+                          dense_sops=[round(v) for v in dense.tolist()], macs=[0] * S)
+        else:
+            counts.update(events=x.reshape(S, -1).count_nonzero(1).tolist(), sops=[0] * S, dense_sops=[0] * S,
+                          macs=[w.nnz * positions] * S)
+        return _Call(name, type(s.module).__name__, "sop" if events else "mac", w.nnz, w.numel, layout, counts,
+                     B, second)
 
 
 def _flattens_time(module: nn.Module) -> bool:
@@ -275,142 +611,64 @@ def _flattens_time(module: nn.Module) -> bool:
     return False
 
 
-class _Weights:
-    """Per-layer counting tensors derived from the effective weight (computed once per count)."""
-
-    def __init__(self, module: nn.Module) -> None:
-        w = module.weight.detach()
-        # what the pruning method keeps (a soft mask that never reaches 0 counts by its hard mask);
-        # w != 0 for a plain layer. int32 sums below: counts < 2**31
-        kept = kept_mask(module) if parametrize.is_parametrized(module, "weight") else w.bool()
-        self.numel = w.numel()
-        if isinstance(module, nn.Linear):
-            self.fan_out = kept.sum(0, dtype=torch.int32).double()  # non-zero synapses of each input
-            self.nnz = int(self.fan_out.sum())
-            self.out = w.shape[0]
-        else:
-            g = module.groups
-            out, cin_g = w.shape[0], w.shape[1]
-            per_tap = kept.reshape(g, out // g, -1).sum(1, dtype=torch.int32).reshape(g, *w.shape[1:])  # [g, Cin/g, *k]
-            self.nnz = int(per_tap.sum())
-            dense = torch.full_like(per_tap, out // g)
-            # [2g, Cin/g, *k]: per group, channel 2j counts non-zero synapses, 2j+1 all of them
-            self.taps = torch.stack([per_tap, dense], 1).reshape(2 * g, cin_g, *w.shape[2:]).float()
-            self.bound = (out // g) * w[0].numel()  # largest count per output element per unit input
+# ---------------------------------------------------------------- placing the calls in time
 
 
-class _Counter:
-    def __init__(self, model: nn.Module, spiking: bool) -> None:
-        self.model = model
-        self.spiking = spiking
-        self.report = OpsReport()
-        self._weights: dict[int, _Weights] = {}
-        self._time: list[int] = []
-        self._handles: list[Any] = []
+def _steps(call: _Call, T: int, N: int | None) -> tuple[list[StepOps], bool]:
+    """The call's counts as time steps, and whether they are steps 0..T-1 (else: the next step)."""
+    c = call.counts
+    rows = [StepOps(**{k: c[k][i] for k in _KEYS}) for i in range(call.slots)]
+    if call.layout == "time":
+        return rows, True
+    R = call.slots
+    if N and T > 1 and R == T * N:  # the fold-T pattern: rows t*N .. t*N + N-1 are step t
+        steps = [StepOps() for _ in range(T)]
+        for i, r in enumerate(rows):
+            steps[i // N].add(r)
+        return steps, True
+    if N and T > 1 and R == T != N and call.second == N:  # a [T, N, F] input to a plain linear map
+        return rows, True
+    one = StepOps()
+    for r in rows:
+        one.add(r)
+    return [one], False
 
-    def __enter__(self) -> Self:
-        for name, module in self.model.named_modules():
-            if _is_counted(module):
-                self._handles.append(module.register_forward_hook(self._hook(name)))
-            elif isinstance(module, nn.modules.conv._ConvNd):
-                self.report.skipped.append(name)
-            if _flattens_time(module):
-                self._handles.append(module.register_forward_pre_hook(self._push))
-                self._handles.append(module.register_forward_hook(self._pop))
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
+def _evidence(firing: FiringReport, calls: list[_Call]) -> tuple[int | None, int | None]:
+    """T and the batch said by the spiking neurons, else by the layers of known layout."""
+    T, N = firing.T, firing.batch_size
+    timed = [c for c in calls if c.layout == "time"]
+    if T is None and timed:
+        T = max(c.slots for c in timed)
+    if N is None and timed:
+        N = timed[0].batch
+    return T, N
 
-    def _push(self, module: nn.Module, args: tuple) -> None:
-        self._time.append(args[0].shape[0])
 
-    def _pop(self, module: nn.Module, args: tuple, out: Any) -> None:
-        self._time.pop()
+def _input_batch(inputs: Any) -> int | None:
+    """The first dimension of the input (the first tensor of a tuple, list or dict)."""
+    if isinstance(inputs, dict):
+        inputs = list(inputs.values())
+    if isinstance(inputs, (tuple, list)):
+        inputs = next((v for v in inputs if torch.is_tensor(v)), None)
+    return inputs.shape[0] if torch.is_tensor(inputs) and inputs.dim() > 0 else None
 
-    def _hook(self, name: str):
-        def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
-            self._count(name, module, args[0].detach(), out)
 
-        return hook
-
-    def _count(self, name: str, module: nn.Module, x: torch.Tensor, out: torch.Tensor) -> None:
-        weights = self._weights.get(id(module))
-        if weights is None:
-            weights = self._weights[id(module)] = _Weights(module)
-        linear = isinstance(module, nn.Linear)
-        out_features = module.out_features if linear else module.out_channels
-        if x.dtype not in (torch.float32, torch.float64):
-            x = x.float()  # half-precision sums of counts would not be exact
-        # x, out -> [T, B, ...] with the sample layout the layer's forward sees
-        stepped = True  # the call covers steps 0..T-1 (else: it is the next single step)
-        if getattr(module, "step_mode", "s") == "m" and (linear or x.dim() == module.weight.dim() + 1):
-            T = x.shape[0]
-            x = x.reshape(T, -1, *x.shape[2:])
-            out = out.reshape(T, -1, *out.shape[2:])
-        elif self._time and x.shape[0] % self._time[-1] == 0:
-            T = self._time[-1]
-            x = x.reshape(T, -1, *x.shape[1:])
-            out = out.reshape(T, -1, *out.shape[1:])
-        else:
-            T, stepped = 1, False
-            x, out = x.unsqueeze(0), out.unsqueeze(0)
-        if not self.report.batch_size:
-            self.report.batch_size = x.shape[1]
-        events = self.spiking and bool(x.min() >= 0) and torch.equal(x, x.round()) if x.numel() else False
-        positions = out[0].numel() // out_features
-        steps = [StepOps(input_numel=x[0].numel(), positions=positions,
-                         dense_macs=weights.numel * positions) for _ in range(T)]
-        if events:
-            if linear:
-                counts = x.reshape(T, -1, x.shape[-1]).sum(1, dtype=torch.float64)  # [T, in]
-                ev = counts.sum(1)
-                sops = counts @ weights.fan_out
-                dense = ev * weights.out
-            else:
-                ev, sops, dense = self._conv_sops(module, weights, x)
-            for s, e, so, de in zip(steps, ev.tolist(), sops.tolist(), dense.tolist()):
-                s.events, s.sops, s.dense_sops = round(e), round(so), round(de)
-        else:
-            nonzero = x.reshape(T, -1).count_nonzero(1).tolist()
-            for s, nz in zip(steps, nonzero):
-                s.events, s.macs = nz, weights.nnz * positions
-        kind = "sop" if events else "mac"
-        rec = self.report.layers.get(name)
+def _assemble(report: OpsReport, calls: list[_Call], T: int, N: int | None) -> None:
+    for call in calls:
+        steps, stepped = _steps(call, T, N)
+        rec = report.layers.get(call.name)
         if rec is None:
-            rec = self.report.layers[name] = LayerOps(name, type(module).__name__, kind, weights.nnz, weights.numel)
-        elif rec.kind != kind:
+            rec = report.layers[call.name] = LayerOps(call.name, call.type, call.kind, call.nnz, call.numel)
+        elif rec.kind != call.kind:
             rec.kind = "mixed"
         if stepped or not rec.per_step:
-            if len(rec.per_step) < T:
-                rec.per_step.extend(StepOps() for _ in range(T - len(rec.per_step)))
+            if len(rec.per_step) < len(steps):
+                rec.per_step.extend(StepOps() for _ in range(len(steps) - len(rec.per_step)))
             for total, s in zip(rec.per_step, steps):
                 total.add(s)
-        else:  # a single-step call: the next time step
+        else:  # a call on one step's rows: the next time step
             rec.per_step.extend(steps)
-
-    @staticmethod
-    def _conv_sops(module: nn.Module, weights: _Weights, x: torch.Tensor):
-        """Per-step events, SOPs and dense SOPs of a conv layer on event input ``x`` [T, B, C, ...]."""
-        T, B = x.shape[:2]
-        # sum over the batch first: sum_n conv(x_n, M) = conv(sum_n x_n, M)
-        xs = x.sum(1) if B > 1 else x[:, 0]
-        bound = weights.bound * float(xs.max()) if xs.numel() else 0.0
-        if bound >= _EXACT_FLOAT32:  # (covers an inexact batch sum too: it would exceed 2**24)
-            xs = x.sum(1, dtype=torch.float64)
-        dtype = xs.dtype
-        ev = xs.reshape(T, -1).sum(1, dtype=torch.float64)
-        if module.padding_mode != "zeros":
-            xs = F.pad(xs, module._reversed_padding_repeated_twice, mode=module.padding_mode)
-            padding = 0
-        else:
-            padding = module.padding
-        y = _CONV[xs.dim() - 2](xs, weights.taps.to(dtype), None, module.stride, padding,
-                                module.dilation, module.groups)  # [T, 2g, *out]
-        y = y.reshape(T, module.groups, 2, -1).sum((1, 3), dtype=torch.float64)  # [T, 2]
-        return ev, y[:, 0], y[:, 1]
 
 
 def count_ops(
@@ -418,32 +676,73 @@ def count_ops(
     inputs: Any,
     *,
     spiking: bool | None = None,
+    rules: Mapping[type[nn.Module], Rule | None] | None = None,
+    T: int | None = None,
+    batch_size: int | None = None,
     eval_mode: bool = True,
     reset: bool = True,
 ) -> OpsReport:
-    """Run ``model`` once on ``inputs`` and count the SOPs and MACs of every conv/linear layer
-    (rule in the module docstring), pruned (zero) weights excluded, plus the firing rate of every
-    spiking neuron layer.
+    """Run ``model`` once on ``inputs`` and count the SOPs and MACs of every layer a rule covers
+    (conv, linear, multi-head attention; the rule in the module docstring), pruned weights
+    excluded, plus the firing rate of every spiking neuron layer.
 
     Args:
-        model: any ``nn.Module``: a ``SpikingNet``, a SpikingJelly network in single- or multi-step
-            mode, an ANN (twin); pruned or not (parametrized layers are counted through their
-            effective ``module.weight``).
-        inputs: what the model takes: ``model(inputs)``; a tuple/list is unpacked.
-        spiking: None: decide per layer from its input values if the model contains SpikingJelly
-            neurons, count MACs everywhere otherwise; True: decide per layer from the input
-            values; False: MACs everywhere.
+        model: any ``nn.Module``: a SpikingJelly network in single- or multi-step mode, an
+            snnTorch or Norse network, an ANN (twin); pruned or not (parametrized layers are
+            counted through their effective weight).
+        inputs: what the model takes: ``model(inputs)``; a tuple/list is unpacked, a dict passed as
+            keywords.
+        spiking: None: decide per layer from its input values if the model holds a spiking neuron
+            (SpikingJelly, snnTorch, Norse: :data:`~snnprune.metrics.firing.SPIKING_NEURONS`),
+            count MACs everywhere otherwise (warning once if a layer gets binary inputs); True:
+            decide per layer from the input values; False: MACs everywhere.
+        rules: ``{module type: rule}`` added to (or replacing) :data:`RULES`; ``None`` as a rule
+            removes the type's rule. A rule is ``rule(module, args, kwargs, output) ->
+            list[Synapses]``.
+        T: time steps per forward, for a model whose neurons are not in the table (the neurons
+            say it otherwise; a warning when they disagree).
+        batch_size: samples per forward, likewise (default: from the neurons, else the first
+            dimension of the input).
         eval_mode: run in eval mode (batch norm statistics untouched); training flags are restored.
-        reset: reset SpikingJelly neuron states before and after the forward.
+        reset: reset neuron states (SpikingJelly, snnTorch) before and after the forward.
 
     Returns:
         :class:`OpsReport`: ``.sops``, ``.macs``, ``.dense_macs``, ``.dense_sops``, ``.layers``,
-        ``.firing_rates``, ``.T``, ``.per_step``, ``.summary()``, ``.to_dict()``.
+        ``.firing_rates``, ``.mean_firing_rate`` (None without neurons), ``.T``, ``.batch_size``,
+        ``.per_step``, ``.skipped``, ``.summary()``, ``.to_dict()``.
+
+    Example::
+
+        >>> from spikingjelly.activation_based import neuron
+        >>> net = nn.Sequential(nn.Linear(2, 3), neuron.IFNode(step_mode="m"), nn.Linear(3, 1))
+        >>> x = torch.rand(4, 5, 2)                       # [T=4, N=5, 2]
+        >>> r = count_ops(net, x)
+        >>> r.T, r.batch_size, r.layers["0"].kind, r.layers["2"].kind
+        (4, 5, 'mac', 'sop')
     """
-    if spiking is None:
+    table = dict(RULES)
+    table.update(rules or {})
+    auto = spiking is None
+    if auto:
         spiking = is_spiking(model)
-    with measuring_forward(model, eval_mode, reset), _Counter(model, spiking) as counter, \
+    with measuring_forward(model, eval_mode, reset), _Counter(model, spiking, table) as counter, \
             FiringRecorder(model) as firing:
         call_model(model, inputs)
-    counter.report.firing = firing.report
-    return counter.report
+    T_seen, N_seen = _evidence(firing.report, counter.calls)
+    if (T is not None and T_seen is not None and T != T_seen) or (
+            batch_size is not None and N_seen is not None and batch_size != N_seen):
+        warnings.warn(f"count_ops: T={T}, batch_size={batch_size} given, but the spiking neurons saw "
+                      f"T={T_seen} steps of batch {N_seen}; counting with the values given", stacklevel=2)
+    steps = T if T is not None else (T_seen or 1)
+    batch = batch_size or N_seen or _input_batch(inputs)
+    report = OpsReport(firing=firing.report)
+    _assemble(report, counter.calls, steps, batch)
+    report.batch_size = batch or next((c.slots for c in counter.calls if c.layout == "rows"), 0)
+    report.skipped = counter.skipped(report)
+    if auto and not spiking and counter.binary:
+        layers = ", ".join(repr(n) for n in dict.fromkeys(counter.binary))
+        warnings.warn(f"count_ops: {type(model).__name__} holds no spiking neuron of SpikingJelly, snnTorch or Norse, "
+                      f"so every layer was counted as MACs (an ANN), yet {layers} received binary inputs. If they "
+                      "are spikes, pass spiking=True to count SOPs (and T=, batch_size= if the time steps are "
+                      "folded into the batch); spiking=False says it is an ANN and silences this", stacklevel=2)
+    return report
