@@ -52,7 +52,8 @@ mode; in single-step mode the batch of each call and T the number of calls): a c
 is the layer's next time step (a single-step loop over T; an ANN calls each layer once, so T = 1),
 a call on ``T*N`` rows covers all T steps, the rows step-major (the fold-T pattern: a plain
 ``nn.Conv2d`` on ``x.flatten(0, 1)`` between multi-step neurons). Without neurons, N is the first
-dimension of the input and T is 1; ``count_ops(..., T=, batch_size=)`` sets them (a warning when the
+dimension of the first layer's input (its batch dimension: 1 for a sequence-first attention) and T
+is 1; ``count_ops(..., T=, batch_size=)`` sets them (a warning when the
 neurons say otherwise). ``LayerOps.per_step`` lists the counts of each step; per-sample values
 divide by ``batch_size``.
 
@@ -645,15 +646,6 @@ def _evidence(firing: FiringReport, calls: list[_Call]) -> tuple[int | None, int
     return T, N
 
 
-def _input_batch(inputs: Any) -> int | None:
-    """The first dimension of the input (the first tensor of a tuple, list or dict)."""
-    if isinstance(inputs, dict):
-        inputs = list(inputs.values())
-    if isinstance(inputs, (tuple, list)):
-        inputs = next((v for v in inputs if torch.is_tensor(v)), None)
-    return inputs.shape[0] if torch.is_tensor(inputs) and inputs.dim() > 0 else None
-
-
 def _assemble(report: OpsReport, calls: list[_Call], T: int, N: int | None) -> None:
     for call in calls:
         steps, stepped = _steps(call, T, N)
@@ -701,8 +693,8 @@ def count_ops(
             list[Synapses]``.
         T: time steps per forward, for a model whose neurons are not in the table (the neurons
             say it otherwise; a warning when they disagree).
-        batch_size: samples per forward, likewise (default: from the neurons, else the first
-            dimension of the input).
+        batch_size: samples per forward, likewise (default: from the neurons, else the batch
+            dimension of the first counted layer's input).
         eval_mode: run in eval mode (batch norm statistics untouched); training flags are restored.
         reset: reset neuron states (SpikingJelly, snnTorch) before and after the forward.
 
@@ -734,13 +726,13 @@ def count_ops(
         warnings.warn(f"count_ops: T={T}, batch_size={batch_size} given, but the spiking neurons saw "
                       f"T={T_seen} steps of batch {N_seen}; counting with the values given", stacklevel=2)
     steps = T if T is not None else (T_seen or 1)
-    batch = batch_size or N_seen or _input_batch(inputs)
-    report = OpsReport(firing=firing.report)
+    # without neurons: the batch dimension of the input of the first layer counted
+    batch = batch_size or N_seen or next((c.slots for c in counter.calls), 0)
+    report = OpsReport(firing=firing.report, batch_size=batch)
     _assemble(report, counter.calls, steps, batch)
-    report.batch_size = batch or next((c.slots for c in counter.calls if c.layout == "rows"), 0)
     report.skipped = counter.skipped(report)
     if auto and not spiking and counter.binary:
-        layers = ", ".join(repr(n) for n in dict.fromkeys(counter.binary))
+        layers = ", ".join(repr(n) if n else "the model itself" for n in dict.fromkeys(counter.binary))
         warnings.warn(f"count_ops: {type(model).__name__} holds no spiking neuron of SpikingJelly, snnTorch or Norse, "
                       f"so every layer was counted as MACs (an ANN), yet {layers} received binary inputs. If they "
                       "are spikes, pass spiking=True to count SOPs (and T=, batch_size= if the time steps are "
