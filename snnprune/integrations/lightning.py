@@ -44,11 +44,11 @@ Example::
     ...         return torch.optim.SGD(self.parameters(), lr=0.1)
     >>> pruning = PruningCallback("gmp", target_sparsity=0.5)
     >>> data = DataLoader(TensorDataset(torch.randn(64, 8), torch.randint(0, 2, (64,))), batch_size=8)
-    >>> trainer = pl.Trainer(max_epochs=2, callbacks=[pruning], logger=False, enable_checkpointing=False,
+    >>> trainer = pl.Trainer(max_epochs=1, callbacks=[pruning], logger=False, enable_checkpointing=False,
     ...                      enable_progress_bar=False, enable_model_summary=False)
     >>> trainer.fit(Net(), data)
     >>> pruning.pruner.steps, round(pruning.pruner.sparsity().pruned, 2)
-    (16, 0.5)
+    (8, 0.5)
 """
 
 from __future__ import annotations

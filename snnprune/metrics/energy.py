@@ -131,9 +131,25 @@ def _table(table: str | EnergyTable | Mapping[str, float]) -> EnergyTable:
 
 
 def energy(report: OpsReport, table: str | EnergyTable | Mapping[str, float] = "45nm") -> EnergyReport:
-    """Energy of the operations in ``report``: MACs x E_MAC + SOPs x E_AC, with the per-operation
-    energies of ``table`` (a name of :data:`ENERGY_TABLES`, an :class:`EnergyTable`, or
-    ``{"mac": pJ, "ac": pJ}``). Default "45nm": 4.6 pJ per MAC, 0.9 pJ per SOP (Horowitz 2014)."""
+    """Energy of the operations in ``report``: MACs x E_MAC + SOPs x E_AC.
+
+    Args:
+        report: a :func:`~snnprune.metrics.ops.count_ops` result.
+        table: the per-operation energies: a name of :data:`ENERGY_TABLES`, an
+            :class:`EnergyTable`, or ``{"mac": pJ, "ac": pJ}``. Default "45nm": 4.6 pJ per MAC,
+            0.9 pJ per SOP (Horowitz 2014).
+
+    Returns:
+        :class:`EnergyReport`: ``total_pj`` (for the batch), ``breakdown_pj`` (``"mac"``,
+        ``"ac"``), ``layers_pj``, ``dense_pj`` (every layer's dense MACs at E_MAC), ``table``.
+
+    Example::
+
+        >>> from snnprune.metrics.ops import OpsReport, LayerOps, StepOps
+        >>> r = OpsReport(layers={"fc": LayerOps("fc", "Linear", "sop", 4, 8, [StepOps(sops=10)])})
+        >>> round(energy(r, "45nm_int8").total_pj, 6)
+        0.3
+    """
     t = _table(table)
     layers = {name: lo.macs * t.mac_pj + lo.sops * t.ac_pj for name, lo in report.layers.items()}
     mac, ac = report.macs * t.mac_pj, report.sops * t.ac_pj
@@ -148,15 +164,26 @@ def energy(report: OpsReport, table: str | EnergyTable | Mapping[str, float] = "
 
 def ops_metrics(model: nn.Module, inputs: Any, *, table: str = "45nm", **count_kwargs: Any) -> dict[str, float]:
     """One counted forward of ``model`` on ``inputs`` (a held-out batch) as flat numbers for a log
-    line: totals and per-sample SOPs, MACs, dense MACs, energy (pJ, ``table``), the mean firing
-    rate, T and the batch size. ``count_kwargs`` go to :func:`~snnprune.metrics.ops.count_ops`.
+    line.
+
+    Args:
+        model: what :func:`~snnprune.metrics.ops.count_ops` takes.
+        inputs: the batch, as ``model(inputs)`` takes it.
+        table: the energy table (a name of :data:`ENERGY_TABLES`).
+        **count_kwargs: passed to :func:`~snnprune.metrics.ops.count_ops` (``spiking=``, ``T=``,
+            ``batch_size=``, ``rules=``, ...).
+
+    Returns:
+        Totals and per-sample SOPs, MACs and dense MACs, the energy (pJ) and its per-sample value,
+        the dense energy per sample, ``firing_rate`` (the mean over every spiking neuron; None
+        without one), ``T`` and ``batch_size``.
 
     Example::
 
         >>> import torch
         >>> m = ops_metrics(torch.nn.Linear(4, 2), torch.rand(3, 4))
-        >>> m["macs"], m["macs_per_sample"], round(m["energy_pj_per_sample"], 6)
-        (24, 8.0, 36.8)
+        >>> m["macs"], m["macs_per_sample"], round(m["energy_pj_per_sample"], 6), m["firing_rate"]
+        (24, 8.0, 36.8, None)
     """
     report = count_ops(model, inputs, **count_kwargs)
     e = energy(report, table)
