@@ -102,6 +102,21 @@ def test_bf16_mixed_precision_on_cpu():
     assert 0 < callback.pruner.sparsity().pruned <= 1
 
 
+def test_a_step_the_grad_scaler_skips_is_not_counted():
+    from pytorch_lightning.plugins.precision import MixedPrecision
+
+    class InfAtBatch3(Module):
+        def training_step(self, batch, i):
+            return super().training_step(batch, i) * (float("inf") if i == 3 else 1.0)
+
+    callback = PruningCallback("soft_threshold", lats())
+    scaler = torch.amp.GradScaler("cpu")  # fp16 AMP as on a GPU: a step with inf gradients is skipped
+    t = pl.Trainer(callbacks=[callback], logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False, max_epochs=1, plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)])
+    t.fit(InfAtBatch3(callback), make_data())
+    assert callback.pruner.steps == BATCHES - 1  # Lightning counts the skipped step in global_step, the Pruner not
+
+
 class StopAfter(pl.Callback):
     def __init__(self, epochs):
         self.epochs = epochs
