@@ -204,6 +204,17 @@ def test_the_neuron_table_names_importable_classes():
         assert isinstance(getattr(importlib.import_module(path), name), type), (path, name)
 
 
+def test_the_table_works_without_snntorch_and_norse(monkeypatch):
+    import sys
+
+    for name in [n for n in sys.modules if n == "snntorch" or n.startswith(("snntorch.", "norse"))]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed: importing them fails
+    monkeypatch.setitem(sys.modules, "norse", None)
+    sj = nn.Sequential(nn.Linear(2, 2), neuron.IFNode(v_threshold=0.5))
+    assert is_spiking(sj) and count_ops(sj, torch.ones(1, 2)).mean_firing_rate is not None
+    assert count_ops(nn.Linear(2, 2), torch.rand(1, 2)).mean_firing_rate is None
+
+
 # ---------------------------------------------------------------- the fold-T pattern
 
 
