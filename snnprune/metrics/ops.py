@@ -434,10 +434,12 @@ def _conv_sops(conv: nn.Module, w: _Weights, x: torch.Tensor):
     if bound >= _EXACT_FLOAT32:  # (covers an inexact batch sum too: it would exceed 2**24)
         xs = x.sum(1, dtype=torch.float64)
     ev = xs.reshape(S, -1).sum(1, dtype=torch.float64)
-    pads = _padding(conv, tuple(xs.shape[2:]))
-    # pad explicitly (an event drives no zero-padded position; reflect/circular pads copy events)
-    xs = F.pad(xs, [p for pair in reversed(pads) for p in pair], mode=conv.padding_mode.replace("zeros", "constant"))
-    y = _CONV[xs.dim() - 2](xs, w.taps.to(xs.dtype), None, conv.stride, 0, conv.dilation, conv.groups)
+    padding = conv.padding  # zeros: the conv pads (an event drives no zero-padded position)
+    if conv.padding_mode != "zeros":  # reflect/circular padding copies events: pad them in
+        pads = _padding(conv, tuple(xs.shape[2:]))
+        xs = F.pad(xs, [p for pair in reversed(pads) for p in pair], mode=conv.padding_mode)
+        padding = 0
+    y = _CONV[xs.dim() - 2](xs, w.taps.to(xs.dtype), None, conv.stride, padding, conv.dilation, conv.groups)
     y = y.reshape(S, conv.groups, 2, -1).sum((1, 3), dtype=torch.float64)  # [S, 2]
     return ev, y[:, 0], y[:, 1]
 
