@@ -169,8 +169,16 @@ class PruningCallback(pl.Callback):
             pl_module.log("pruning/threshold", float(threshold), on_step=True, on_epoch=False)
 
     def regularization(self) -> torch.Tensor | float:
-        """The Pruner's penalty to add to the loss in ``training_step`` (0 before fit starts and
-        for methods without one)."""
+        """The Pruner's penalty to add to the loss in ``training_step``.
+
+        Returns:
+            ``pruner.regularization()``; 0 before fit starts and for methods without a penalty.
+
+        Example::
+
+            >>> PruningCallback("ltp").regularization()   # before fit
+            0.0
+        """
         self._asked_regularization = True
         return 0.0 if self.pruner is None else self.pruner.regularization()
 

@@ -17,8 +17,9 @@ maps a class, by its import path and name, to how its layer steps through time:
   whose first element is (``spk, mem`` when ``init_hidden=False``).
 * Norse: every ``SNNCell``/``SNNRecurrentCell`` (``LIFCell``, ``LIFBoxCell``, ``IAFCell``,
   ``LSNNCell``, ...: one step per call) and ``SNN``/``SNNRecurrent`` (``LIF``, ``IAF``, ``LSNN``,
-  ...: ``[T, N, ...]`` per call), output ``(spikes, state)``; the leaky integrators ``LICell``,
-  ``LI`` and ``LIBoxCell`` emit voltages, not spikes, and are not neurons here.
+  ...: ``[T, N, ...]`` per call; a sequence form of ``LIFBoxCell``, which Norse 1.1 does not ship,
+  would be one of these), output ``(spikes, state)``; the leaky integrators ``LICell``, ``LI`` and
+  ``LIBoxCell`` emit voltages, not spikes, and are not neurons here.
 
 A subclass counts as its nearest listed ancestor (the most derived class listed wins, so an entry
 ``None`` excludes a subclass of a listed class). snnTorch and Norse are never imported by this
@@ -91,8 +92,14 @@ def _loaded_classes() -> dict[type, str | None]:
 
 
 def neuron_steps(module: nn.Module, classes: dict[type, str | None] | None = None) -> str | None:
-    """How ``module`` steps through time if it is a spiking neuron of :data:`SPIKING_NEURONS`:
-    "s" (one step per call) or "m" (``[T, N, ...]`` per call); None if it is not one.
+    """How ``module`` steps through time if it is a spiking neuron of :data:`SPIKING_NEURONS`.
+
+    Args:
+        module: any module.
+        classes: the table's loaded classes (looked up when None).
+
+    Returns:
+        "s" (one step per call), "m" (``[T, N, ...]`` per call), or None if it is not a neuron.
 
     Example::
 
@@ -111,7 +118,20 @@ def neuron_steps(module: nn.Module, classes: dict[type, str | None] | None = Non
 
 
 def spiking_neurons(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
-    """``(name, module, "s" | "m")`` of every spiking neuron layer of ``model`` (see the table)."""
+    """Every spiking neuron layer of ``model`` (see the table).
+
+    Args:
+        model: any module.
+
+    Returns:
+        ``(name, module, "s" | "m")`` per neuron layer, in ``named_modules()`` order.
+
+    Example::
+
+        >>> from spikingjelly.activation_based import neuron
+        >>> [(n, s) for n, _, s in spiking_neurons(nn.Sequential(nn.Linear(2, 2), neuron.IFNode()))]
+        [('1', 's')]
+    """
     classes = _loaded_classes()
     found = []
     for name, module in model.named_modules():
@@ -122,7 +142,13 @@ def spiking_neurons(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
 
 
 def is_spiking(model: nn.Module) -> bool:
-    """True if ``model`` contains a spiking neuron layer of SpikingJelly, snnTorch or Norse."""
+    """True if ``model`` contains a spiking neuron layer of SpikingJelly, snnTorch or Norse.
+
+    Example::
+
+        >>> is_spiking(nn.Sequential(nn.Linear(2, 2), nn.ReLU()))
+        False
+    """
     return bool(spiking_neurons(model))
 
 
@@ -210,7 +236,13 @@ class FiringReport:
 
 def spikes_of(out: Any) -> torch.Tensor | None:
     """The spikes in a neuron's output: the output itself, or the first element of a tuple
-    (snnTorch's ``spk, mem``, Norse's ``spikes, state``)."""
+    (snnTorch's ``spk, mem``, Norse's ``spikes, state``); None when there is no tensor.
+
+    Example::
+
+        >>> spikes_of((torch.ones(2), "state"))
+        tensor([1., 1.])
+    """
     if isinstance(out, (tuple, list)) and out:
         out = out[0]
     return out if torch.is_tensor(out) else None

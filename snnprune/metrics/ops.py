@@ -335,19 +335,59 @@ Rule = Callable[[nn.Module, tuple, dict, Any], list[Synapses]]
 
 
 def conv_rule(module: nn.Module, args: tuple, kwargs: dict, out: Any) -> list[Synapses]:
-    """A convolution: its input meets its ``weight`` with the layer's geometry."""
+    """A convolution: its input meets its ``weight`` with the layer's geometry.
+
+    Args:
+        module: the conv layer; args, kwargs: what its forward was called with; out: its output.
+
+    Returns:
+        One :class:`Synapses`.
+
+    Example::
+
+        >>> conv = nn.Conv2d(1, 2, 3)
+        >>> [s.conv for s in conv_rule(conv, (torch.zeros(1, 1, 5, 5),), {}, None)]
+        [True]
+    """
     return [Synapses(args[0], module, conv=True)]
 
 
 def linear_rule(module: nn.Module, args: tuple, kwargs: dict, out: Any) -> list[Synapses]:
-    """A linear map: its input (any leading dimensions) meets its ``weight``."""
+    """A linear map: its input (any leading dimensions) meets its ``weight``.
+
+    Args:
+        module: the linear layer; args, kwargs: what its forward was called with; out: its output.
+
+    Returns:
+        One :class:`Synapses`.
+
+    Example::
+
+        >>> [s.tensor for s in linear_rule(nn.Linear(3, 2), (torch.zeros(4, 3),), {}, None)]
+        ['weight']
+    """
     return [Synapses(args[0], module)]
 
 
 def attention_rule(module: nn.Module, args: tuple, kwargs: dict, out: Any) -> list[Synapses]:
     """``nn.MultiheadAttention``: query, key and value meet their input projections (a third of
     ``in_proj_weight`` each, or ``q/k/v_proj_weight``); ``out_proj`` meets the attention's weighted
-    sum of the values, which is real-valued and seen by no hook: MACs over the output's rows."""
+    sum of the values, which is real-valued and seen by no hook: MACs over the output's rows.
+
+    Args:
+        module: the attention; args, kwargs: query, key, value (positional or by name) and the
+            rest; out: its output ``(attended, weights)``.
+
+    Returns:
+        Four :class:`Synapses`: query, key, value, and ``out_proj``.
+
+    Example::
+
+        >>> attn = nn.MultiheadAttention(4, 2, batch_first=True)
+        >>> r = count_ops(attn, (torch.rand(2, 3, 4),) * 3)
+        >>> r.layers["in_proj_weight"].macs, r.layers["out_proj"].macs   # 3 x 16 weights x 6 rows; 16 x 6
+        (288, 96)
+    """
     q, k, v = (args[i] if i < len(args) else kwargs[name] for i, name in enumerate(("query", "key", "value")))
     batch_dim = None if q.dim() == 2 else (0 if module.batch_first else 1)
     e = module.embed_dim
