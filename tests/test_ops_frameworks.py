@@ -435,3 +435,19 @@ def test_conv_padding_modes_and_same_padding():
         assert r.dense_sops == want, kwargs
         out = c(x)
         assert r.layers[""].positions == out.shape[0] * out.shape[2] * out.shape[3], kwargs
+
+
+def test_the_console_and_the_tables_take_a_firing_rate_of_none():
+    import io
+
+    from rich.console import Console
+
+    from snnprune.report.console import ConsoleSink
+    from snnprune.report.runs import to_markdown
+
+    ann_epoch = {"epoch": 1, "train_loss": 0.5, "macs_per_sample": 1e6, "firing_rate": None}
+    sink = ConsoleSink(Console(file=io.StringIO(), width=120))
+    sink.on_epoch_end(ann_epoch)
+    sink.on_epoch_end({**ann_epoch, "epoch": 2})
+    assert "firing" not in sink.console.file.getvalue() and "1e+06" in sink.console.file.getvalue()
+    assert "—" in to_markdown([{"recipe": "r", "firing_rate": None}], [("recipe", ""), ("firing_rate", "")])
