@@ -37,9 +37,10 @@ def example_input(recipe, model_kwargs: dict) -> torch.Tensor:
     return torch.rand(1, channels, height, width, generator=generator)
 
 
-def export_run(path: str | Path, fmt: str, out: str | Path, *, fuse_bn: bool = False) -> dict:
+def export_run(path: str | Path, fmt: str, out: str | Path, *, fuse_bn: bool = True) -> dict:
     """Write the run's model at ``path`` (a run folder or a checkpoint) to ``out`` in ``fmt``;
-    returns what was written (for the CLI's summary line)."""
+    returns what was written (for the CLI's summary line). ``fuse_bn`` is accepted and ignored:
+    the NIR export always folds batch norm."""
     from ..engine.artifacts import load_run_model
 
     if fmt not in FORMATS:
@@ -58,6 +59,6 @@ def export_run(path: str | Path, fmt: str, out: str | Path, *, fuse_bn: bool = F
         if fmt == "onnx":
             export_onnx(model, x, out)
         else:
-            export_nir(model, x, out, fuse_bn=fuse_bn)
+            export_nir(model, x, out)
     summary["size_bytes"] = out.stat().st_size
     return summary
