@@ -209,17 +209,20 @@ def measure(model_name: str, cfg: dict, reps: int, compile: bool = False, plain_
     models = make_models(model_name, cfg["sparsities"], compile, plain_only)
     inputs = {False: example(model_name, cfg), True: example(model_name, cfg, channels_last=True)}
     times: dict[tuple[float, str], list[float]] = {k: [] for k in models}
+    cpu: dict[tuple[float, str], list[float]] = {k: [] for k in models}
     with torch.no_grad():
         for rep in range(reps + 1):  # the first round warms up
             for key, net in models.items():
                 x = inputs[key[1].endswith("_cl")]
                 functional.reset_net(net)
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 net(x)
-                elapsed = time.perf_counter() - t0
+                elapsed, used = time.perf_counter() - t0, time.process_time() - c0
                 if rep:
                     times[key].append(elapsed)
+                    cpu[key].append(used)
     median = {k: statistics.median(v) for k, v in times.items()}
+    cpu_median = {k: statistics.median(v) for k, v in cpu.items()}
     if compile:  # a compiled model computes what its plain module computes
         for key, net in models.items():
             if net is not _plain(net):
@@ -243,12 +246,15 @@ def measure(model_name: str, cfg: dict, reps: int, compile: bool = False, plain_
             "macs": mac[(s, variant)], "mac_ratio": mac[(s, variant)] / mac[(0.0, "dense")],
             "latency_ms": 1e3 * median[(s, variant)],
             "lat_ratio": median[(s, variant)] / median[base],
+            "cpu_ms": 1e3 * cpu_median[(s, variant)],
+            "cpu_ratio": cpu_median[(s, variant)] / cpu_median[base],
             "vs_dense": median[(s, variant)] / median[(0.0, "dense")],
             "baseline": base[1],
             "same_as_tp": same_tensors(net, models[(s, "tp_plain")]) if variant == "pruned" else None,
         })
     for r in rows:
         r["gap"] = r["lat_ratio"] / r["mac_ratio"] if r["variant"] in BASELINE else None
+        r["cpu_gap"] = r["cpu_ratio"] / r["mac_ratio"] if r["variant"] in BASELINE else None
     return rows
 
 
@@ -302,18 +308,22 @@ def write(rows: list[dict], meta: dict, out: Path, name: str = "channels") -> No
         f"Status: {meta['status']}",
         "",
         "`lat_ratio` = latency / the dense model with the same treatment; `gap` = lat_ratio / mac_ratio "
-        "(1.00 = latency falls exactly as MACs); `vs_dense` = latency / plain dense.",
+        "(1.00 = latency falls exactly as MACs); `vs_dense` = latency / plain dense. `CPU gap`: the same "
+        "gap from the process's CPU time of each forward (with one thread, the latency without the "
+        "time the process waited for the CPU: robust on a busy machine).",
         "",
         "| model | inner sparsity | variant | layer4 inner width | params (M) | MAC ratio | latency (ms) "
-        "| lat_ratio | gap | vs_dense | same tensors as tp_plain |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| lat_ratio | gap | vs_dense | CPU ms | CPU gap | same tensors as tp_plain |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         gap = f"{r['gap']:.2f}" if r["gap"] is not None else ""
+        cpu_gap = f"{r['cpu_gap']:.2f}" if r["cpu_gap"] is not None else ""
         lines.append(
             f"| {r['model']} | {r['sparsity']:.0%} | {r['variant']} | {r['layer4_inner_width']} "
             f"| {r['params'] / 1e6:.2f} "
             f"| {r['mac_ratio']:.3f} | {r['latency_ms']:.1f} | {r['lat_ratio']:.3f} | {gap} | {r['vs_dense']:.3f} "
+            f"| {r['cpu_ms']:.1f} | {cpu_gap} "
             f"| {'' if r.get('same_as_tp') is None else ('yes' if r['same_as_tp'] else 'NO')} |"
         )
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")

@@ -242,3 +242,18 @@ def test_cli_exports_a_sew_resnet18_run_folder_to_nir(tmp_path, capsys):
     assert json.dumps(sorted(graph.nodes)[:1]) and "layer4_1_sn2" in graph.nodes
     zeros = sum(int((n.weight == 0).sum()) for n in graph.nodes.values() if isinstance(n, nir.Conv2d))
     assert zeros > 0.45 * sum(n.weight.size for n in graph.nodes.values() if isinstance(n, nir.Conv2d))
+
+
+# -- the docs page -------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_the_export_page_takes_the_digits_snn_from_training_to_nir_to_other_frameworks(
+        tmp_path, monkeypatch, data_home, capsys):
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "export.md").read_text()
+    start = page.index("From training to a NIR file")
+    code = re.search(r"```python\n(.*?)```", page[start:], re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/export.md", "exec"), {"__name__": "docs_export"})  # asserts inside
+    assert (tmp_path / "digits.nir").is_file() and (tmp_path / "digits_lif.nir").is_file()
