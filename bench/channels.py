@@ -165,6 +165,24 @@ def fuse_bn(net: nn.Module) -> nn.Module:
     return net
 
 
+def elementwise(net: nn.Module, x: torch.Tensor) -> int:
+    """Elements written by the layers that are not convolutions or linears (batch norm, ReLU or
+    spiking neurons, pooling): work that falls with the cut only where the cut layer's own outputs
+    narrow. Functional ops (a residual ``+``) are not modules and not counted."""
+    count, handles = [0], []
+    for m in net.modules():
+        if not list(m.children()) and not isinstance(m, (nn.Conv2d, nn.Linear)):
+            handles.append(m.register_forward_hook(
+                lambda mod, i, o: count.__setitem__(0, count[0] + (o[0] if isinstance(o, tuple) else o).numel())))
+    with torch.no_grad():
+        functional.reset_net(net)
+        net(x)
+        functional.reset_net(net)
+    for h in handles:
+        h.remove()
+    return count[0]
+
+
 def macs(net: nn.Module, x: torch.Tensor) -> float:
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
@@ -235,6 +253,7 @@ def measure(model_name: str, cfg: dict, reps: int, compile: bool = False, plain_
                 assert torch.allclose(a, b, atol=1e-4), key
     models = {k: _plain(net) for k, net in models.items()}
     mac = {k: macs(net, inputs[False]) for k, net in models.items()}
+    elems = {k: elementwise(net, inputs[False]) for k, net in models.items()}
     rows = []
     for (s, variant), net in models.items():
         base = (0.0, BASELINE.get(variant, variant))
@@ -244,6 +263,7 @@ def measure(model_name: str, cfg: dict, reps: int, compile: bool = False, plain_
             "layer4_inner_width": inner[0],
             "params": sum(p.numel() for p in net.parameters()),
             "macs": mac[(s, variant)], "mac_ratio": mac[(s, variant)] / mac[(0.0, "dense")],
+            "elementwise_ratio": elems[(s, variant)] / elems[(0.0, "dense")],
             "latency_ms": 1e3 * median[(s, variant)],
             "lat_ratio": median[(s, variant)] / median[base],
             "cpu_ms": 1e3 * cpu_median[(s, variant)],
@@ -310,11 +330,15 @@ def write(rows: list[dict], meta: dict, out: Path, name: str = "channels") -> No
         "`lat_ratio` = latency / the dense model with the same treatment; `gap` = lat_ratio / mac_ratio "
         "(1.00 = latency falls exactly as MACs); `vs_dense` = latency / plain dense. `CPU gap`: the same "
         "gap from the process's CPU time of each forward (with one thread, the latency without the "
-        "time the process waited for the CPU: robust on a busy machine).",
+        "time the process waited for a CPU, so less sensitive to a busy machine).",
         "",
-        "| model | inner sparsity | variant | layer4 inner width | params (M) | MAC ratio | latency (ms) "
+        "`elementwise ratio`: elements written by the non-conv, non-linear layers (BN, ReLU or neurons, "
+        "pooling), against the dense model.",
+        "",
+        "| model | inner sparsity | variant | layer4 inner width | params (M) | MAC ratio | elementwise ratio "
+        "| latency (ms) "
         "| lat_ratio | gap | vs_dense | CPU ms | CPU gap | same tensors as tp_plain |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         gap = f"{r['gap']:.2f}" if r["gap"] is not None else ""
@@ -322,7 +346,8 @@ def write(rows: list[dict], meta: dict, out: Path, name: str = "channels") -> No
         lines.append(
             f"| {r['model']} | {r['sparsity']:.0%} | {r['variant']} | {r['layer4_inner_width']} "
             f"| {r['params'] / 1e6:.2f} "
-            f"| {r['mac_ratio']:.3f} | {r['latency_ms']:.1f} | {r['lat_ratio']:.3f} | {gap} | {r['vs_dense']:.3f} "
+            f"| {r['mac_ratio']:.3f} | {r['elementwise_ratio']:.3f} "
+            f"| {r['latency_ms']:.1f} | {r['lat_ratio']:.3f} | {gap} | {r['vs_dense']:.3f} "
             f"| {r['cpu_ms']:.1f} | {cpu_gap} "
             f"| {'' if r.get('same_as_tp') is None else ('yes' if r['same_as_tp'] else 'NO')} |"
         )

@@ -219,23 +219,41 @@ def test_max_pooling_of_analog_values_is_refused_by_layer_name(tmp_path):
 
 
 # -- the command line ----------------------------------------------------------------------------
+def _run_folder(path, model_name: str, recipe_name: str, overrides=(), twin=False, **kwargs):
+    """A run folder as training leaves it: its recipe and the plain final model."""
+    from snnprune.recipe import load_recipe
+
+    path.mkdir()
+    (path / "recipe.json").write_text(load_recipe(recipe_name, overrides=list(overrides)).model_dump_json(indent=2))
+    net = create_model(model_name, twin=twin, **kwargs)
+    torch.save({"model": net.state_dict(), "model_name": model_name, "twin": twin, "model_kwargs": kwargs,
+                "sparsity": 0.0, "channel_spec": None}, path / "final_model.pt")
+    return net
+
+
+def test_cli_names_an_ann_twin_run_as_such_in_one_line(tmp_path, capsys):
+    from snnprune.cli import main
+
+    _run_folder(tmp_path / "twin", "sew_digits", "digits_ann_lats", twin=True, in_channels=2, input_size=24)
+    code = main(["export", str(tmp_path / "twin"), "--format", "nir", "--out", str(tmp_path / "t.nir")])
+    err = capsys.readouterr().err
+    assert code == 2 and "an ANN twin is not a spiking net" in err and len(err.strip().splitlines()) == 1
+    assert "fuse_bn" not in err and "BatchNorm" not in err
+
+
 @pytest.mark.slow
 def test_cli_exports_a_sew_resnet18_run_folder_to_nir(tmp_path, capsys):
     from snnprune.cli import main
-    from snnprune.recipe import load_recipe
 
     run = tmp_path / "run"
-    run.mkdir()
-    recipe = load_recipe("imagenet_sew_resnet18_lats", overrides=["data.name=cifar10", "data.T=2"])
-    (run / "recipe.json").write_text(recipe.model_dump_json(indent=2))
-    kwargs = {"num_classes": 10, "cnf": "ADD", "T": 2}
-    net = create_model("sew_resnet18", **kwargs)
+    net = _run_folder(run, "sew_resnet18", "imagenet_sew_resnet18_lats", ["data.name=cifar10", "data.T=2"],
+                      num_classes=10, cnf="ADD", T=2)
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, nn.Conv2d):
                 m.weight.mul_(torch.rand_like(m.weight) < 0.5)  # half the weights pruned
-    torch.save({"model": net.state_dict(), "model_name": "sew_resnet18", "twin": False,
-                "model_kwargs": kwargs, "sparsity": 0.5, "channel_spec": None}, run / "final_model.pt")
+    state = torch.load(run / "final_model.pt", weights_only=True)
+    torch.save({**state, "model": net.state_dict()}, run / "final_model.pt")
     code = main(["export", str(run), "--format", "nir", "--out", str(tmp_path / "r18.nir")])
     assert code == 0, capsys.readouterr().err
     graph = nir.read(str(tmp_path / "r18.nir"))
