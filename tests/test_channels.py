@@ -257,11 +257,15 @@ def test_slimming_criterion_cuts_about_percent_of_the_channels():
 # -- the benchmark's quick path --------------------------------------------------------------------
 def test_channel_bench_quick_path_runs(tmp_path, load_bench):
     bench = load_bench("channels")
-    bench.main(["--quick", "--threads", "1", "--models", "resnet18", "--out", str(tmp_path)])
+    bench.main(["--quick", "--threads", "1", "--models", "resnet18", "--profile", "--out", str(tmp_path)])
     rows = json.loads((tmp_path / "channels.json").read_text())["rows"]
-    assert {r["variant"] for r in rows} >= {"dense", "pruned"}
+    assert {r["variant"] for r in rows} >= {"dense", "pruned", "tp_plain"}
+    assert [r["same_as_tp"] for r in rows if r["variant"] == "pruned"] == [True]  # Torch-Pruning's own cut
     assert all(0 < r["mac_ratio"] <= 1 for r in rows)
     assert (tmp_path / "channels.md").exists()
+    ops = json.loads((tmp_path / "channels_profile.json").read_text())["rows"]
+    conv = {r["variant"]: r["ms"] for r in ops if "convolution" in r["op"] and r["op"].startswith("aten::mkldnn")}
+    assert set(conv) == {"dense", "pruned"} and all(v > 0 for v in conv.values())
 
 
 # -- all or nothing --------------------------------------------------------------------------------

@@ -97,7 +97,9 @@ def test_every_export_format_round_trips_or_names_the_layer(runs, capsys, tmp_pa
     restored = load_sparse(tmp_path / "b.pt")
     assert all(torch.equal(restored[k], v) for k, v in final["model"].items())
     code, _, err = run_cli(capsys, "export", runs["digits_snn_lats"], "--format", "nir", "--out", tmp_path / "c.nir")
-    assert code == 2 and "body.features.0.bn" in err and len(err.strip().splitlines()) == 1
+    import nir  # batch norm folded, max pooling as sum pools and thresholds: see tests/test_nir_interop.py
+
+    assert code == 0 and {"features_0_conv", "features_2_sum", "fc"} <= set(nir.read(str(tmp_path / "c.nir")).nodes)
 
 
 def test_a_checkpoint_that_runs_code_is_refused_everywhere(runs, capsys, tmp_path):

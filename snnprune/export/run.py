@@ -37,9 +37,19 @@ def example_input(recipe, model_kwargs: dict) -> torch.Tensor:
     return torch.rand(1, channels, height, width, generator=generator)
 
 
-def export_run(path: str | Path, fmt: str, out: str | Path, *, fuse_bn: bool = False) -> dict:
-    """Write the run's model at ``path`` (a run folder or a checkpoint) to ``out`` in ``fmt``;
-    returns what was written (for the CLI's summary line)."""
+def export_run(path: str | Path, fmt: str, out: str | Path, *, fuse_bn: bool = True, if_node: str = "IF") -> dict:
+    """Write the run's model at ``path`` (a run folder or a checkpoint) to ``out`` in ``fmt``.
+
+    Args:
+        path: a run folder or one checkpoint of it.
+        fmt: one of ``FORMATS``.
+        out: the file to write.
+        fuse_bn: accepted and ignored: the NIR export always folds batch norm.
+        if_node: NIR only: how IF neurons are written (see :func:`~snnprune.export.export_nir`).
+
+    Returns:
+        What was written, for the CLI's summary line.
+    """
     from ..engine.artifacts import load_run_model
 
     if fmt not in FORMATS:
@@ -58,6 +68,6 @@ def export_run(path: str | Path, fmt: str, out: str | Path, *, fuse_bn: bool = F
         if fmt == "onnx":
             export_onnx(model, x, out)
         else:
-            export_nir(model, x, out, fuse_bn=fuse_bn)
+            export_nir(model, x, out, if_node=if_node)
     summary["size_bytes"] = out.stat().st_size
     return summary
