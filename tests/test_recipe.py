@@ -41,9 +41,14 @@ def test_overrides_are_read_as_toml_values():
         ("optim.lr=-1", "optim.lr: input should be greater than 0"),
         ("epochs=0", "epochs: input should be greater than or equal to 1"),
         ("pruning.beta=0", "pruning.beta: input should be greater than 0"),
-        ("pruning.freeze_epoch=3", "freeze_epoch belongs to family 'early_pruning'"),
+        ("pruning.freeze_epoch=3", "unknown key 'pruning.freeze_epoch' for method 'soft_threshold' (freeze_epoch is "
+                                   "a key of family 'early_pruning')"),
         ("pruning.l1=0.001", "give one of pruning.final_threshold (D) or pruning.l1"),
-        ("pruning.fixed_mask=false", "pruning.fixed_mask belongs to family 'pruning_at_initialization'"),
+        ("pruning.fixed_mask=false", "fixed_mask is a key of family 'pruning_at_initialization'"),
+        ("pruning.schedule='lnear'", "unknown pruning.schedule 'lnear' (did you mean 'linear'?)"),
+        ("family='early_prunning'", "unknown family 'early_prunning' (did you mean 'early_pruning'?)"),
+        ("channels={prune_epoch=3}", "the channels section belongs to family 'channel_pruning', not "
+                                     "'sparsify_during_training'"),
         # a during-training target replaces D: both together is refused
         ("pruning.target_sparsity=0.5", "sets LATS's λ by itself: drop pruning.final_threshold"),
     ],
@@ -79,7 +84,8 @@ def test_bad_values_give_one_line_naming_the_key(override, message):
         ("{method='gmp', final_sparsity=0.5, initial_sparsity=0.6}", "initial_sparsity must not exceed"),
         ("{method='gmp', final_sparsity=0.5, end_epoch=20}", "pruning.end_epoch must not exceed epochs"),
         ("{method='random', target_sparsity=1.5}", "pruning.target_sparsity: input should be less than 1"),
-        ("{method='my_method', options={a=1}, foo=2}", "unknown key 'pruning.foo' (a registered method's own"),
+        ("{method='sot_threshold', final_threshold=0.1}",
+         "unknown pruning method 'sot_threshold' (did you mean 'soft_threshold'?)"),
         ("{method='none'}", "family 'sparsify_during_training' needs a pruning.method"),
     ],
 )
@@ -100,11 +106,11 @@ def test_each_method_takes_only_its_own_keys(pruning, message):
         ("{method='random', target_sparsity=0.5}", "random / one-shot"),
         ("{method='gmp', final_sparsity=0.9, start_epoch=1, end_epoch=10, update_every=5}", "gmp / cubic"),
         ("{method='Soft-Threshold', l1=1e-4}", "soft_threshold / lats"),
-        ("{method='toy', options={a=1}, final_threshold=0.1}", "toy / lats"),
-        ("{method='toy_learned'}", "toy_learned"),
+        ("{method='toy_recipe', a=1, final_threshold=0.1}", "toy_recipe / lats"),
+        ("{method='toy_recipe_learned'}", "toy_recipe_learned (learned)"),
     ],
 )
-def test_every_method_config_validates_and_round_trips(pruning, label, tmp_path):
+def test_every_method_config_validates_and_round_trips(pruning, label, tmp_path, toy_methods):
     from snnprune.report import method_label
 
     recipe = load_recipe("digits_snn_lats", [f"pruning={pruning}"])
@@ -125,6 +131,37 @@ def test_family_keys_stay_with_their_family():
         load_recipe("digits_snn_pai", ["pruning={method='str', target_sparsity=0.5}"])
     # magnitude's target sparsity is its own key, whatever the family
     assert load_recipe("digits_snn_lats", ["pruning={method='magnitude', target_sparsity=0.5}"]).pruning.target_sparsity
+
+
+@pytest.fixture(scope="module")
+def toy_methods():
+    """Two methods of a user's module: keys from their constructors, no config class."""
+    from snnprune.reparam import Reparameterization
+
+    class ToyRecipe(Reparameterization):
+        name = "toy_recipe"
+        control = "threshold"
+
+        def __init__(self, a: int = 0) -> None:
+            super().__init__()
+
+    class ToyRecipeLearned(Reparameterization):
+        name = "toy_recipe_learned"
+        control = "learned"
+
+    return ToyRecipe, ToyRecipeLearned
+
+
+def test_a_method_registered_after_import_validates_with_its_constructor_keys(toy_methods):
+    recipe = load_recipe("digits_snn_lats", ["pruning={method='toy_recipe', a=3, final_threshold=0.1}"])
+    assert recipe.pruning.kwargs() == {"a": 3}
+    with pytest.raises(RecipeError, match="pruning.a: input should be a valid integer"):
+        load_recipe("digits_snn_lats", ["pruning={method='toy_recipe', a='x', final_threshold=0.1}"])
+    with pytest.raises(RecipeError, match="unknown key 'pruning.b' for method 'toy_recipe'"):
+        load_recipe("digits_snn_lats", ["pruning={method='toy_recipe', b=1, final_threshold=0.1}"])
+    # the old form of a registered method's own arguments still loads
+    old = load_recipe("digits_snn_lats", ["pruning={method='toy_recipe', options={a=2}, final_threshold=0.1}"])
+    assert old.pruning.kwargs() == {"a": 2}
 
 
 LEGACY = Path(__file__).resolve().parent / "fixtures" / "legacy_run"
@@ -149,16 +186,20 @@ def test_a_recipe_saved_by_the_flat_schema_still_loads():
 
 
 def test_the_recipe_package_imports_pydantic_only():
-    """snnprune.recipe loads (and validates) with torch made unimportable."""
+    """snnprune.recipe loads with torch made unimportable, and validates every family's keys and
+    rules (a method's keys come from its class, on the torch side)."""
     code = (
         "import sys, types; sys.modules['torch'] = None; "
         f"pkg = types.ModuleType('snnprune'); pkg.__path__ = [{str(Path(__file__).parents[1] / 'snnprune')!r}]; "
         "sys.modules['snnprune'] = pkg; "
-        "from snnprune.recipe import load_recipe; print(load_recipe('digits_snn_lats').pruning.label)"
+        "from snnprune.recipe import load_recipe; print(load_recipe('digits_snn_channels').channels.prune_epoch); "
+        "print(load_recipe('digits_snn_dense').pruning.label)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "soft_threshold / lats"
+    assert proc.stdout.split() == ["8", "dense"]
+    recipe_dir = Path(__file__).parents[1] / "snnprune" / "recipe"
+    assert not [p for p in recipe_dir.glob("*.py") if "import torch" in p.read_text()]
 
 
 def test_family_rules():

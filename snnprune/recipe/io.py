@@ -18,13 +18,13 @@ import json
 import os
 import sys
 import tomllib
-import typing
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .schema import _CUSTOM, METHOD_CONFIGS, Recipe
+from .families import FAMILIES
+from .schema import Recipe, family_sections, migrate, pruning_config
 
 __all__ = ["RecipeError", "load_recipe", "recipe_dir", "list_recipes", "parse_override", "RECIPE_DIR"]
 
@@ -122,74 +122,80 @@ def load_recipe(spec: str | Path | dict, overrides: list[str] = ()) -> Recipe:
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
-        raise RecipeError(_one_line(exc)) from None
+        raise RecipeError(_one_line(exc, data)) from None
 
 
 def _deep_copy(d: dict) -> dict:
     return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in d.items()}
 
 
-def _union_tags(annotation) -> dict[str, type[BaseModel]]:
-    """``tag -> class`` of a tagged union annotation (``Annotated[Union[Annotated[C, Tag(t)], ...], ...]``)."""
-    tags = {}
-    for member in typing.get_args(annotation):
-        args = typing.get_args(member)
-        tag = next((getattr(a, "tag", None) for a in args[1:] if getattr(a, "tag", None)), None)
-        if tag is not None and isinstance(args[0], type):
-            tags[tag] = args[0]
-    return tags
+def _sections(data: dict) -> dict[str, type[BaseModel]]:
+    """The model of each table of this recipe that the registries decide: ``pruning`` (its method's
+    and family's keys) and the family's own table."""
+    data = migrate(data)
+    family = FAMILIES.get(data.get("family")) if isinstance(data.get("family"), str) else None
+    out: dict[str, type[BaseModel]] = {}
+    section = data.get("pruning")
+    method = section.get("method") if isinstance(section, dict) else None
+    try:
+        out["pruning"] = pruning_config(method or (family.default_method if family else "none"), family)
+    except (TypeError, ValueError):
+        pass
+    out.update({name: f.Config for name, f in family_sections().items() if f is family})
+    return out
 
 
-def _walk(loc: tuple) -> tuple[tuple[str, ...], type[BaseModel] | None, str | None]:
-    """Follow an error location through the schema: the key as the user wrote it (union tags
-    removed), the model the last part belongs to, and the tag taken on the way (if any)."""
+def _walk(loc: tuple, data: dict) -> tuple[tuple[str, ...], type[BaseModel] | None]:
+    """Follow an error location through the schema: the key as the user wrote it and the model
+    the last part belongs to."""
     model: type[BaseModel] | None = Recipe
-    shown, tag_taken, i = [], None, 0
-    parts = [str(p) for p in loc]
-    while i < len(parts):
-        part = parts[i]
+    sections = _sections(data)
+    shown = []
+    for i, part in enumerate(str(p) for p in loc):
         shown.append(part)
         field = model.model_fields.get(part) if model is not None else None
-        model = None
-        if field is not None:
-            tags = _union_tags(field.annotation)
-            if tags and i + 1 < len(parts) and parts[i + 1] in tags:
-                tag_taken = parts[i + 1]
-                model = tags[tag_taken]
-                i += 1
-            elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-                model = field.annotation
-        i += 1
-    return tuple(shown), model, tag_taken
+        if i == 0 and part in sections:
+            model = sections[part]
+        elif field is not None and isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            model = field.annotation
+        else:
+            model = None
+    return tuple(shown), model
 
 
-def _unknown_key(raw_loc: tuple, loc: tuple[str, ...]) -> str:
-    """"unknown key 'a.b'" with the closest key of the same section, or, in a method's section,
-    the methods the key belongs to."""
-    _, parent, tag = _walk(raw_loc[:-1])
+def _unknown_key(loc: tuple[str, ...], data: dict) -> str:
+    """"unknown key 'a.b'" with the closest key of the same section, or, in the pruning section,
+    the methods and families the key belongs to."""
+    _, parent = _walk(loc[:-1], data)
     fields = list(parent.model_fields) if parent is not None else []
+    if parent is Recipe:
+        fields += list(family_sections())
     message = f"unknown key {'.'.join(loc)!r}"
     hint = difflib.get_close_matches(loc[-1], fields, n=1)
     if hint:
         return message + f" (did you mean {'.'.join(loc[:-1] + (hint[0],))!r}?)"
-    if tag is None:
+    if loc[:-1] != ("pruning",) or parent is None:
         return message
-    if tag == _CUSTOM:
-        return message + " (a registered method's own arguments go under pruning.options)"
-    message += f" for method {tag!r}"
-    owners = [name for name, cls in METHOD_CONFIGS.items() if loc[-1] in cls.model_fields and name != tag]
+    from ..reparam import METHODS
+
+    method = parent.model_fields["method"].default
+    message += f" for method {method!r}"
+    owners = [f"method {name!r}" for name, cls in METHODS.items()
+              if name != method and loc[-1] in pruning_config(name).model_fields]
+    owners += [f"family {name!r}" for name, f in FAMILIES.items()
+               if f.section == "pruning" and f.Config is not None and loc[-1] in f.Config.model_fields]
     if owners:
-        return message + f" ({loc[-1]} is a key of method {' / '.join(map(repr, owners))})"
+        return message + f" ({loc[-1]} is a key of {' / '.join(owners)})"
     return message + f" (its keys: {', '.join(k for k in fields if k != 'method')})"
 
 
-def _one_line(exc: ValidationError) -> str:
+def _one_line(exc: ValidationError, data: dict) -> str:
     errors = exc.errors()
     first = errors[0]
-    loc, model, _ = _walk(tuple(first["loc"]))
+    loc, model = _walk(tuple(first["loc"]), data)
     key = ".".join(loc) or "recipe"
     if first["type"] == "extra_forbidden":
-        message = _unknown_key(tuple(first["loc"]), loc)
+        message = _unknown_key(loc, data)
     elif first["type"] == "missing":
         message = f"missing key {key!r}"
     elif first["type"] == "value_error":

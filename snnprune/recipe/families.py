@@ -1,0 +1,237 @@
+"""Pruning families: *when* a run prunes, apart from *how* (the method, in the recipe's ``pruning``).
+
+A family declares, in its own class, its ``name``, its recipe keys (a pydantic ``Config``, in the
+``pruning`` section or in a table of its own, ``section``) and its rules over the whole recipe
+(:meth:`FamilyRecord.check`). :data:`FAMILIES` holds every family; the recipe schema reads it when
+it validates, so a family registered at any time is one a recipe may name.
+
+The training loop's side of a family (its hooks) is :class:`snnprune.engine.Family`, which extends
+:class:`FamilyRecord`: a user's family is one subclass of it. The shipped families declare
+themselves here and :mod:`snnprune.engine.families` adds their hooks in subclasses that take their
+place in :data:`FAMILIES`. This module imports pydantic only, so a recipe validates without the
+training side.
+
+Families (after Chen et al., "A Unified Framework for Soft Threshold Pruning", ICLR 2023):
+
+* ``dense`` — the reference row: same recipe, no pruning (``pruning.method = "none"``);
+* ``sparsify_during_training`` — the method prunes over the whole run (LATS / S-LATS, STR, GMP, ...);
+* ``early_pruning`` — the pruning schedule ends at ``pruning.freeze_epoch``, where the mask is
+  frozen; the rest is sparse fine-tuning;
+* ``pruning_at_initialization`` — the mask giving ``pruning.target_sparsity`` is set at step 0
+  (surviving weights unchanged), then kept (``pruning.fixed_mask``);
+* ``channel_pruning`` — whole channels leave (the ``channels`` section); no weight pruning.
+
+Example::
+
+    >>> sorted(FAMILIES)
+    ['channel_pruning', 'dense', 'early_pruning', 'pruning_at_initialization', 'sparsify_during_training']
+    >>> list(FAMILIES["early_pruning"].Config.model_fields)
+    ['freeze_epoch']
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .._validation import did_you_mean, normalise_name
+
+if TYPE_CHECKING:
+    from .schema import Recipe
+
+__all__ = ["FAMILIES", "FamilyRecord", "FamilyKeys", "get_family_record", "check_family",
+           "Dense", "SparsifyDuringTraining", "EarlyPruning", "PruningAtInitialization", "ChannelPruning",
+           "ChannelPruningConfig"]
+
+#: family name -> its class (the engine's, with hooks, once :mod:`snnprune.engine` is imported)
+FAMILIES: dict[str, type[FamilyRecord]] = {}
+
+
+class FamilyKeys(BaseModel):
+    """Base of a family's ``Config``: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class FamilyRecord:
+    """What a recipe needs to know of a family. A subclass with a ``name`` is registered in
+    :data:`FAMILIES` (a later class under the same name, such as the engine's subclass adding
+    hooks, takes its place)."""
+
+    name: ClassVar[str] = ""
+    #: its recipe keys (None: none)
+    Config: ClassVar[type[BaseModel] | None] = None
+    #: where the keys sit: "pruning" (beside the method's keys) or the name of a table of their own
+    section: ClassVar[str] = "pruning"
+    #: the pruning method of a recipe that has no pruning section ("none": the family prunes no weights)
+    default_method: ClassVar[str] = "soft_threshold"
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            FAMILIES[normalise_name(cls.name)] = cls
+
+    @classmethod
+    def check(cls, recipe: Recipe) -> None:
+        """Rules over the whole recipe (the keys are valid one by one already); raise ValueError
+        saying what to change."""
+
+
+def get_family_record(name: str) -> type[FamilyRecord]:
+    """The class registered under family ``name``; a ValueError with a did-you-mean otherwise.
+
+    Args:
+        name: a family name (case-insensitive, ``-`` and ``_`` alike).
+
+    Returns:
+        The family's class.
+
+    Example::
+
+        >>> get_family_record("Early-Pruning").name
+        'early_pruning'
+    """
+    key = normalise_name(name)
+    if key not in FAMILIES:
+        raise ValueError(f"unknown family {name!r}{did_you_mean(key, FAMILIES)}; known: {', '.join(FAMILIES)}")
+    return FAMILIES[key]
+
+
+def check_family(recipe: Recipe) -> None:
+    """The family's rules on ``recipe``: a family that prunes no weights has ``pruning.method =
+    "none"`` and the others a method; then the family's own :meth:`FamilyRecord.check`.
+
+    Args:
+        recipe: a recipe whose sections are valid one by one.
+
+    Returns:
+        None; raises ValueError naming what to change.
+
+    Example::
+
+        >>> from snnprune.recipe import load_recipe
+        >>> check_family(load_recipe("digits_snn_dense"))
+    """
+    family = FAMILIES[recipe.family]
+    method = recipe.pruning.method
+    if family.default_method == "none" and method != "none":
+        raise ValueError(f"family {family.name!r} prunes no weights: set pruning.method = 'none' (or drop the "
+                         "pruning section)")
+    if family.default_method != "none" and method == "none":
+        raise ValueError(f"family {family.name!r} needs a pruning.method (e.g. {family.default_method!r})")
+    family.check(recipe)
+
+
+class Dense(FamilyRecord):
+    """The reference row: the same recipe without pruning."""
+
+    name = "dense"
+    default_method = "none"
+
+
+class SparsifyDuringTraining(FamilyRecord):
+    """The method prunes over the whole run (its schedule spans every step)."""
+
+    name = "sparsify_during_training"
+
+
+class EarlyPruning(FamilyRecord):
+    """The pruning schedule ends at ``pruning.freeze_epoch``, where the mask is frozen; the rest of
+    the run is sparse fine-tuning."""
+
+    name = "early_pruning"
+
+    class Config(FamilyKeys):
+        freeze_epoch: int = Field(ge=1, description="the epoch at whose start the mask is frozen")
+
+    @classmethod
+    def check(cls, recipe: Recipe) -> None:
+        p = recipe.pruning
+        if p.freeze_epoch >= recipe.epochs:
+            raise ValueError("early_pruning needs pruning.freeze_epoch between 1 and epochs - 1")
+        pgh = getattr(p, "schedule", None) == "pgh" and getattr(p, "beta", 1.0) < 1
+        if p.control == "threshold" and p.target_sparsity is None and not pgh:
+            raise ValueError(f"early_pruning uses method {p.method!r} with schedule 'pgh' and beta < 1, or with "
+                             "pruning.target_sparsity (reached at freeze_epoch)")
+
+
+class PruningAtInitialization(FamilyRecord):
+    """The mask giving ``pruning.target_sparsity`` is set before the first step (surviving weights
+    unchanged); with ``pruning.fixed_mask`` it is frozen there."""
+
+    name = "pruning_at_initialization"
+
+    class Config(FamilyKeys):
+        target_sparsity: float = Field(ge=0, lt=1, description="the sparsity of the mask set at step 0")
+        fixed_mask: bool = Field(
+            default=True,
+            description="True freezes the mask at step 0 (the sparsity stays exactly target_sparsity); False keeps "
+            "only the threshold fixed (straight-through: weights may regrow)",
+        )
+        #: target_sparsity is the mask at step 0, not a sparsity the Pruner steers to
+        target_at_end: ClassVar[bool] = False
+
+    @classmethod
+    def check(cls, recipe: Recipe) -> None:
+        p = recipe.pruning
+        if p.control == "learned":
+            raise ValueError(f"pruning_at_initialization sets a mask at step 0: method {p.method!r} learns its own")
+        if getattr(p, "final_threshold", None) is not None or getattr(p, "l1", None) is not None:
+            raise ValueError("pruning_at_initialization sets the threshold from pruning.target_sparsity: "
+                             "drop pruning.final_threshold / pruning.l1")
+
+
+class ChannelPruningConfig(FamilyKeys):
+    """The ``channels`` section of family ``channel_pruning`` (:mod:`snnprune.channels`): L1 on the
+    batch-norm scales for the first ``prune_epoch`` epochs (:class:`~snnprune.channels.BNSparsity`),
+    the cut at the start of epoch ``prune_epoch`` (:func:`~snnprune.channels.prune_channels`), then
+    fine-tuning of the smaller network with a new optimizer (the LR schedule runs on)."""
+
+    l1: float = Field(default=1e-4, ge=0, description="s, the L1 strength on the BN scales (slimming 1e-4, OT 2e-4)")
+    proximal: bool = Field(
+        default=True,
+        description="True: proximal step after every optimizer step (dead scales reach exactly 0); False: the "
+        "papers' subgradient s*sign(gamma), as the loss term s*sum|gamma|",
+    )
+    prune_epoch: int = Field(ge=1, description="the channels are cut at the start of this epoch")
+    criterion: Literal["optimal", "slimming"] = "optimal"
+    delta: float = Field(default=1e-3, ge=0, lt=1, description="optimal: the largest share of a layer's sum gamma^2 "
+                         "that its removed channels may carry")
+    percent: float | None = Field(default=None, ge=0, lt=1,
+                                  description="slimming: the fraction of all channels removed (one global cut)")
+    round_to: int | None = Field(default=None, ge=2, description="keep every group's width a multiple of this")
+    restart_lr: bool = Field(
+        default=False,
+        description="run the LR schedule afresh in each phase, over its own epochs (sparsity training: prune_epoch; "
+        "fine-tuning: the rest; step milestones count from the phase's start), as network slimming fine-tunes; "
+        "False: one schedule over the whole run",
+    )
+
+    @model_validator(mode="after")
+    def _criterion_keys(self) -> Any:
+        if self.criterion == "slimming" and self.percent is None:
+            raise ValueError("channels.criterion = 'slimming' needs channels.percent (the fraction of channels to cut)")
+        if self.criterion == "optimal" and self.percent is not None:
+            raise ValueError("channels.percent goes with channels.criterion = 'slimming' (optimal uses channels.delta)")
+        return self
+
+
+class ChannelPruning(FamilyRecord):
+    """Structured pruning that shrinks the network (the ``channels`` section): L1 sparsity training
+    on the batch-norm scales until ``channels.prune_epoch``, the cut there, then fine-tuning of the
+    smaller network. It does not combine with weight pruning."""
+
+    name = "channel_pruning"
+    Config = ChannelPruningConfig
+    section = "channels"
+    default_method = "none"
+
+    @classmethod
+    def check(cls, recipe: Recipe) -> None:
+        c = recipe.channels
+        if c.prune_epoch >= recipe.epochs:
+            raise ValueError("channels.prune_epoch must be smaller than epochs (fine-tuning follows the cut)")
+        if c.restart_lr and recipe.lr_schedule.warmup_epochs >= min(c.prune_epoch, recipe.epochs - c.prune_epoch):
+            raise ValueError("with channels.restart_lr each phase warms up: lr_schedule.warmup_epochs must be "
+                             "smaller than channels.prune_epoch and than the fine-tuning epochs")
