@@ -167,18 +167,16 @@ def test_a_method_registered_at_runtime_trains_from_a_recipe_dict(tmp_path, data
     assert hasattr(snnprune.reparam, "METHODS"), "the method registry (snnprune.reparam.METHODS) is missing"
     assert snnprune.reparam.METHODS["toy_test"] is Toy
     base = load_recipe("digits_ann_lats", ["epochs=1", "data.limit=64", "batch_size=32"]).model_dump()
-    pruning = {"method": "toy_test", "options": {"scale": 2.0}, "final_threshold": 0.05}
+    pruning = {"method": "toy_test", "scale": 2.0, "final_threshold": 0.05}
     recipe = load_recipe({**base, "pruning": pruning})
     assert recipe.pruning.label == "toy_test / lats"
     result = train(recipe, tmp_path)
     assert result.history[-1]["threshold"] == 0.05 and result.history[-1]["sparsity"] > 0
     state = load_checkpoint(tmp_path / "last.pt")
-    assert state["recipe"]["pruning"]["options"] == {"scale": 2.0}
+    assert state["recipe"]["pruning"]["scale"] == 2.0
 
-    typo = load_recipe({**base, "pruning": {"method": "toy_tset", "final_threshold": 0.05}})
     with pytest.raises(RecipeError, match="unknown pruning method 'toy_tset' .*did you mean 'toy_test'"):
-        train(typo, tmp_path / "typo")
-    assert not (tmp_path / "typo" / "metrics.jsonl").exists()  # rejected before anything is written
+        load_recipe({**base, "pruning": {"method": "toy_tset", "final_threshold": 0.05}})
 
 
 LEGACY = ROOT / "tests" / "fixtures" / "legacy_run"

@@ -254,6 +254,14 @@ class Recipe(_Section):
         description="the method and its keys (a registered method); default: the family's default method",
     )
 
+    def __getattr__(self, item: str) -> Any:
+        try:
+            return super().__getattr__(item)
+        except AttributeError:
+            if item in family_sections():  # another family's table: this recipe has none
+                return None
+            raise
+
     @model_validator(mode="before")
     @classmethod
     def _migrate_and_tables(cls, data: Any) -> Any:
