@@ -151,7 +151,25 @@ def _recipes(args) -> int:
         table.add_row(path.stem, r.family, r.model.name + (" (twin)" if r.model.twin else ""), r.data.name,
                       method_label(r), str(r.epochs))
     make_console().print(table)
+    make_console().print(_methods_table())
     return 0
+
+
+def _methods_table():
+    """The registered methods (a user's too, once imported): what ``pruning.method`` may name."""
+    from rich.table import Table
+
+    from .recipe.methods import PruningMethodConfig
+    from .reparam import list_methods
+
+    table = Table(title="pruning methods (pruning.method)")
+    for column in ("method", "control", "keys of its own", "what it is"):
+        table.add_column(column)
+    shared = set(PruningMethodConfig.model_fields)
+    for m in list_methods():
+        keys = [k for k in m.config.model_fields if k not in shared]
+        table.add_row(m.name, m.control, ", ".join(keys), m.description)
+    return table
 
 
 def _demo(args) -> int:

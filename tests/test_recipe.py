@@ -149,7 +149,10 @@ def toy_methods():
         name = "toy_recipe_learned"
         control = "learned"
 
-    return ToyRecipe, ToyRecipeLearned
+    yield ToyRecipe, ToyRecipeLearned
+    from snnprune.reparam import METHODS
+
+    METHODS.pop("toy_recipe"), METHODS.pop("toy_recipe_learned")
 
 
 def test_a_method_registered_after_import_validates_with_its_constructor_keys(toy_methods):
@@ -268,3 +271,38 @@ def test_cli_help_everywhere(args, capsys):
     with pytest.raises(SystemExit) as exit:
         main(args)
     assert exit.value.code == 0 and "usage" in capsys.readouterr().out
+
+
+def test_the_key_reference_names_every_key_a_recipe_may_hold(toy_methods):
+    """docs/recipes.md's key reference is generated: every key of every section, every registered
+    method (a user's too) and every family is in its table, and nothing else is."""
+    import re
+
+    from snnprune.recipe import FAMILIES, method_config
+    from snnprune.recipe.reference import recipe_reference
+    from snnprune.recipe.schema import Recipe
+    from snnprune.reparam import METHODS
+    from snnprune.schedules import THRESHOLD_SCHEDULES
+
+    text = recipe_reference()
+    tables = {m.group(1): set(re.findall(r"^\| `(\w+)` \|", m.group(2), flags=re.M))
+              for m in re.finditer(r"^### (.+?)\n(.*?)(?=^### |\Z)", text, flags=re.M | re.S)}
+    sections = ("model", "data", "optim", "lr_schedule")
+    assert tables["Top-level keys"] == set(Recipe.model_fields) - {*sections, "pruning"}
+    for name in sections:
+        assert tables[f"`[{name}]`"] == set(Recipe.model_fields[name].annotation.model_fields)
+    shared = tables["`[pruning]`: every method"]
+    for name, cls in METHODS.items():
+        assert shared | tables[f'`[pruning]` with `method = "{name}"`'] == set(method_config(cls).model_fields)
+    for family in FAMILIES.values():
+        if family.Config is not None:
+            where = "pruning" if family.section == "pruning" else family.section
+            assert tables[f'`[{where}]` with `family = "{family.name}"`'] == set(family.Config.model_fields)
+    assert "toy_recipe" in text and "channel_pruning" in text
+    assert all(f"- `{name}`:" in text for name in THRESHOLD_SCHEDULES)
+
+
+def test_cli_lists_the_registered_methods(toy_methods, capsys):
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    assert "pruning methods" in out and "toy_recipe" in out and "soft_threshold" in out

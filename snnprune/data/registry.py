@@ -15,6 +15,7 @@ Example::
     ...     return TensorDataset(torch.rand(n, 1, 8, 8, generator=g), torch.randint(0, 2, (n,), generator=g))
     >>> dataset_info("noise_doc").sample_shape, len(create_dataset("noise_doc", None, "test", n=4))
     ((1, 8, 8), 4)
+    >>> del DATASETS["noise_doc"]
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ def register_dataset(name: str, *, in_channels: int, input_size: int | tuple[int
         ...     return TensorDataset(torch.ones(2, 3, 4, 6), torch.zeros(2, dtype=torch.long))
         >>> dataset_info("ones-doc").sample_shape, list_datasets()["ones_doc"]
         ((3, 4, 6), 'Ones, for the docs.')
+        >>> del DATASETS["ones_doc"]
     """
     height, width = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
 

@@ -69,6 +69,7 @@ def register_method(name: str):
         ... class MyShrink(SoftThreshold): ...
         >>> get_method("my-shrink") is MyShrink
         True
+        >>> del METHODS["my_shrink"]
     """
 
     def decorator(cls):
