@@ -306,3 +306,24 @@ def test_cli_lists_the_registered_methods(toy_methods, capsys):
     assert main(["recipes"]) == 0
     out = capsys.readouterr().out
     assert "pruning methods" in out and "toy_recipe" in out and "soft_threshold" in out
+
+
+OLD_DUMPS = Path(__file__).resolve().parent / "fixtures" / "recipes_before_registries.json"
+
+
+@pytest.mark.parametrize("name", sorted(json.loads(OLD_DUMPS.read_text())))
+def test_a_recipe_json_written_before_the_registries_still_loads(name):
+    """recipe.json as the schema of per-method config classes wrote it (every family key in every
+    pruning section, a channels table of null) loads with every value it held; only nulls go."""
+    saved = json.loads(OLD_DUMPS.read_text())[name]
+    loaded = load_recipe(saved).model_dump()
+
+    def flat(d, prefix=""):
+        return {k2: v2 for k, v in d.items()
+                for k2, v2 in (flat(v, f"{prefix}{k}.").items() if isinstance(v, dict) and k != "kwargs"
+                               else [(prefix + k, v)])}
+
+    before, after = flat(saved), flat(loaded)
+    assert {k: v for k, v in before.items() if k in after} == {k: after[k] for k in before if k in after}
+    assert all(v is None for k, v in before.items() if k not in after), name
+    assert set(after) <= set(before), name  # no key appeared with a new default

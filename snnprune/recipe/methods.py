@@ -29,10 +29,19 @@ from __future__ import annotations
 
 import inspect
 import re
+import typing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PydanticSchemaGenerationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from .._validation import did_you_mean, normalise_name
 
@@ -342,24 +351,29 @@ def method_config(cls: type) -> type[PruningMethodConfig]:
     init_owner = next((k for k in mro if "__init__" in vars(k)), None)
     base = vars(declarer)["Config"] if declarer is not None else CONTROL_CONFIGS[cls.control]
     own = init_owner is not None and (declarer is None or mro.index(init_owner) < mro.index(declarer))
-    params = _constructor_keys(init_owner, cls) if own else {}
+    params = _constructor_keys(init_owner) if own else {}
     docs = _arg_docs(cls)
-    fields: dict[str, Any] = {
-        key: (annotation, Field(default=default, description=docs.get(key)))
-        for key, (annotation, default) in params.items()
-    }
-    fields["method"] = (str, cls.name)
-    if isinstance(getattr(cls, "trail", None), bool):
-        fields["trail"] = (bool, Field(default=cls.trail, description=PruningMethodConfig.model_fields["trail"]
-                                       .description))
-    config = create_model(f"{cls.__name__}Config", __base__=base, __doc__=_summary(cls), **fields)
+
+    def fields(typed: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {key: (annotation if typed else Any, Field(default=default, description=docs.get(key)))
+                               for key, (annotation, default) in params.items()}
+        out["method"] = (str, cls.name)
+        if isinstance(getattr(cls, "trail", None), bool):
+            out["trail"] = (bool, Field(default=cls.trail, description=PruningMethodConfig.model_fields["trail"]
+                                        .description))
+        return out
+
+    try:
+        config = create_model(f"{cls.__name__}Config", __base__=base, __doc__=_summary(cls), **fields(True))
+    except PydanticSchemaGenerationError:  # an annotation pydantic cannot check (a tensor): any value
+        config = create_model(f"{cls.__name__}Config", __base__=base, __doc__=_summary(cls), **fields(False))
     config.control = cls.control
     config.constructor_keys = tuple(base.constructor_keys) + tuple(params)
     _DERIVED[cls] = config
     return config
 
 
-def _constructor_keys(owner: type, cls: type) -> dict[str, tuple[Any, Any]]:
+def _constructor_keys(owner: type) -> dict[str, tuple[Any, Any]]:
     """``name -> (annotation, default)`` of the keyword parameters of ``owner.__init__``."""
     hints = _hints(owner.__init__)
     out = {}
@@ -374,8 +388,6 @@ def _constructor_keys(owner: type, cls: type) -> dict[str, tuple[Any, Any]]:
 
 def _hints(fn) -> dict[str, Any]:
     try:
-        import typing
-
         return typing.get_type_hints(fn)
     except Exception:  # an annotation this process cannot resolve: the key takes any value
         return {}
