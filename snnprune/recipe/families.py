@@ -116,8 +116,8 @@ def check_family(recipe: Recipe) -> None:
     family = FAMILIES[recipe.family]
     method = recipe.pruning.method
     if family.default_method == "none" and method != "none":
-        raise ValueError(f"family {family.name!r} prunes no weights: set pruning.method = 'none' (or drop the "
-                         "pruning section)")
+        raise ValueError(f"family {family.name!r} does not combine with weight pruning: set pruning.method = "
+                         "'none' (or drop the pruning section)")
     if family.default_method != "none" and method == "none":
         raise ValueError(f"family {family.name!r} needs a pruning.method (e.g. {family.default_method!r})")
     family.check(recipe)

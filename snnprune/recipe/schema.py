@@ -278,6 +278,10 @@ class Recipe(_Section):
         if unknown:
             raise _errors([{"type": "extra_forbidden", "loc": (k,), "input": data[k]} for k in unknown])
         if table is not None and table not in data:
+            required = [k for k, f in family.Config.model_fields.items() if f.is_required()]
+            if required:
+                raise ValueError(f"family {family.name!r} needs a {table} section (at least "
+                                 f"{', '.join(f'{table}.{k}' for k in required)})")
             data = {**data, table: {}}
         return data
 
