@@ -327,3 +327,38 @@ def test_a_recipe_json_written_before_the_registries_still_loads(name):
     assert {k: v for k, v in before.items() if k in after} == {k: after[k] for k in before if k in after}
     assert all(v is None for k, v in before.items() if k not in after), name
     assert set(after) <= set(before), name  # no key appeared with a new default
+
+
+def test_one_families_registry_holds_the_engines_classes():
+    import snnprune.engine
+    from snnprune.engine.families import EarlyPruning, Family
+    from snnprune.recipe import FAMILIES
+
+    assert snnprune.engine.FAMILIES is FAMILIES
+    assert FAMILIES["early_pruning"] is EarlyPruning and issubclass(EarlyPruning, Family)
+    assert set(FAMILIES) >= {"dense", "sparsify_during_training", "early_pruning", "pruning_at_initialization",
+                             "channel_pruning"}
+
+
+def test_a_threshold_schedule_added_to_the_registry_is_one_a_recipe_may_name():
+    from types import SimpleNamespace
+
+    from snnprune import schedules
+
+    class Halfway(schedules.Linear):
+        """Linear, but to half of D."""
+
+        def __init__(self, final, total_steps=None):
+            super().__init__(final / 2, total_steps)
+
+    schedules.THRESHOLD_SCHEDULES["halfway"] = Halfway
+    try:
+        recipe = load_recipe("digits_snn_lats", ["pruning.schedule='halfway'"])
+        ctx = SimpleNamespace(schedules=schedules, lr=None, steps_per_epoch=1, total_steps=10,
+                              family=recipe.family)
+        schedule = recipe.pruning.spec(ctx).schedule
+        assert type(schedule) is Halfway and recipe.pruning.label == "soft_threshold / halfway"
+    finally:
+        del schedules.THRESHOLD_SCHEDULES["halfway"]
+    with pytest.raises(RecipeError, match="unknown pruning.schedule 'halfway'"):
+        load_recipe("digits_snn_lats", ["pruning.schedule='halfway'"])
