@@ -39,6 +39,7 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=150, help="optimizer steps")
     parser.add_argument("--accumulate", type=int, default=2, help="micro-batches per optimizer step")
+    parser.add_argument("--ema-decay", type=float, default=0.95, help="weight of the average at each update")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -51,7 +52,7 @@ def main(argv=None) -> dict:
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.steps)
     pruner = Pruner(net, "soft_threshold", target_sparsity=0.8, total_steps=args.steps)
     scaler = torch.amp.GradScaler("cuda") if device == "cuda" else None      # float16 needs one
-    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(0.99), use_buffers=True)
+    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay), use_buffers=True)
 
     micro_batches = itertools.chain.from_iterable(itertools.repeat(train))
     for _ in range(args.steps):
