@@ -370,6 +370,10 @@ class Pruner:
             raise ValueError(f"pruner state is of method {state['method']!r}, this Pruner runs {self.method_name!r}")
         if state["layers"] != self.layer_names:
             raise ValueError(_layers_differ(state["layers"], self.layer_names))
+        if state.get("scope", self.scope) != self.scope:  # e.g. a GMP run from before GMP's default was "layer"
+            warnings.warn(f"the checkpoint's scope={state['scope']!r} is used where this Pruner was built with "
+                          f"scope={self.scope!r}", stacklevel=2)
+            self.scope = self._layers.scope = self.regime.scope = state["scope"]
         self.steps = int(state["steps"])
         self._layers.groups = [int(v) for v in state.get("groups", self._layers.groups)]
         self._frozen_threshold = state.get("frozen_threshold")

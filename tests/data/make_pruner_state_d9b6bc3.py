@@ -1,7 +1,7 @@
 """Pruner states written by snnprune at d9b6bc3 (before the Pruner was split by control regime).
 
 Run at that commit from the repository root: python tests/data/make_pruner_state_d9b6bc3.py
-(tests/test_pruner_resume_old.py replays the same cases on the current code)."""
+(tests/test_pruner.py replays the same cases on the current code)."""
 import torch
 from torch import nn
 from snnprune import Pruner
