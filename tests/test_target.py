@@ -2,6 +2,7 @@
 percentage points of the target, for soft thresholding (LATS with a λ controller) and the
 sparsity-driven baselines."""
 
+import re
 import warnings
 
 import pytest
@@ -384,3 +385,52 @@ def test_a_learned_method_that_follows_the_plan_does_not_warn_about_its_gain():
         train(model, pruner, x, y, 80)
     assert pruner.controller.history[-2][2] > 0.8  # the regulariser took it most of the way
     assert not [w for w in caught if "largest gain" in str(w.message)]
+
+
+def _stuck_run(opt_class, **group):
+    model, x, y = task()
+    pruner = Pruner(model, "ltp", target_sparsity=0.9, total_steps=120, min_weights=0)
+    own = {id(p) for p in pruner.parameters()}
+    opt = opt_class([{"params": [p for p in model.parameters() if id(p) not in own]},
+                     {"params": list(pruner.parameters()), "lr": 1e-7, **group}], lr=1e-3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(model, pruner, x, y, 120, opt=opt)
+    return [str(w.message) for w in caught if "largest gain" in str(w.message)]
+
+
+def test_the_largest_gain_advice_under_adam_says_the_penalty_cannot_speed_the_thresholds():
+    (said,) = _stuck_run(torch.optim.Adam)
+    assert "Under Adam a step's size does not grow with the penalty's gradient" in said
+    assert re.search(r"larger learning rate than its [0-9.e-]+$", said) and "weight_decay" not in said
+
+
+def test_the_largest_gain_advice_under_sgd_does_not_tell_an_sgd_user_to_use_sgd():
+    (said,) = _stuck_run(torch.optim.SGD, momentum=0.9)
+    assert "Under SGD" in said and re.search(r"their learning rate [0-9.e-]+ is too small", said)
+    assert "with SGD" not in said and "Adam" not in said
+
+
+def test_the_largest_gain_advice_names_weight_decay_on_the_thresholds():
+    (said,) = _stuck_run(torch.optim.SGD, weight_decay=0.1)
+    assert "weight_decay=0.1 also pulls the thresholds down" in said
+
+
+def test_a_learned_method_whose_projection_cannot_bring_weights_back_says_so():
+    from snnprune.reparam import Reparameterization
+
+    class Overshoots(Reparameterization):  # a learned threshold far above every weight, the default projection
+        control = "learned"
+
+        def __init__(self):
+            super().__init__()
+            self.t = torch.nn.Parameter(torch.tensor(10.0))
+
+        def transform(self, latent):
+            return latent * (latent.abs() > self.t)
+
+    model, x, y = task()
+    pruner = Pruner(model, Overshoots(), target_sparsity=0.5, total_steps=2, min_weights=0)
+    with pytest.warns(UserWarning, match=r"50.00% not reached: .* had pruned 100.00% .* can bring back only weights "
+                                         r"that are not 0, so 100.00% stay pruned"):
+        train(model, pruner, x, y, 2)

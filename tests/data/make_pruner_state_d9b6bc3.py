@@ -4,8 +4,10 @@ Run at that commit from the repository root: python tests/data/make_pruner_state
 (tests/test_pruner.py replays the same cases on the current code)."""
 import torch
 from torch import nn
+
 from snnprune import Pruner
 from snnprune.schedules import LATS, Cubic
+
 
 def mlp():
     torch.manual_seed(0)
