@@ -477,7 +477,8 @@ class _OptimizerSteps:
                 f"pruner.step was called at step {step} with no optimizer step since its last call (or the attach): "
                 "call it once per optimizer step, right after optimizer.step() (scaler.step(optimizer) under AMP; "
                 "pass scaler= so that a step the scaler skips is not counted). With gradient accumulation call it only "
-                "where the optimizer steps (in Lightning: on_before_zero_grad, not on_train_batch_end)",
+                "where the optimizer steps (in Lightning: in LightningModule.optimizer_step after "
+                "super().optimizer_step(...), not in on_train_batch_end)",
                 stacklevel=3)
         return True
 

@@ -50,7 +50,8 @@ __all__ = [
 ]
 
 #: Layer types whose ``weight`` can be pruned.
-PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.modules.conv._ConvNd, nn.Linear)
+PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d,
+                                               nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)
 
 Selector = None | str | type | tuple | Callable[[str, nn.Module], bool] | Iterable
 

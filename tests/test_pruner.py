@@ -449,7 +449,7 @@ def test_stepping_the_pruner_per_micro_batch_warns_once_and_says_where_to_call_i
                 opt.zero_grad()
             pruner.step(opt)
     assert len([w for w in caught if "once per optimizer step" in str(w.message)]) == 1
-    assert "on_before_zero_grad" in str(caught[0].message)
+    assert "LightningModule.optimizer_step" in str(caught[0].message)
 
 
 def test_stepping_once_per_optimizer_step_does_not_warn():
