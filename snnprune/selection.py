@@ -147,30 +147,34 @@ def floored_threshold(values: Sequence[torch.Tensor], sparsity: float, min_kept:
     (``<= t`` go) while every tensor keeps at least ``min_kept`` entries, the kept ones counted
     in the budget: the others prune a little more. ``-inf`` when nothing is to be pruned.
 
+    The smallest such ``t`` among the values, found by selection, not sorting: ``t`` is the k-th
+    smallest value; a tensor that would lose more than its cap at ``t`` is capped (it prunes its
+    cap at every larger ``t`` too) and ``t`` is raised to the value that prunes the rest among the
+    others, a few passes over the values in all.
+
     Example::
 
         >>> import torch
         >>> floored_threshold([torch.tensor([1., 2., 3., 4.]), torch.tensor([0.1, 0.2])], 0.5, 1)
         2.0
     """
-    sorted_values = [v.detach().flatten().float().cpu().sort().values for v in values]
-    caps = [max(v.numel() - min_kept, 0) for v in sorted_values]
-    k = min(int(round(sparsity * sum(v.numel() for v in sorted_values))), sum(caps))
+    flat = [v.detach().flatten().float() for v in values]
+    caps = [max(v.numel() - min_kept, 0) for v in flat]
+    k = min(int(round(sparsity * sum(v.numel() for v in flat))), sum(caps))
     if k == 0:
         return float("-inf")
-    candidates = torch.cat(sorted_values).sort().values
-
-    def pruned(t: torch.Tensor) -> int:
-        return sum(min(int(torch.searchsorted(v, t, right=True)), c) for v, c in zip(sorted_values, caps))
-
-    lo, hi = 0, candidates.numel() - 1  # the smallest candidate that prunes k
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if pruned(candidates[mid]) >= k:
-            hi = mid
-        else:
-            lo = mid + 1
-    return float(candidates[lo])
+    capped: set[int] = set()
+    t = float("-inf")
+    while True:
+        need = k - sum(caps[i] for i in capped)
+        if need <= 0:  # the capped tensors alone prune k at the last t
+            return t
+        # the answer is at least every t found so far (a capped tensor stays capped above it)
+        t = max(t, float(torch.kthvalue(torch.cat([v for i, v in enumerate(flat) if i not in capped]), need).values))
+        over = {i for i, v in enumerate(flat) if i not in capped and int((v <= t).sum()) > caps[i]}
+        if not over:
+            return t
+        capped |= over
 
 
 def with_floor(masks: Sequence[torch.Tensor], scores: Sequence[torch.Tensor], min_kept: int) -> list[torch.Tensor]:

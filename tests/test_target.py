@@ -434,3 +434,20 @@ def test_a_learned_method_whose_projection_cannot_bring_weights_back_says_so():
     with pytest.warns(UserWarning, match=r"50.00% not reached: .* had pruned 100.00% .* can bring back only weights "
                                          r"that are not 0, so 100.00% stay pruned"):
         train(model, pruner, x, y, 2)
+
+
+def test_the_floored_threshold_is_the_smallest_value_that_prunes_the_target_with_every_floor_kept():
+    from snnprune.selection import floored_threshold
+
+    gen = torch.Generator().manual_seed(0)
+    for trial in range(300):
+        sizes = torch.randint(1, 30, (int(torch.randint(1, 6, (1,), generator=gen)),), generator=gen).tolist()
+        values = [torch.randn(n, generator=gen).abs() * 10 ** float(torch.randint(-2, 2, (1,), generator=gen))
+                  for n in sizes]
+        values = [v.round() if trial % 3 == 0 else v for v in values]  # ties
+        sparsity, floor = trial / 300, trial % 7
+        caps = [max(n - floor, 0) for n in sizes]
+        k = min(round(sparsity * sum(sizes)), sum(caps))
+        pruned = [sum(min(int((v <= t).sum()), c) for v, c in zip(values, caps)) for t in torch.cat(values)]
+        want = min((float(t) for t, p in zip(torch.cat(values), pruned) if p >= k), default=None)
+        assert floored_threshold(values, sparsity, floor) == (float("-inf") if k == 0 else want), trial
