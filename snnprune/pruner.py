@@ -326,6 +326,7 @@ class Pruner:
         self._frozen_threshold = self.threshold if self.control == "threshold" else None
         for i, r in enumerate(self._reparams):
             r.freeze(self._layers.latent(i))
+        self._layers.rest_optimizer_state(list(self.masks().values()))
 
     def apply_masks(self, model: nn.Module) -> nn.Module:
         """Make a copy of the pruned model (an EMA's ``ema.module``, a ``copy.deepcopy``, a plain

@@ -540,3 +540,19 @@ def test_prune_to_keeps_the_surviving_weights_bit_for_bit_on_its_first_call(meth
 def test_prune_to_on_a_learned_method_says_it_learns_its_threshold(method):
     with pytest.raises(TypeError, match="learns its threshold"):
         Pruner(mlp(), method).prune_to(0.5)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_cut_by_prune_to_starts_the_cut_weights_from_rest_in_the_optimizer(optimizer):
+    model = mlp()
+    pruner = Pruner(model, "magnitude")
+    opt = {"sgd": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+           "adam": lambda p: torch.optim.Adam(p, lr=0.01)}[optimizer](model.parameters())
+    _train(model, pruner, opt, 3)  # momentum everywhere, then the cut
+    pruner.prune_to(0.5)
+    for name, module, _ in pruner.layers():
+        latent, keep = module.parametrizations.weight.original, pruner.masks()[name]
+        state = [v for v in opt.state[latent].values() if torch.is_tensor(v) and v.shape == latent.shape]
+        assert state and all(torch.count_nonzero(v[~keep]) == 0 for v in state)
+    _train(model, pruner, opt, 3)
+    assert all(torch.equal(module.weight.detach() != 0, pruner.masks()[name]) for name, module, _ in pruner.layers())

@@ -22,7 +22,7 @@ import weakref
 import torch
 from torch import nn
 
-from ..reparam import Reparameterization
+from ..reparam import Reparameterization, zero_optimizer_state
 from ..schedules import Constant
 
 __all__ = ["Control", "Layers", "schedule_from_state", "BOTH_GIVEN"]
@@ -84,6 +84,14 @@ class Layers:
                              "the Pruner from model.parameters(), or add pruner.parameters() to it")
         self.groups = [group_of[id(w)] for w in self.latents()]
         self._optimizer = weakref.ref(optimizer)
+
+    def rest_optimizer_state(self, keeps: list[torch.Tensor]) -> None:
+        """Where ``keeps`` cuts, zero the per-weight state of the optimizer :meth:`Pruner.step` was
+        given (:func:`~snnprune.reparam.zero_optimizer_state`): a cut weight starts from rest should
+        a later mask keep it again."""
+        optimizer = self.optimizer
+        for latent, keep in zip(self.latents(), keeps if optimizer is not None else []):
+            zero_optimizer_state(optimizer, latent, keep)
 
     @torch.no_grad()
     def sparsity(self) -> float:

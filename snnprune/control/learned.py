@@ -109,6 +109,7 @@ class LearnedControl(Control):
             )
         for r, latent, keep, weight in zip(reparams, latents, keeps, weights):
             r.freeze(latent, keep, weight)
+        self.layers.rest_optimizer_state(keeps)
 
     def metrics(self) -> dict[str, float]:
         if self.controller is None:

@@ -59,8 +59,10 @@ class SparsityControl(Control):
         """Keep the highest-scoring weights so that ``sparsity`` of them go."""
         reparams = self.layers.reparams
         scores = [r.score(w) for r, w in zip(reparams, self.layers.latents())]
-        for r, keep in zip(reparams, floored_masks(scores, sparsity, self.scope, self.layers.min_weights)):
+        keeps = floored_masks(scores, sparsity, self.scope, self.layers.min_weights)
+        for r, keep in zip(reparams, keeps):
             r.set_mask(keep)
+        self.layers.rest_optimizer_state(keeps)
 
     def prune_to(self, sparsity: float, shift: bool, step: int) -> None:
         self.set_masks(sparsity)
