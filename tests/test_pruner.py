@@ -359,7 +359,6 @@ def _ema(model):
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.5), use_buffers=True)
 
 
-@pytest.mark.xfail(strict=True, reason="until every method makes its buffers at setup, so freeze adds none")
 def test_an_ema_keeps_updating_through_freeze():
     model = mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -372,11 +371,7 @@ def test_an_ema_keeps_updating_through_freeze():
     ema(torch.randn(2, 10))
 
 
-@pytest.mark.parametrize("method, kwargs", [
-    pytest.param("ltp", {}, marks=pytest.mark.xfail(strict=True, reason="until LTP makes its buffers at setup")),
-    pytest.param("smooth_threshold", {}, marks=pytest.mark.xfail(
-        strict=True, reason="until the smooth threshold makes its buffers at setup")),
-    ("str", {"s_init": -5.0})])
+@pytest.mark.parametrize("method, kwargs", [("ltp", {}), ("smooth_threshold", {}), ("str", {"s_init": -5.0})])
 def test_an_ema_keeps_updating_through_the_last_projection_of_a_learned_method(method, kwargs):
     model = mlp()
     pruner = Pruner(model, method, target_sparsity=0.5, total_steps=3, method_kwargs=kwargs)
@@ -391,8 +386,7 @@ def test_an_ema_keeps_updating_through_the_last_projection_of_a_learned_method(m
 @pytest.mark.parametrize("method, kwargs", [
     ("soft_threshold", {"target_sparsity": 0.8, "total_steps": 8}),
     ("gmp", {"target_sparsity": 0.8, "total_steps": 8}),
-    pytest.param("ltp", {"target_sparsity": 0.8, "total_steps": 8},
-                 marks=pytest.mark.xfail(strict=True, reason="until LTP makes its buffers at setup")),
+    ("ltp", {"target_sparsity": 0.8, "total_steps": 8}),
 ])
 def test_apply_masks_makes_an_ema_exactly_as_sparse_as_the_live_model(method, kwargs):
     import snnprune
