@@ -1,18 +1,7 @@
-"""The Pruner: attach a pruning method to a model's layers and drive it.
-
-Three lines take any PyTorch or SpikingJelly model from dense to soft-threshold pruned::
-
-    pruner = Pruner(model, "soft_threshold", LATS(l1=1e-4))
-    ...                                       # in the training loop:
-    optimizer.step(); pruner.step(optimizer)  # then scheduler.step() as usual
-
-and ``pruner.finalize()`` hands back the plain model with the zeros baked in.
-
-What moves the pruning depends on the method's ``control``, and lives in :mod:`snnprune.control`:
-a ``"threshold"`` method gets its threshold from a threshold schedule after every step; a
-``"sparsity"`` method gets masks at a sparsity (``prune_to(s)`` once, or a sparsity schedule such
-as GMP's :class:`~snnprune.schedules.Cubic`); a ``"learned"`` method is moved by the optimizer.
-Which tensors are pruned, the floors and the rankings are :mod:`snnprune.selection`'s.
+"""The Pruner: attach a pruning method to a model's layers and drive it
+(``optimizer.step(); pruner.step(optimizer)`` in the loop, ``pruner.finalize()`` at the end).
+What moves the pruning is :mod:`snnprune.control`'s, per method ``control``; which tensors, the
+floors and the rankings are :mod:`snnprune.selection`'s.
 
 Example::
 
@@ -329,9 +318,8 @@ class Pruner:
         self._layers.rest_optimizer_state(list(self.masks().values()))
 
     def apply_masks(self, model: nn.Module) -> nn.Module:
-        """Make a copy of the pruned model (an EMA's ``ema.module``, a ``copy.deepcopy``, a plain
-        model of the same architecture) exactly as sparse as the live one: :func:`apply_masks` with
-        :meth:`masks`. Call it after the copy's last update (a pruned copy's layers are frozen).
+        """Make a copy of the pruned model (``ema.module``, a deep copy, a plain model of the same
+        architecture) exactly as sparse as the live one: :func:`apply_masks` with :meth:`masks`.
 
         Args:
             model: the copy; it must have every pruned layer, by name and shape.
@@ -341,7 +329,6 @@ class Pruner:
 
         Example::
 
-            >>> ema = torch.optim.swa_utils.AveragedModel(model, use_buffers=True)  # doctest: +SKIP
             >>> plain = snnprune.bake(pruner.apply_masks(ema.module))  # doctest: +SKIP
         """
         return apply_masks(model, self.masks())

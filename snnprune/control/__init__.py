@@ -1,12 +1,8 @@
 """The three control regimes the :class:`~snnprune.pruner.Pruner` drives, one per method
-``control``:
-
-* :class:`ThresholdControl` (``"threshold"``): a threshold schedule, LATS and kin, and under
-  ``target_sparsity=`` the λ feedback of :class:`~snnprune.schedules.TargetSparsity`;
-* :class:`SparsityControl` (``"sparsity"``): masks at the sparsity of a schedule (GMP's cubic,
-  one-shot) or of ``prune_to``;
-* :class:`LearnedControl` (``"learned"``): the optimizer moves the thresholds; under a target, a
-  feedback on the regulariser and a last projection.
+``control``: :class:`ThresholdControl` (a threshold schedule; under a target the λ feedback of
+:class:`~snnprune.schedules.TargetSparsity`), :class:`SparsityControl` (masks at a schedule's
+sparsity or ``prune_to``'s) and :class:`LearnedControl` (the optimizer; under a target a feedback
+on the regulariser and a last projection).
 
 Example::
 

@@ -28,15 +28,7 @@ ADAPTIVE = (torch.optim.Adam, torch.optim.AdamW, torch.optim.NAdam, torch.optim.
 
 
 class LearnedControl(Control):
-    """The learned regime (see the module docstring).
-
-    Args:
-        method_name: the method's name, for messages.
-        schedule: must be ``None`` (the optimizer moves the thresholds).
-        target: ``target_sparsity=``, or ``None``.
-        total_steps: the step the target is reached at (required with a target).
-        scope: ``"global"`` or ``"layer"`` (how the last projection ranks).
-    """
+    """The learned regime (see the module docstring). Arguments: :func:`~snnprune.control.make_control`."""
 
     def __init__(self, method_name: str, schedule, target: float | None, total_steps: int | None,
                  scope: str) -> None:

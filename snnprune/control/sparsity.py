@@ -22,17 +22,7 @@ __all__ = ["SparsityControl"]
 
 
 class SparsityControl(Control):
-    """The sparsity regime (see the module docstring).
-
-    Args:
-        method_name: the method's name, for messages (``"gmp"`` takes the cubic under a target).
-        schedule: a :class:`~snnprune.schedules.SparsitySchedule`, or ``None`` (then
-            ``prune_to``).
-        target: ``target_sparsity=``: GMP's cubic ending at ``total_steps``, one-shot at step 0
-            for the other methods.
-        total_steps: the run's optimizer steps (the default end of a schedule).
-        scope: ``"global"`` or ``"layer"``.
-    """
+    """The sparsity regime (see the module docstring). Arguments: :func:`~snnprune.control.make_control`."""
 
     def __init__(self, method_name: str, schedule, target: float | None, total_steps: int | None,
                  scope: str) -> None:

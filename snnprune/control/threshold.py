@@ -30,16 +30,7 @@ __all__ = ["ThresholdControl"]
 
 
 class ThresholdControl(Control):
-    """The threshold regime (see the module docstring).
-
-    Args:
-        method_name: the method's name, for messages.
-        schedule: a :class:`~snnprune.schedules.ThresholdSchedule` (required without a target;
-            with one, only a :class:`~snnprune.schedules.TargetSparsity` of the same target).
-        target: ``target_sparsity=``, or ``None``.
-        total_steps: the run's optimizer steps (schedules normalised to end on ``D`` need it).
-        scope: ``"global"`` or ``"layer"``.
-    """
+    """The threshold regime (see the module docstring). Arguments: :func:`~snnprune.control.make_control`."""
 
     def __init__(self, method_name: str, schedule, target: float | None, total_steps: int | None,
                  scope: str) -> None:
