@@ -56,7 +56,10 @@ __all__ = ["Pruner", "SparsityReport", "prune", "bake", "plain_state_dict", "pru
            "regrowth", "default_floor", "DEFAULT_FLOOR_CAP", "METHODS", "PRUNABLE_TYPES"]
 
 _PRUNER_KEYWORDS = ("include", "exclude", "scope", "keep_first", "keep_last", "total_steps", "method_kwargs",
-                    "target_sparsity", "min_weights")
+                    "target_sparsity", "min_weights", "reach")
+
+#: the most of the pruned weights a target's landing step may remove at once without a warning
+MAX_JUMP = 0.01
 
 
 class Pruner:
@@ -88,6 +91,9 @@ class Pruner:
             instead of giving a schedule (:mod:`snnprune.control` says how, per method).
         min_weights: keep at least this many weights in every pruned layer, counted in the
             budget. Default: with a target, :func:`~snnprune.selection.default_floor`; else 0.
+        reach: with a target, reach it at ``round(reach·total_steps)`` instead of the last step,
+            then freeze the mask so the kept weights recover; a landing step that removes more than
+            :data:`MAX_JUMP` of the weights warns. Default ``None``: at ``total_steps``.
 
     Call :meth:`step` once per optimizer step, right after ``optimizer.step()`` (before
     ``scheduler.step()``). Tied weights (one tensor in two layers) are refused.
@@ -104,7 +110,8 @@ class Pruner:
                  schedule: ThresholdSchedule | SparsitySchedule | None = None, *, include: Selector = None,
                  exclude: Selector = None, scope: str | None = None, keep_first: bool = False, keep_last: bool = False,
                  total_steps: int | None = None, method_kwargs: dict | None = None,
-                 target_sparsity: float | None = None, min_weights: int | None = None, **unknown) -> None:
+                 target_sparsity: float | None = None, min_weights: int | None = None, reach: float | None = None,
+                 **unknown) -> None:
         if unknown:
             key = next(iter(unknown))
             raise TypeError(f"Pruner got an unexpected keyword {key!r}{did_you_mean(key, _PRUNER_KEYWORDS)}; "
@@ -116,8 +123,10 @@ class Pruner:
         if scope not in ("global", "layer"):
             raise ValueError(f"unknown scope {scope!r}: use 'global' or 'layer'")
         self.control = type(prototype).control
-        self.regime: Control = make_control(self.control, self.method_name, schedule, target_sparsity, total_steps,
-                                            scope)
+        #: the step a target is reached at and the mask frozen from (``reach`` of ``total_steps``)
+        self.reach_step = None if reach is None else _reach_step(reach, target_sparsity, total_steps)
+        self.regime: Control = make_control(self.control, self.method_name, schedule, target_sparsity,
+                                            total_steps if self.reach_step is None else self.reach_step, scope)
         selected = select_tensors(model, include, exclude, keep_first, keep_last)
         check_attachable(model, selected, Reparameterization)
         target = self.regime.target if self.regime.target is not None else target_sparsity
@@ -137,7 +146,7 @@ class Pruner:
             for i, reparam in enumerate(self._reparams):
                 reparam.setup(self._layers.latent(i))
         except BaseException:
-            self._detach()
+            _detach(self._targets)
             raise
         #: whether :meth:`regularization` contributes anything (skip the call when it does not)
         self.has_regularization = self._layers.has_regularization
@@ -232,10 +241,8 @@ class Pruner:
         update steps; learned methods under a target: the feedback).
 
         Call it once per optimizer step, right after ``optimizer.step()`` (``scaler.step(optimizer)``
-        under AMP) and before ``scheduler.step()``: it reads the learning rate each pruned layer's
-        parameter group used. A call when the optimizer has not stepped since the last one is not
-        counted with ``scaler=`` given (the GradScaler skipped that step, whatever the order of
-        ``scaler.update()``), and warns once without it.
+        under AMP) and before ``scheduler.step()``. A call with no optimizer step since the last one
+        is not counted with ``scaler=`` given (the scaler skipped that step), and warns once without.
 
         Args:
             optimizer: the optimizer that trains the model.
@@ -267,9 +274,22 @@ class Pruner:
         if bad is not None:
             raise ValueError(f"learning rate must be a finite number >= 0, got {bad}")
         self.steps += 1
+        landing = self.steps == self.reach_step and not self.frozen
+        before = self._layers.sparsity() if landing else None
         self.regime.on_step(self.steps, lrs)
+        if landing:
+            self._land(before)
         for r, step_lr in zip(self._reparams, lrs):
             r.on_step(self.steps, step_lr)
+
+    def _land(self, before: float) -> None:
+        """At ``reach``: freeze the mask; warn when this step removed more than :data:`MAX_JUMP`."""
+        self.freeze()
+        jump = self._layers.sparsity() - before
+        if jump > MAX_JUMP:
+            warnings.warn(f"step {self.steps} removed {jump:.2%} of the pruned weights at once to reach the target "
+                          f"(from {before:.2%}): the controller was behind its plan; the mask is frozen for the "
+                          "remaining steps to recover", stacklevel=3)
 
     @torch.no_grad()
     def prune_to(self, sparsity: float, *, shift: bool = True) -> float | None:
@@ -333,7 +353,6 @@ class Pruner:
         """
         return apply_masks(model, self.masks())
 
-    # -- checkpoints and the end -----------------------------------------------------------
     def state_dict(self) -> dict:
         """Plain-data state (loads with ``torch.load(weights_only=True)``); the thresholds, masks and
         learned parameters themselves live in the model's ``state_dict``.
@@ -390,17 +409,27 @@ class Pruner:
             raise RuntimeError("the model was finalized (snnprune.bake or finalize): attach a new Pruner to prune "
                                "again")
 
-    def _detach(self) -> None:
-        """Undo a partial attach (a Pruner whose construction failed)."""
-        for module, tensor in self._targets:
-            if parametrize.is_parametrized(module, tensor):
-                _own_class(module)
-                parametrize.remove_parametrizations(module, tensor, leave_parametrized=False)
-        self._reparams = []
-
     def __repr__(self) -> str:
         return (f"Pruner(method={self.method_name!r}, schedule={self.schedule!r}, "
                 f"layers={len(self.layer_names)}, scope={self.scope!r}, steps={self.steps})")
+
+
+def _detach(targets: list[tuple[nn.Module, str]]) -> None:
+    """Undo a partial attach (a Pruner whose construction failed)."""
+    for module, tensor in targets:
+        if parametrize.is_parametrized(module, tensor):
+            _own_class(module)
+            parametrize.remove_parametrizations(module, tensor, leave_parametrized=False)
+
+
+def _reach_step(reach: float, target: float | None, total_steps: int | None) -> int:
+    if target is None or total_steps is None:
+        raise ValueError("reach= goes with target_sparsity= and total_steps= (the target is reached at "
+                         "reach·total_steps)")
+    reach = float(reach)
+    if not 0.0 < reach <= 1.0:
+        raise ValueError(f"reach must be in (0, 1] (a fraction of total_steps), got {reach}")
+    return max(1, round(reach * int(total_steps)))
 
 
 def _warn_if_unreachable(target: float | None, min_weights: int, sizes: list[int]) -> None:

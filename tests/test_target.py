@@ -451,3 +451,46 @@ def test_the_floored_threshold_is_the_smallest_value_that_prunes_the_target_with
         pruned = [sum(min(int((v <= t).sum()), c) for v, c in zip(values, caps)) for t in torch.cat(values)]
         want = min((float(t) for t, p in zip(torch.cat(values), pruned) if p >= k), default=None)
         assert floored_threshold(values, sparsity, floor) == (float("-inf") if k == 0 else want), trial
+
+
+@pytest.mark.parametrize("method, kwargs", [("soft_threshold", {}), ("gmp", {}), ("ltp", {}),
+                                            ("str", {"s_init": -5.0})])
+def test_reach_lands_on_the_target_at_its_fraction_of_the_run_and_freezes_the_mask(method, kwargs):
+    model, x, y = task()
+    pruner = Pruner(model, method, target_sparsity=0.9, total_steps=60, reach=0.5, method_kwargs=kwargs)
+    assert pruner.reach_step == 30
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    seen = {}
+    for step in range(1, 61):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        (loss + pruner.regularization() if pruner.has_regularization else loss).backward()
+        opt.step()
+        pruner.step(opt)
+        seen[step] = (pruner.sparsity().pruned, pruner.frozen, pruner.masks())
+    assert abs(seen[30][0] - 0.9) <= 0.005 and seen[30][1] and not seen[29][1]
+    assert all(torch.equal(seen[60][2][k], m) for k, m in seen[30][2].items())  # held to the end
+
+
+def test_a_landing_that_removes_more_than_max_jump_at_once_warns_and_a_gradual_one_does_not():
+    from snnprune.pruner import MAX_JUMP
+
+    model, x, y = task()
+    gradual = Pruner(model, "gmp", target_sparsity=0.9, total_steps=40, reach=0.75)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train(model, gradual, x, y, 40)
+    model, x, y = task()
+    pruner = Pruner(model, "ltp", target_sparsity=0.9, total_steps=20, reach=0.5, min_weights=0,
+                    method_kwargs={"l0": 0.0})  # no push: the projection does it all at step 10
+    with pytest.warns(UserWarning, match=r"step 10 removed .* of the pruned weights at once") as caught:
+        train(model, pruner, x, y, 20)
+    assert MAX_JUMP == 0.01 and len([w for w in caught if "at once" in str(w.message)]) == 1
+
+
+def test_reach_needs_a_target_and_a_fraction():
+    model, _, _ = task()
+    with pytest.raises(ValueError, match="reach= goes with target_sparsity="):
+        Pruner(model, "soft_threshold", LATS(l1=0.1), reach=0.5)
+    with pytest.raises(ValueError, match=r"reach must be in \(0, 1\]"):
+        Pruner(model, "soft_threshold", target_sparsity=0.9, total_steps=10, reach=1.5)
