@@ -130,8 +130,9 @@ class Pruner:
         selected = select_tensors(model, include, exclude, keep_first, keep_last)
         check_attachable(model, selected, Reparameterization)
         target = self.regime.target if self.regime.target is not None else target_sparsity
-        if min_weights is None:
-            min_weights = default_floor(target, [getattr(m, t).numel() for _, m, t in selected])
+        if min_weights is None:  # masks made per layer keep each layer's share: a floor of 1
+            min_weights = default_floor(target, [getattr(m, t).numel() for _, m, t in selected],
+                                        per_layer=scope == "layer" and self.control != "threshold")
         self.min_weights = int(min_weights)
         if self.min_weights < 0 or self.min_weights != min_weights:
             raise ValueError(f"min_weights must be an integer >= 0, got {min_weights!r}")
@@ -157,7 +158,6 @@ class Pruner:
         _warn_if_unreachable(target, self.min_weights, [w.numel() for w in self._layers.latents()])
         self.regime.attach(self._layers)
 
-    # -- what a user reads -------------------------------------------------------------------
     @property
     def schedule(self):
         """The threshold or sparsity schedule in force (``None`` for learned methods)."""

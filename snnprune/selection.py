@@ -229,15 +229,17 @@ def threshold_caps(weights: Sequence[torch.Tensor], min_kept: int) -> list[float
 DEFAULT_FLOOR_CAP = 32
 
 
-def default_floor(target: float | None, sizes: list[int]) -> int:
+def default_floor(target: float | None, sizes: list[int], per_layer: bool = False) -> int:
     """The ``min_weights`` a Pruner takes when none is given: 0 without a target; with one, the
     weights the target leaves (the budget) shared so that floors take at most half of it, at most
     :data:`DEFAULT_FLOOR_CAP` per layer, and at least 1 where the budget allows (a layer with no
-    weight left disconnects the network: the digits SNN at 99% loses its readout this way).
+    weight left disconnects the network: the digits SNN at 99% loses its readout this way). Masks
+    made per layer (``per_layer``: each layer keeps its own share of the target) take 1.
 
     Args:
         target: the sparsity asked for over the pruned layers, or ``None``.
         sizes: the number of weights of each pruned layer.
+        per_layer: whether every layer is pruned to the target on its own.
 
     Returns:
         The floor, in weights per layer.
@@ -251,6 +253,8 @@ def default_floor(target: float | None, sizes: list[int]) -> int:
     """
     if target is None or not sizes:
         return 0
+    if per_layer:
+        return 1
     budget = int((1.0 - float(target)) * sum(sizes))
     floor = min(DEFAULT_FLOOR_CAP, budget // (2 * len(sizes)))
     return floor if floor > 0 else int(budget >= len(sizes))

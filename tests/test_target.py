@@ -209,12 +209,22 @@ def test_an_explicit_sparsity_schedule_floors_every_layer_like_a_target():
     from snnprune.schedules import Cubic
 
     model, x, y = task()
-    pruner = Pruner(model, "gmp", Cubic(final=0.995, start=0, end=40, every=5))
-    assert pruner.min_weights == Pruner(task()[0], "gmp", target_sparsity=0.995, total_steps=40).min_weights == 3
+    pruner = Pruner(model, "gmp", Cubic(final=0.995, start=0, end=40, every=5), scope="global")
+    assert pruner.min_weights == Pruner(task()[0], "gmp", target_sparsity=0.995, total_steps=40,
+                                        scope="global").min_weights == 3
     train(model, pruner, x, y, 45)
     assert all(int(m.sum()) >= 3 for m in pruner.masks().values())  # no layer cut off
     assert abs(pruner.sparsity().pruned - 0.995) <= 0.005
     assert Pruner(task()[0], "gmp", Cubic(final=0.995, start=0, end=40, every=5), min_weights=0).min_weights == 0
+
+
+def test_per_layer_masks_keep_each_layer_s_share_with_a_floor_of_one_and_land_on_the_target():
+    model, x, y = task()
+    pruner = Pruner(model, "gmp", target_sparsity=0.5, total_steps=8)  # GMP: per layer by default
+    assert pruner.scope == "layer" and pruner.min_weights == 1
+    train(model, pruner, x, y, 8)
+    assert all(v == pytest.approx(0.5) for v in pruner.sparsity().layers.values())
+    assert pruner.sparsity().pruned == 0.5
 
 
 def test_a_floor_above_the_budget_warns():
