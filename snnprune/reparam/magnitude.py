@@ -139,6 +139,9 @@ class GMP(HardMask):
     description = "gradual magnitude pruning along the cubic sparsity schedule"
     paper = "Zhu & Gupta, To prune, or not to prune, arXiv:1710.01878, 2017"
     Config = CubicConfig  # the cubic schedule's keys
+    #: Zhu & Gupta prune every layer to the same sparsity; ``Pruner(..., scope="global")`` ranks all
+    #: layers together instead
+    default_scope = "layer"
 
 
 class Random(HardMask):
