@@ -5,9 +5,9 @@ The rules: ``pruner.step`` goes right after each real ``optimizer.step()`` (once
 step, not per micro-batch), and with a ``GradScaler`` it is told the scaler, so that a step the
 scaler skips does not move the threshold. The EMA is ``torch.optim.swa_utils.AveragedModel`` with
 ``use_buffers=True``: the threshold is a buffer, averaged with the weights, so the EMA's own
-threshold lags the live one. At the end the EMA copy is finalized (``snnprune.bake``) and given the
-live model's masks (``pruner.masks()``, by layer name), so it is exactly as sparse as the model
-that was pruned. On the CPU autocast runs in bfloat16 and needs no scaler; on CUDA float16 and a
+threshold lags the live one. At the end the EMA copy is given the live model's masks
+(``pruner.apply_masks``, by layer name) and finalized (``snnprune.bake``), so it is exactly as
+sparse as the model that was pruned. On the CPU autocast runs in bfloat16 and needs no scaler; on CUDA float16 and a
 ``GradScaler``.
 
     python examples/amp_ema_loop.py              # 150 optimizer steps on the 8x8 digits
@@ -72,10 +72,8 @@ def main(argv=None) -> dict:
         ema.update_parameters(net)
 
     live = pruner.sparsity().total
-    ema_plain = snnprune.bake(copy.deepcopy(ema.module)).cpu()   # the EMA, finalized; the live model untouched
-    with torch.no_grad():                                        # the live masks: as sparse as the live model
-        for name, keep in pruner.masks().items():
-            ema_plain.get_submodule(name).weight.mul_(keep.cpu())
+    # the live masks on a copy of the EMA (as sparse as the live model), then finalized
+    ema_plain = snnprune.bake(pruner.apply_masks(copy.deepcopy(ema.module))).cpu()
     result = {"sparsity": live, "ema_sparsity": snnprune.sparsity(ema_plain).total,
               "test_acc": accuracy(net.cpu(), test), "ema_test_acc": accuracy(ema_plain, test)}
     print(f"live model: sparsity {live:.2%}, test accuracy {result['test_acc']:.2%}")
