@@ -2,17 +2,23 @@
 exact resume and JSONL/TensorBoard logs. It prints nothing: a caller that wants a console passes
 a sink (``train(recipe, sinks=[snnprune.report.ConsoleSink()])``).
 
-* :mod:`.build` — recipe -> data, model, optimizer, LR schedule, pruner;
+* :mod:`.run` — :class:`Run`, everything a running recipe holds, and :class:`RunResult`;
+* :mod:`.families` — dense, sparsify during training, early pruning, pruning at initialization,
+  channel pruning: when a run prunes;
+* :mod:`.callbacks` — the :class:`Callback` protocol, the epoch metrics, checkpoints, sinks;
+* :mod:`.trail` — a finalized model at every new 5% of sparsity;
 * :mod:`.state` — run state and RNG capture/restore;
-* :mod:`.families` — dense, sparsify during training, early pruning, pruning at initialization;
-* :mod:`.callbacks` — sinks, checkpoints, per-epoch metrics;
 * :mod:`.trainer` — :func:`train` and the loop.
+
+The run folder's files are written and read by :mod:`snnprune.runs`; the recipe becomes data,
+model, optimizer and pruner in :mod:`snnprune.build`.
 """
 
-from .callbacks import EPOCH_METRICS, Sink, register_epoch_metric
-from .checkpoint import CheckpointError, atomic_save, load_checkpoint
+from ..runs import CheckpointError, atomic_save, load_checkpoint, run_status
+from .callbacks import Callback, EpochMetric, Sink
 from .families import FAMILIES, Family
-from .trainer import Run, RunExistsError, RunResult, run_status, train
+from .run import NonFiniteError, Run, RunResult
+from .trainer import RunExistsError, train
 
-__all__ = ["train", "RunResult", "RunExistsError", "run_status", "Run", "Sink", "EPOCH_METRICS",
-           "register_epoch_metric", "Family", "FAMILIES", "atomic_save", "load_checkpoint", "CheckpointError"]
+__all__ = ["train", "RunResult", "RunExistsError", "NonFiniteError", "run_status", "Run", "Callback", "EpochMetric",
+           "Sink", "Family", "FAMILIES", "atomic_save", "load_checkpoint", "CheckpointError"]
