@@ -2,10 +2,11 @@
 exact resume and JSONL/TensorBoard logs. It prints nothing: a caller that wants a console passes
 a sink (``train(recipe, sinks=[snnprune.report.ConsoleSink()])``).
 
-* :mod:`.run` — :class:`Run`, everything a running recipe holds, and :class:`RunResult`;
+* :mod:`.run` — :class:`Run`, everything a running recipe holds, :class:`RunResult` and the
+  :class:`Callback` protocol;
 * :mod:`.families` — dense, sparsify during training, early pruning, pruning at initialization,
   channel pruning: when a run prunes;
-* :mod:`.callbacks` — the :class:`Callback` protocol, the epoch metrics, checkpoints, sinks;
+* :mod:`.callbacks` — the callbacks every run has: epoch metrics, checkpoints, sinks;
 * :mod:`.trail` — a finalized model at every new 5% of sparsity;
 * :mod:`.state` — run state and RNG capture/restore;
 * :mod:`.trainer` — :func:`train` and the loop.
@@ -15,9 +16,9 @@ model, optimizer and pruner in :mod:`snnprune.build`.
 """
 
 from ..runs import CheckpointError, atomic_save, load_checkpoint, run_status
-from .callbacks import Callback, EpochMetric, Sink
+from .callbacks import EpochMetric, Sink
 from .families import FAMILIES, Family
-from .run import NonFiniteError, Run, RunResult
+from .run import Callback, NonFiniteError, Run, RunResult
 from .trainer import RunExistsError, train
 
 __all__ = ["train", "RunResult", "RunExistsError", "NonFiniteError", "run_status", "Run", "Callback", "EpochMetric",

@@ -1,7 +1,7 @@
 """What a run measures and records: callbacks, called in one ordered list per run.
 
-**Callbacks.** A callback is a :class:`Callback` (or any object with some of its methods; the loop
-calls those it has). The loop calls every callback of ``run.callbacks``, in order, on every
+**Callbacks.** A callback is a :class:`~snnprune.engine.run.Callback` (or any object with some of its
+methods; the loop calls those it has). The loop calls every callback of ``run.callbacks``, in order, on every
 process (a callback may use collectives through ``run.ctx``; one that writes files writes them
 where ``run.ctx.is_main``):
 
@@ -42,40 +42,12 @@ import torch
 from ..data import first_samples
 from ..metrics import regrowth, sparsity
 from ..runs import BEST, FINAL, LAST, atomic_save, final_payload
-from .run import Run
+from .run import Callback, Run
 from .state import rng_state
 
-__all__ = ["Callback", "Sink", "Sinks", "EpochMetric", "epoch_metrics", "learning_rate", "weight_sparsity",
+__all__ = ["Sink", "Sinks", "EpochMetric", "epoch_metrics", "learning_rate", "weight_sparsity",
            "Operations", "pruner_metrics", "CloseEpoch", "Checkpoints", "save_checkpoint", "save_final",
            "run_final_payload", "OPS_BATCH"]
-
-
-class Callback:
-    """The callback protocol, with no-op methods (subclassing is optional)."""
-
-    def on_start(self, run: Run) -> None:
-        """The run is built (or restored from its checkpoint); no epoch has started in this call."""
-
-    def on_epoch_start(self, run: Run, epoch: int) -> None:
-        """Epoch ``epoch`` (0-based) begins (``run.state.step_in_epoch`` steps of it are done when
-        the run was resumed in its middle)."""
-
-    def on_step(self, run: Run, loss: float) -> None:
-        """After every optimizer step; ``loss`` is the running mean of the epoch on this process."""
-
-    def on_epoch_end(self, run: Run, metrics: dict) -> None:
-        """After evaluation; keys added to ``metrics`` are logged and kept like the built-in ones
-        (``epoch`` is 1-based)."""
-
-    def on_end(self, run: Run) -> None:
-        """The run ends: finished, interrupted (``run.result.interrupted``) or stopped by an error."""
-
-    def state_dict(self) -> dict:
-        """What to save in the checkpoints (tensors, numbers, strings, lists, dicts)."""
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Take back what :meth:`state_dict` gave, on resume (before :meth:`on_start`)."""
 
 
 def callback_states(callbacks) -> dict:

@@ -1,9 +1,11 @@
-"""The run: everything a running recipe holds, as families, callbacks and the loop see it.
+"""The run: everything a running recipe holds, and the :class:`Callback` protocol of what is
+called with it.
 
 :class:`Run` declares every field (it has slots: a field it does not declare cannot be set on it,
 so what a callback keeps between epochs lives on the callback). The modules that receive a run
 (:mod:`.families`, :mod:`.callbacks`, :mod:`.trail`, :mod:`.trainer`) import it from here; this
-module imports none of them at run time.
+module imports none of them, not even for annotations (``Run.family`` is typed ``Any`` for that
+reason: :class:`~snnprune.engine.families.Family`'s hooks take a Run).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,11 +25,7 @@ from ..runs import first_nonfinite
 from .distributed import DistContext
 from .state import RunState
 
-if TYPE_CHECKING:  # annotations only: families and callbacks receive the run
-    from .callbacks import Callback
-    from .families import Family
-
-__all__ = ["Run", "RunResult", "NonFiniteError"]
+__all__ = ["Run", "RunResult", "Callback", "NonFiniteError"]
 
 
 class NonFiniteError(RuntimeError):
@@ -52,6 +50,35 @@ class RunResult:
         return self.history[-1] if self.history else {}
 
 
+class Callback:
+    """The callback protocol, with no-op methods (subclassing is optional: the loop calls the
+    methods an object has). See :mod:`snnprune.engine.callbacks` for when each is called."""
+
+    def on_start(self, run: Run) -> None:
+        """The run is built (or restored from its checkpoint); no epoch has started in this call."""
+
+    def on_epoch_start(self, run: Run, epoch: int) -> None:
+        """Epoch ``epoch`` (0-based) begins (``run.state.step_in_epoch`` steps of it are done when
+        the run was resumed in its middle)."""
+
+    def on_step(self, run: Run, loss: float) -> None:
+        """After every optimizer step; ``loss`` is the running mean of the epoch on this process."""
+
+    def on_epoch_end(self, run: Run, metrics: dict) -> None:
+        """After evaluation; keys added to ``metrics`` are logged and kept like the built-in ones
+        (``epoch`` is 1-based)."""
+
+    def on_end(self, run: Run) -> None:
+        """The run ends: finished, interrupted (``run.result.interrupted``) or stopped by an error."""
+
+    def state_dict(self) -> dict:
+        """What to save in the checkpoints (tensors, numbers, strings, lists, dicts)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Take back what :meth:`state_dict` gave, on resume (before :meth:`on_start`)."""
+
+
 @dataclass(eq=False, slots=True)
 class Run:
     """Everything a running recipe holds; what families, callbacks and checkpoints see.
@@ -63,7 +90,8 @@ class Run:
     recipe: Recipe
     ctx: DistContext
     run_dir: Path
-    family: Family
+    #: the recipe's :class:`~snnprune.engine.families.Family`: when the run prunes
+    family: Any
     #: the held-out data the loop evaluates on (metrics and families may read samples of it)
     test_set: torch.utils.data.Dataset | None = None
     #: optimizer steps per epoch on this process
@@ -81,8 +109,8 @@ class Run:
     resumed: bool = False
     #: the pruner's masks at the end of the last epoch (regrowth is measured against them)
     previous_masks: dict = field(default_factory=dict)
-    #: called in order by the loop (:mod:`.callbacks`): metrics, the caller's, the trail,
-    #: checkpoints, sinks
+    #: called in order by the loop (:mod:`.callbacks`): metrics, the caller's, the end of the epoch,
+    #: the trail, checkpoints, sinks
     callbacks: list[Callback] = field(default_factory=list)
     #: receivers of :meth:`emit` and of the run's progress (:class:`~.callbacks.Sink`)
     sinks: list = field(default_factory=list)

@@ -35,8 +35,8 @@ import math
 from pathlib import Path
 
 from ..runs import TRAIL_DIR, TRAIL_LISTING, atomic_save, read_trail, write_trail_listing
-from .callbacks import Callback, run_final_payload
-from .run import Run
+from .callbacks import run_final_payload
+from .run import Callback, Run
 
 __all__ = ["Trail", "TRAIL_STEP", "TRAIL_DIR", "TRAIL_LISTING", "level", "read_trail"]
 

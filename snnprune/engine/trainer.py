@@ -44,7 +44,6 @@ from ..runs.folder import (
 )
 from . import distributed
 from .callbacks import (
-    Callback,
     Checkpoints,
     CloseEpoch,
     EpochMetric,
@@ -55,7 +54,7 @@ from .callbacks import (
     save_final,
 )
 from .families import get_family
-from .run import NonFiniteError, Run, RunResult
+from .run import Callback, NonFiniteError, Run, RunResult
 from .state import seed_everything, set_rng_state
 from .trail import Trail
 
@@ -181,15 +180,20 @@ def train(
     except Exception as exc:
         if not (ctx.distributed and distributed.is_collective_failure(exc)):
             raise
-        reason = re.sub(r"^\[[^\]]*\]\s*", "", first_line(exc, None)) or type(exc).__name__
-        reason = reason[:120].rsplit(" ", 1)[0] + " ..." if len(reason) > 120 else reason
-        last = run_dir / LAST
-        kept = f"{last} is the last checkpoint" if last.exists() else "no checkpoint was written yet"
-        raise distributed.DistributedError(
-            f"process {ctx.rank} of {ctx.world_size}: a collective failed ({reason}): another process died or hung; "
-            f"{kept}: continue with --resume") from exc
+        raise _collective_failure(ctx, run_dir, exc) from exc
     finally:
         distributed.teardown(ctx)
+
+
+def _collective_failure(ctx, run_dir: Path, exc: Exception) -> distributed.DistributedError:
+    """One line for a collective that failed: which process, why, and what is kept."""
+    reason = re.sub(r"^\[[^\]]*\]\s*", "", first_line(exc, None)) or type(exc).__name__
+    reason = reason[:120].rsplit(" ", 1)[0] + " ..." if len(reason) > 120 else reason
+    last = run_dir / LAST
+    kept = f"{last} is the last checkpoint" if last.exists() else "no checkpoint was written yet"
+    return distributed.DistributedError(
+        f"process {ctx.rank} of {ctx.world_size}: a collective failed ({reason}): another process died or hung; "
+        f"{kept}: continue with --resume")
 
 
 def _train(recipe: Recipe, run_dir: Path, resume: bool, ctx, sinks: list, callbacks: list,
@@ -198,6 +202,8 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool, ctx, sinks: list, callba
     _open_run(run, sinks)
     with _Stop(ctx, stop_after_steps) as stop:
         try:
+            _each(run, "on_start")
+            run.emit("start", recipe=recipe.name, resume=run.resumed, world_size=ctx.world_size, device=str(ctx.device))
             for epoch in range(run.state.epoch, recipe.epochs):
                 _run_epoch(run, data, epoch, stop)
             _finish(run)
@@ -271,8 +277,7 @@ def _setup_run(recipe: Recipe, run_dir: Path, resume: bool, ctx, callbacks: list
 
 
 def _open_run(run: Run, sinks: list) -> None:
-    """The files and the sinks, after everything that can reject the recipe or the checkpoint;
-    then the callbacks' ``on_start`` and the ``start`` event."""
+    """The files and the sinks, after everything that can reject the recipe or the checkpoint."""
     ctx, run_dir = run.ctx, run.run_dir
     held = run.sinks[0]
     run.sinks = ([JSONLSink(run_dir), TensorBoardSink(run_dir)] if ctx.is_main else []) \
@@ -283,8 +288,6 @@ def _open_run(run: Run, sinks: list) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_writes(run_dir)
         write_recipe(run_dir, run.recipe)
-    _each(run, "on_start")
-    run.emit("start", recipe=run.recipe.name, resume=run.resumed, world_size=ctx.world_size, device=str(ctx.device))
 
 
 class _Held:
