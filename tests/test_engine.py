@@ -16,10 +16,11 @@ import torch
 from fakedata import write_cifar, write_cifar10_dvs, write_dvs_gesture, write_image_folder, write_nmnist
 
 from snnprune.cli import main
-from snnprune.engine import load_checkpoint, train
+from snnprune.engine import train
 from snnprune.models import create_model
 from snnprune.recipe import RecipeError, list_recipes, load_recipe
 from snnprune.reparam import SoftThreshold
+from snnprune.runs import load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -248,7 +249,7 @@ def test_the_engine_prints_nothing_and_sinks_see_the_run(tmp_path, data_home, ca
 
 
 def test_fresh_replaces_a_run_and_run_status_tells_what_a_folder_holds(tmp_path, data_home):
-    from snnprune.engine import run_status
+    from snnprune.runs import run_status
 
     small = ["epochs=1", "data.limit=32", "batch_size=32"]
     recipe = load_recipe("digits_snn_lats", small)

@@ -11,15 +11,15 @@ a sink (``train(recipe, sinks=[snnprune.report.ConsoleSink()])``).
 * :mod:`.state` — run state and RNG capture/restore;
 * :mod:`.trainer` — :func:`train` and the loop.
 
-The run folder's files are written and read by :mod:`snnprune.runs`; the recipe becomes data,
+The run folder's files (checkpoints, logs, what a folder holds) are written and read by
+:mod:`snnprune.runs`; the recipe becomes data,
 model, optimizer and pruner in :mod:`snnprune.build`.
 """
 
-from ..runs import CheckpointError, atomic_save, load_checkpoint, run_status
 from .callbacks import EpochMetric, Sink
 from .families import FAMILIES, Family
 from .run import Callback, NonFiniteError, Run, RunResult
 from .trainer import RunExistsError, train
 
-__all__ = ["train", "RunResult", "RunExistsError", "NonFiniteError", "run_status", "Run", "Callback", "EpochMetric",
-           "Sink", "Family", "FAMILIES", "atomic_save", "load_checkpoint", "CheckpointError"]
+__all__ = ["train", "RunResult", "RunExistsError", "NonFiniteError", "Run", "Callback", "EpochMetric", "Sink",
+           "Family", "FAMILIES"]

@@ -163,7 +163,7 @@ def train(
 
         class WeightNorm(Callback):
             def on_epoch_end(self, run, metrics):
-                metrics["weight_norm"] = sum(float(p.norm()) for p in run.model.parameters())
+                metrics["weight_norm"] = sum(float(p.detach().norm()) for p in run.model.parameters())
 
         result = train(load_recipe("digits_snn_lats", ["epochs=1"]), "runs/demo", callbacks=[WeightNorm()])
         print(result.final["weight_norm"])
