@@ -1,9 +1,9 @@
 """What a run measures and records: callbacks, called in one ordered list per run.
 
-**Callbacks.** A callback is a :class:`~snnprune.engine.run.Callback` (or any object with some of its
-methods; the loop calls those it has). The loop calls every callback of ``run.callbacks``, in order, on every
-process (a callback may use collectives through ``run.ctx``; one that writes files writes them
-where ``run.ctx.is_main``):
+**Callbacks.** A callback is a :class:`~snnprune.engine.run.Callback` (or any object with some
+of its methods; the loop calls those it has). The loop calls every callback of ``run.callbacks``,
+in order, on every process (a callback may use collectives through ``run.ctx``; one that writes
+files writes them where ``run.ctx.is_main``):
 
 * ``on_start(run)`` — after the run is built or restored, before the first epoch;
 * ``on_epoch_start(run, epoch)`` — ``epoch`` 0-based;
@@ -53,10 +53,13 @@ __all__ = ["Sink", "Sinks", "EpochMetric", "epoch_metrics", "learning_rate", "we
 def callback_states(callbacks) -> dict:
     """``{key: state}`` of the callbacks with a state, keyed by class name (``Name:2`` for a second
     one of the same class)."""
-    return {key: cb.state_dict() for key, cb in _keyed(callbacks) if hasattr(cb, "state_dict") and cb.state_dict()}
+    states = {key: cb.state_dict() for key, cb in _keyed(callbacks) if hasattr(cb, "state_dict")}
+    return {key: state for key, state in states.items() if state}
 
 
 def load_callback_states(callbacks, states: dict) -> None:
+    """Give each callback its saved state (those :func:`callback_states` keyed); a callback without
+    one (a checkpoint written before it was added) keeps its own."""
     for key, cb in _keyed(callbacks):
         if key in states and hasattr(cb, "load_state_dict"):
             cb.load_state_dict(states[key])

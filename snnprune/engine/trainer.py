@@ -501,10 +501,9 @@ def _check_step(run: Run, total: torch.Tensor) -> tuple[float, str | None]:
     Cost: the L2 norms of all gradients in one fused call (``torch._foreach_norm``: one kernel per
     device and dtype, no host sync per tensor; a NaN or an infinity anywhere makes their sum
     non-finite) and one host sync for the loss and that sum together, the sync ``loss.item()`` cost
-    anyway. ``bench/reliability.py`` (CPU, one thread): 8.5 ms for ResNet-18's 11.7M gradients,
-    1.5% of a batch-16 step (the max-norm, ``ord=inf``, takes 82 ms there); 0.35 ms, 1.8%, on the
-    digits twin. Only when the sum is not finite are the
-    tensors looked at one by one, to name the bad one (a sum that merely overflowed is no fault).
+    anyway (``bench/reliability.py`` measures it against a step). Only when the sum is not finite
+    are the tensors looked at one by one, to name the bad one (a sum that merely overflowed is no
+    fault).
     With the fp16 grad scaler the gradients are left to it (it skips overflowed steps itself).
     """
     checks = [total.detach().float().reshape(())]
