@@ -30,7 +30,6 @@ Example::
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 

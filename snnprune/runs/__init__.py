@@ -46,5 +46,6 @@ from .folder import (
 from .model import final_payload, load_run_model
 
 __all__ = ["CheckpointError", "atomic_save", "atomic_write", "first_nonfinite", "load_checkpoint",
-           "load_run_checkpoint", "LAST", "BEST", "FINAL", "RUN_FILES", "TRAIL_DIR", "TRAIL_LISTING", "JSONLSink", "TensorBoardSink", "clear_run",
-           "read_recipe", "read_trail", "run_history", "run_status", "write_trail_listing", "final_payload", "load_run_model"]
+           "load_run_checkpoint", "LAST", "BEST", "FINAL", "RUN_FILES", "TRAIL_DIR", "TRAIL_LISTING", "JSONLSink",
+           "TensorBoardSink", "clear_run", "read_recipe", "read_trail", "run_history", "run_status",
+           "write_trail_listing", "final_payload", "load_run_model"]
