@@ -114,10 +114,10 @@ def _user_errors() -> tuple[type[Exception], ...]:
     keeps its traceback)."""
     from .data import DatasetNotFoundError
     from .data.neuromorphic import CorruptRecordingError
-    from .engine import CheckpointError
     from .engine.trainer import RunExistsError
     from .export import ExportError
     from .recipe import RecipeError
+    from .runs import CheckpointError
 
     return RecipeError, RunExistsError, CheckpointError, DatasetNotFoundError, CorruptRecordingError, ExportError
 
@@ -173,10 +173,11 @@ def _methods_table():
 
 
 def _demo(args) -> int:
-    from .engine import run_status, train
+    from .engine import train
     from .recipe import load_recipe
     from .report import ConsoleSink, PlotSink, make_console
     from .report.runs import compare_runs, compare_table, plot_compare
+    from .runs import run_status
 
     runs = []
     for name in ("digits_snn_dense", "digits_snn_lats", "digits_ann_dense", "digits_ann_lats"):
@@ -203,7 +204,7 @@ _RUN_FOLDER = Path("<run folder>")  # `report --plot` without a directory
 
 
 def _check_exists(*paths: Path) -> None:
-    from .engine import CheckpointError
+    from .runs import CheckpointError
 
     for path in paths:
         if not path.exists():

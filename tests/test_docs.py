@@ -18,7 +18,7 @@ MODULES = sorted(
 
 
 def test_the_public_core_modules_have_examples():
-    core = ("snnprune.reparam", "snnprune.schedules", "snnprune.pruner", "snnprune.recipe", "snnprune.engine.build")
+    core = ("snnprune.reparam", "snnprune.schedules", "snnprune.pruner", "snnprune.recipe", "snnprune.build")
     for name in core:
         assert doctest.DocTestFinder().find(importlib.import_module(name)), name
 

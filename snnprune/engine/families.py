@@ -2,7 +2,7 @@
 
 A family is a small class with hooks the training loop calls; each hook may return a new model
 (a shrunk one, after channel surgery), and the loop then rebuilds optimizer, LR schedule, DDP
-wrapper and compiled model around it (:meth:`snnprune.engine.trainer.Run.set_model`; the model may
+wrapper and compiled model around it (:meth:`snnprune.engine.run.Run.set_model`; the model may
 be the same object changed in place, as channel surgery does):
 
 * :meth:`Family.schedule_steps` — how many steps the pruning schedule spans;
@@ -30,8 +30,6 @@ Example::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import nn
 
@@ -39,9 +37,7 @@ from ..data import first_samples
 from ..recipe import Recipe
 from ..recipe import families as declared
 from ..recipe.families import FAMILIES, FamilyRecord
-
-if TYPE_CHECKING:
-    from .trainer import Run
+from .run import Run
 
 __all__ = ["Family", "FAMILIES", "get_family", "Dense", "SparsifyDuringTraining", "EarlyPruning",
            "PruningAtInitialization", "ChannelPruning"]

@@ -95,8 +95,8 @@ def builders_only(monkeypatch, tmp_path, data_home):
     monkeypatch.chdir(tmp_path)
 
     def train(recipe, out=None, **kwargs):
+        from snnprune.build import build_datasets, build_model, build_pruner, call_with_kwargs
         from snnprune.data import dataset_info
-        from snnprune.engine.build import build_datasets, build_model, build_pruner, call_with_kwargs
         from snnprune.engine.families import get_family
 
         if recipe.data.root is None:
