@@ -19,15 +19,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "snnprune"
 ALLOWED: dict[tuple[str, str], str] = {
     ("selection.py", "_ConvNd"): "isinstance over every convolution class; public: the tuple of "
     "nn.Conv1d/2d/3d and nn.ConvTranspose1d/2d/3d",
-    ("metrics/ops.py", "_ConvNd"): "as in selection.py",
     ("export/nir_export.py", "_BatchNorm"): "isinstance over every batch norm; public: nn.BatchNorm1d/2d/3d, "
     "nn.SyncBatchNorm",
     ("channels/bn_sparsity.py", "_BatchNorm"): "as in export/nir_export.py",
     ("channels/surgery.py", "_BatchNorm"): "as in export/nir_export.py",
     ("selection.py", "_qkv_same_embed_dim"): "which MultiheadAttention projections exist; public: "
     "`module.in_proj_weight is not None`",
-    ("metrics/ops.py", "_reversed_padding_repeated_twice"): "a conv's padding for F.pad; public: built "
-    "from module.padding",
     ("export/nir_export.py", "_modules"): "replaces children in place; public: setattr/delattr on the parent",
     ("pruner.py", "_parameters"): "tells a stored weight from one computed by a legacy hook; public: "
     "dict(module.named_parameters(recurse=False))",
