@@ -152,19 +152,27 @@ def test_every_method_config_trains_through_the_generic_builder(pruning, tmp_pat
         assert 0 < final < 1
 
 
-class Toy(SoftThreshold):
-    """A user's own method, registered by its name only (no config class in the recipe schema)."""
-
-    name = "toy_test"
-
-    def __init__(self, scale: float = 1.0) -> None:
-        super().__init__()
-        self.scale = scale
-
-
-def test_a_method_registered_at_runtime_trains_from_a_recipe_dict(tmp_path, data_home):
+@pytest.fixture
+def toy_method():
+    """A user's own method, registered by its name only (no config class in the recipe schema),
+    and unregistered after the test, so that tests iterating over METHODS do not meet it."""
     import snnprune.reparam
 
+    class Toy(SoftThreshold):
+        name = "toy_test"
+
+        def __init__(self, scale: float = 1.0) -> None:
+            super().__init__()
+            self.scale = scale
+
+    yield Toy
+    snnprune.reparam.METHODS.pop("toy_test", None)
+
+
+def test_a_method_registered_at_runtime_trains_from_a_recipe_dict(tmp_path, data_home, toy_method):
+    import snnprune.reparam
+
+    Toy = toy_method
     assert hasattr(snnprune.reparam, "METHODS"), "the method registry (snnprune.reparam.METHODS) is missing"
     assert snnprune.reparam.METHODS["toy_test"] is Toy
     base = load_recipe("digits_ann_lats", ["epochs=1", "data.limit=64", "batch_size=32"]).model_dump()
