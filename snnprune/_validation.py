@@ -71,9 +71,30 @@ def normalise_name(name: str) -> str:
 
 
 def did_you_mean(word: str, choices) -> str:
-    """``" (did you mean 'x'?)"`` for the closest of ``choices``, else ``""``."""
-    hint = difflib.get_close_matches(str(word), list(choices), n=1)
-    return f" (did you mean {hint[0]!r}?)" if hint else ""
+    """``" (did you mean 'x'?)"`` for the closest of ``choices``, else ``""``.
+
+    A dotted choice also matches by its last part, so a key given without its section finds it:
+    ``lr`` finds ``optim.lr``. Every choice ending so is named (``T`` may be ``data.T`` or
+    ``model.kwargs.T``); otherwise the closest last part is.
+
+    Example::
+
+        >>> did_you_mean("lr", ["epochs", "optim.lr", "optim.momentum"])
+        " (did you mean 'optim.lr'?)"
+        >>> did_you_mean("epoch", ["epochs", "optim.lr"]), did_you_mean("xyz", ["epochs"])
+        (" (did you mean 'epochs'?)", '')
+    """
+    choices, word = [str(c) for c in choices], str(word)
+    hints = difflib.get_close_matches(word, choices, n=1)
+    if not hints:
+        last, tail = {c: c.rsplit(".", 1)[-1] for c in choices if "." in c}, word.rsplit(".", 1)[-1]
+        hints = [c for c, part in last.items() if part == tail]
+        if not hints:
+            close = difflib.get_close_matches(tail, sorted(set(last.values())), n=1)
+            hints = [c for c, part in last.items() if close and part == close[0]][:1]
+    if not hints:
+        return ""
+    return f" (did you mean {' or '.join(map(repr, hints))}?)"
 
 
 def resolve_name(what: str, value, choices):

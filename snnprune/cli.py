@@ -12,8 +12,9 @@ checkpoint, a run folder that already holds a run) prints one line on stderr and
 nothing is overwritten. A run stopped by a NaN or infinite loss, gradient, threshold or weight
 prints one line naming the step and exits with code 3 (its checkpoints are the last good ones);
 under torchrun, a process that died or hung past ``SNNPRUNE_DIST_TIMEOUT`` ends the others with one
-line and code 4; an interrupted run (SIGINT, SIGTERM) saves and exits with code 130. ``SNNPRUNE_DEBUG=1`` shows the
-traceback instead.
+line and code 4; an interrupted run (SIGINT, SIGTERM) saves and exits with code 130. Output piped into
+a reader that stops early (``| head``) ends quietly with code 141, as a program killed by SIGPIPE.
+``SNNPRUNE_DEBUG=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 __all__ = ["main"]
@@ -29,6 +31,11 @@ EXIT_BAD_INPUT = 2
 EXIT_NONFINITE = 3  # a NaN or infinity stopped the run (the checkpoints are the last good ones)
 EXIT_DISTRIBUTED = 4  # under torchrun: another process died or hung (resume from the last checkpoint)
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what the shell sees from a program whose reader went away
+
+
+class UsageError(ValueError):
+    """A command-line argument that cannot be used (``--out`` naming a folder, an unwritable place)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -78,7 +85,16 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return _COMMANDS[args.command](args)
+        code = _COMMANDS[args.command](args)
+        sys.stdout.flush()  # a reader that went away shows here, inside the handler below
+        return code
+    except BrokenPipeError:
+        # The reader of our output (`| head`, `| less`) stopped early: nothing is wrong. Python would
+        # still try to flush stdout at exit and print an error; point stdout at devnull first
+        # (https://docs.python.org/3/library/signal.html#note-on-sigpipe).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as exc:
         codes = _exit_codes()
         kind = next((k for k in codes if isinstance(exc, k)), None)
@@ -119,7 +135,8 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from .export import ExportError
     from .recipe import RecipeError
 
-    return RecipeError, RunExistsError, CheckpointError, DatasetNotFoundError, CorruptRecordingError, ExportError
+    return (RecipeError, RunExistsError, CheckpointError, DatasetNotFoundError, CorruptRecordingError, ExportError,
+            UsageError)
 
 
 def _train(args) -> int:
@@ -127,6 +144,8 @@ def _train(args) -> int:
     from .recipe import load_recipe
     from .report import ConsoleSink, PlotSink, print_summary
 
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a file: the run folder is a folder (an existing one, or a new name)")
     recipe = load_recipe(args.recipe, args.overrides)
     result = train(recipe, args.out, resume=args.resume, sinks=[ConsoleSink(), PlotSink()])
     if result.interrupted:
@@ -192,6 +211,26 @@ def _check_exists(*paths: Path) -> None:
             raise CheckpointError(f"no run folder or checkpoint at {path}")
 
 
+def _check_writable_file(path: Path, flag: str, example: str) -> None:
+    """Refuse, before any work, a file argument that names a folder or a place no file can be
+    written: one line naming the flag and the fix. The test writes (and removes) an empty file
+    next to ``path``, so it holds for every user, root included, and every file system."""
+    if path.is_dir():
+        raise UsageError(f"{flag} {path} is a folder: name the file to write, e.g. {flag} {path / example}")
+    folder = path.parent
+    blocking = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise UsageError(f"{flag} {path}: {blocking} is a file, not a folder: give a {flag} in a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UsageError(f"{flag} {path}: cannot write in {exc.filename or folder} ({reason}): "
+                         f"give a {flag} in a folder you can write") from None
+
+
 def _report(args) -> int:
     from .report import make_console
     from .report.plots import write_run_plots
@@ -217,6 +256,8 @@ def _compare(args) -> int:
     from .report.runs import compare_runs, compare_table, dumps, plot_compare, to_markdown
 
     _check_exists(*args.runs)
+    if args.plot is not None:
+        _check_writable_file(args.plot, "--plot", "compare.png")
     rows = compare_runs(args.runs)
     if args.plot is not None:
         plot_compare(rows, args.plot)
@@ -234,6 +275,7 @@ def _export(args) -> int:
     from .export.run import export_run
 
     _check_exists(args.run)
+    _check_writable_file(args.out, "--out", f"model{_SUFFIXES[args.format]}")
     try:
         summary = export_run(args.run, args.format, args.out, fuse_bn=args.fuse_bn)
     except ValueError as exc:  # a layer the format cannot express, named in the message
@@ -242,6 +284,8 @@ def _export(args) -> int:
     print(f"wrote {summary['out']} ({summary['format']}, {summary['size_bytes']} bytes{ratio})")
     return 0
 
+
+_SUFFIXES = {"state_dict": ".pt", "sparse": ".sparse.pt", "onnx": ".onnx", "nir": ".nir"}  # file-name examples
 
 _COMMANDS = {"train": _train, "recipes": _recipes, "demo": _demo, "report": _report, "compare": _compare,
              "export": _export}

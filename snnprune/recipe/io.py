@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from .._validation import did_you_mean
 from .schema import _CUSTOM, METHOD_CONFIGS, Recipe
 
 __all__ = ["RecipeError", "load_recipe", "recipe_dir", "list_recipes", "parse_override", "RECIPE_DIR"]
@@ -163,23 +164,50 @@ def _walk(loc: tuple) -> tuple[tuple[str, ...], type[BaseModel] | None, str | No
     return tuple(shown), model, tag_taken
 
 
+def recipe_keys(model: type[BaseModel] = Recipe, prefix: str = "") -> list[str]:
+    """Every dotted key of the schema (a pruning key once, whichever methods share it).
+
+    Example::
+
+        >>> keys = recipe_keys()
+        >>> "optim.lr" in keys and "data.T" in keys and "pruning.final_threshold" in keys
+        True
+    """
+    keys = []
+    for name, field in model.model_fields.items():
+        key = prefix + name
+        tags = _union_tags(field.annotation)
+        members = list(tags.values()) or [m for m in typing.get_args(field.annotation) if isinstance(m, type)] \
+            or [field.annotation]
+        sections = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+        if not sections:
+            keys.append(key)
+        for section in sections:
+            keys += [k for k in recipe_keys(section, key + ".") if k not in keys]
+    return keys
+
+
 def _unknown_key(raw_loc: tuple, loc: tuple[str, ...]) -> str:
     """"unknown key 'a.b'" with the closest key of the same section, or, in a method's section,
-    the methods the key belongs to."""
+    the methods the key belongs to, or a key of another section that ends so (``lr``:
+    ``optim.lr``)."""
     _, parent, tag = _walk(raw_loc[:-1])
     fields = list(parent.model_fields) if parent is not None else []
     message = f"unknown key {'.'.join(loc)!r}"
     hint = difflib.get_close_matches(loc[-1], fields, n=1)
     if hint:
         return message + f" (did you mean {'.'.join(loc[:-1] + (hint[0],))!r}?)"
+    elsewhere = did_you_mean(loc[-1], [k for k in recipe_keys() if "." in k])
     if tag is None:
-        return message
+        return message + elsewhere
     if tag == _CUSTOM:
         return message + " (a registered method's own arguments go under pruning.options)"
     message += f" for method {tag!r}"
     owners = [name for name, cls in METHOD_CONFIGS.items() if loc[-1] in cls.model_fields and name != tag]
     if owners:
         return message + f" ({loc[-1]} is a key of method {' / '.join(map(repr, owners))})"
+    if elsewhere:
+        return message + elsewhere
     return message + f" (its keys: {', '.join(k for k in fields if k != 'method')})"
 
 
