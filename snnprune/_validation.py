@@ -6,10 +6,11 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import shlex
 
 __all__ = [
     "check_nonnegative", "check_positive_int", "check_fraction", "did_you_mean", "normalise_name", "resolve_name",
-    "first_line",
+    "first_line", "key_error", "shown",
 ]
 
 
@@ -114,3 +115,25 @@ def resolve_name(what: str, value, choices):
     close = difflib.get_close_matches(normalise_name(value), list(by_key), n=1) if isinstance(value, str) else []
     hint = f" (did you mean {by_key[close[0]]!r}?)" if close else ""
     raise ValueError(f"unknown {what} {value!r}{hint}; choose one of {', '.join(map(repr, choices))}")
+
+
+def shown(value) -> str:
+    """A recipe value as the user writes it after ``--set key=`` (TOML: ``true``, ``'sgd'``, ``0.1``)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def key_error(key: str, value, problem: str, *fixes: str) -> ValueError:
+    """A recipe error naming the key, its value and the ``--set`` options that fix it (each fix a
+    ``key=value`` text; none when only an edit of the recipe file can).
+
+    Example::
+
+        >>> str(key_error("pruning.end_epoch", 9, "must not exceed epochs=1", "pruning.end_epoch=1"))
+        'pruning.end_epoch=9 must not exceed epochs=1: add --set pruning.end_epoch=1'
+    """
+    text = f"{key}={shown(value)} {problem}"
+    if fixes:
+        text += ": add " + " ".join(f"--set {shlex.quote(fix)}" for fix in fixes)
+    return ValueError(text)

@@ -1,6 +1,6 @@
 """The ``snnprune`` command line (also ``python -m snnprune``).
 
-    snnprune train RECIPE [--set key=value ...] [--out DIR] [--resume]
+    snnprune train RECIPE [--set key=value ...] [--out DIR] [--resume] [--smoke]
     snnprune recipes
     snnprune demo
     snnprune report RUN_DIR|CHECKPOINT [--json|--markdown] [--plot [DIR]]
@@ -53,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="override a recipe value, e.g. --set optim.lr=0.05 (repeatable)")
     train.add_argument("--out", type=Path, default=None, help="run folder (default runs/<recipe name>)")
     train.add_argument("--resume", action="store_true", help="continue the run saved in the run folder")
+    train.add_argument("--smoke", action="store_true",
+                       help="a smoke test: each phase of the recipe one epoch of 2 batches of 4 (default run folder "
+                            "runs/smoke/<recipe>, replaced each time); a data set not on this machine is replaced "
+                            "by a small random stand-in in its layout")
 
     sub.add_parser("recipes", help="list the shipped recipes", description="List the shipped recipes.")
 
@@ -146,14 +150,43 @@ def _train(args) -> int:
 
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} is a file: the run folder is a folder (an existing one, or a new name)")
-    recipe = load_recipe(args.recipe, args.overrides)
-    result = train(recipe, args.out, resume=args.resume, sinks=[ConsoleSink(), PlotSink()])
+    recipe = load_recipe(args.recipe, args.overrides, smoke=args.smoke)
+    out, fresh = args.out, False
+    if args.smoke:
+        recipe = _smoke_data(recipe)
+        if out is None:  # the smoke runs' own folder: a smoke run replaces the last one
+            out, fresh = Path("runs") / "smoke" / recipe.name, not args.resume
+    result = train(recipe, out, resume=args.resume, fresh=fresh, sinks=[ConsoleSink(), PlotSink()])
     if result.interrupted:
         print(f"snnprune: interrupted; saved {result.run_dir / 'last.pt'} — continue with --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     if result.is_main:  # under torchrun, one table
         print_summary([(recipe, result)])
     return 0
+
+
+def _smoke_data(recipe):
+    """The data of a smoke run. Inputs larger than 64x64 are cut to 32x32 where the recipe does
+    not set their size (``data.kwargs.size`` for event frames, ``image_size`` for images), and a
+    data set this machine does not have is replaced by its stand-in (:mod:`snnprune.data.standin`:
+    random samples in the real layout, read by the real loader), said in one line."""
+    from .data import DatasetNotFoundError, create_dataset, dataset_info, default_root
+    from .data.standin import STANDINS, write_standin
+
+    d = recipe.data
+    info = dataset_info(d.name)
+    update = {}
+    size_key = "size" if info.events else "image_size"
+    if min(info.sample_shape[1:]) > 64 and "size" not in d.kwargs and "image_size" not in d.kwargs:
+        update["kwargs"] = {**d.kwargs, size_key: 32}
+    if d.name in STANDINS:
+        try:
+            create_dataset(d.name, d.root, "test")
+        except DatasetNotFoundError:
+            update["root"] = str(write_standin(d.name))
+            print(f"smoke: {d.name} is not in {d.root or default_root()}: training on a stand-in of random samples "
+                  f"in its layout ({update['root']}); give data.root or SNNPRUNE_DATA to smoke-test the real files")
+    return recipe.model_copy(update={"data": d.model_copy(update=update)}) if update else recipe
 
 
 def _recipes(args) -> int:

@@ -125,3 +125,62 @@ def test_json_into_a_closed_pipe_returns_141_and_writes_nothing_else(run_dir, mo
         pipe.write("after")  # stdout now points at devnull: later writes (the exit's flush) are harmless
         pipe.flush()
     assert code == 141 and capsys.readouterr().err == ""
+
+
+# -- a recipe key error names the key, its value and the --set that fixes it ---------------------
+@pytest.mark.parametrize("recipe, line", [
+    ("digits_snn_gmp", "pruning.end_epoch=9 must not exceed epochs=1: add --set pruning.end_epoch=1 "
+                       "--set pruning.start_epoch=0"),
+    ("digits_ann_gmp", "pruning.end_epoch=9 must not exceed epochs=1: add --set pruning.end_epoch=1 "
+                       "--set pruning.start_epoch=0"),
+    ("digits_snn_magnitude", "pruning.prune_epoch=6 must be smaller than epochs=1: add --set pruning.prune_epoch=0"),
+    ("digits_snn_early", "pruning.freeze_epoch=6 must be between 1 and epochs - 1 in family 'early_pruning' "
+                         "(epochs=1): add --set epochs=2 --set pruning.freeze_epoch=1"),
+    ("digits_snn_target99", "pruning.freeze_epoch=15 must be between 1 and epochs - 1 in family 'early_pruning' "
+                            "(epochs=1): add --set epochs=2 --set pruning.freeze_epoch=1"),
+    ("digits_snn_channels", "channels.prune_epoch=8 must be smaller than epochs=1 (fine-tuning follows the cut): "
+                            "add --set epochs=2 --set channels.prune_epoch=1"),
+    ("imagenet_resnet50_lats", "lr_schedule.warmup_epochs=5 must be smaller than epochs=1: add --set "
+                               "lr_schedule.warmup_epochs=0"),
+])
+def test_epochs_1_on_a_recipe_with_its_own_epoch_keys_names_key_value_and_fix(recipe, line, tmp_path, capsys):
+    code, got = one_line(capsys, "train", recipe, "--set", "epochs=1", "--out", tmp_path / "run")
+    assert code == 2 and got == f"snnprune: bad recipe: {line}"
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_fix_a_message_names_works(tmp_path, capsys):
+    """Following the advice of each message in turn ends in a recipe that validates."""
+    import re
+    import shlex
+
+    from snnprune.recipe import RecipeError
+
+    for recipe in ("digits_snn_gmp", "digits_snn_early", "digits_snn_channels", "imagenet_resnet50_gmp"):
+        overrides = ["epochs=1"]
+        for _ in range(4):
+            try:
+                load_recipe(recipe, overrides)
+                break
+            except RecipeError as exc:
+                advice = re.search(r": add (--set .*)$", str(exc))
+                assert advice, str(exc)
+                overrides += shlex.split(advice.group(1))[1::2]
+        else:
+            raise AssertionError(f"{recipe}: still refused after {overrides}")
+
+
+@pytest.mark.parametrize("override, line", [
+    ("epochs=0", "epochs=0: input should be greater than or equal to 1: add --set epochs=1"),
+    ("optim.lr=-1", "optim.lr=-1: input should be greater than 0: add --set optim.lr=0.1"),
+    ("optim.name=sgdd", "optim.name='sgdd': input should be 'sgd' or 'adamw': add --set optim.name=sgd"),
+    ("pruning.schedule=lat", "pruning.schedule='lat': input should be 'lats', 'slats', 'pgh', 'sine', 'linear' or "
+                             "'constant': add --set pruning.schedule=lats"),
+    ("pruning.l1=0.001", "pruning.l1=0.001 and pruning.final_threshold=0.2 are two forms of one threshold (λ and D): "
+                         "keep one of them in the recipe"),
+    ("family=dense", "pruning.method='soft_threshold' prunes, family 'dense' does not: add --set "
+                     "'pruning={method=\"none\"}'"),
+])
+def test_a_bad_value_names_key_value_and_fix(override, line, tmp_path, capsys):
+    code, got = one_line(capsys, "train", "digits_snn_lats", "--set", override, "--out", tmp_path / "run")
+    assert code == 2 and got == f"snnprune: bad recipe: {line}"

@@ -37,15 +37,17 @@ def test_overrides_are_read_as_toml_values():
     "override, message",
     [
         ("optim.lrr=0.1", "unknown key 'optim.lrr' (did you mean 'optim.lr'?)"),
-        ("optim.lr=abc", "optim.lr: input should be a valid number"),
-        ("optim.lr=-1", "optim.lr: input should be greater than 0"),
-        ("epochs=0", "epochs: input should be greater than or equal to 1"),
-        ("pruning.beta=0", "pruning.beta: input should be greater than 0"),
-        ("pruning.freeze_epoch=3", "freeze_epoch belongs to family 'early_pruning'"),
-        ("pruning.l1=0.001", "give one of pruning.final_threshold (D) or pruning.l1"),
-        ("pruning.fixed_mask=false", "pruning.fixed_mask belongs to family 'pruning_at_initialization'"),
+        ("optim.lr=abc", "optim.lr='abc': input should be a valid number"),
+        ("optim.lr=-1", "optim.lr=-1: input should be greater than 0: add --set optim.lr=0.1"),
+        ("epochs=0", "epochs=0: input should be greater than or equal to 1: add --set epochs=1"),
+        ("pruning.beta=0", "pruning.beta=0: input should be greater than 0: add --set pruning.beta=0.1"),
+        ("pruning.freeze_epoch=3", "pruning.freeze_epoch=3 belongs to family 'early_pruning', not "
+                                   "'sparsify_during_training': add --set family=early_pruning"),
+        ("pruning.l1=0.001", "pruning.l1=0.001 and pruning.final_threshold=0.2 are two forms of one threshold"),
+        ("pruning.fixed_mask=false", "pruning.fixed_mask=false belongs to family 'pruning_at_initialization'"),
         # a during-training target replaces D: both together is refused
-        ("pruning.target_sparsity=0.5", "sets LATS's λ by itself: drop pruning.final_threshold"),
+        ("pruning.target_sparsity=0.5", "pruning.final_threshold=0.2 and pruning.target_sparsity=0.5 both set the "
+                                        "threshold"),
     ],
 )
 def test_bad_values_give_one_line_naming_the_key(override, message):
@@ -76,11 +78,15 @@ def test_bad_values_give_one_line_naming_the_key(override, message):
         ("{method='magnitude'}", "missing key 'pruning.target_sparsity'"),
         ("{method='gmp', final_sparsity=0.9, update_evry=10}",
          "unknown key 'pruning.update_evry' (did you mean 'pruning.update_every'?)"),
-        ("{method='gmp', final_sparsity=0.5, initial_sparsity=0.6}", "initial_sparsity must not exceed"),
-        ("{method='gmp', final_sparsity=0.5, end_epoch=20}", "pruning.end_epoch must not exceed epochs"),
-        ("{method='random', target_sparsity=1.5}", "pruning.target_sparsity: input should be less than 1"),
+        ("{method='gmp', final_sparsity=0.5, initial_sparsity=0.6}",
+         "pruning.initial_sparsity=0.6 must not exceed pruning.final_sparsity=0.5: add --set "
+         "pruning.initial_sparsity=0.0"),
+        ("{method='gmp', final_sparsity=0.5, end_epoch=20}",
+         "pruning.end_epoch=20 must not exceed epochs=12: add --set pruning.end_epoch=12"),
+        ("{method='random', target_sparsity=1.5}", "pruning.target_sparsity=1.5: input should be less than 1"),
         ("{method='my_method', options={a=1}, foo=2}", "unknown key 'pruning.foo' (a registered method's own"),
-        ("{method='none'}", "family 'sparsify_during_training' needs a pruning.method"),
+        ("{method='none'}", "pruning.method='none' does not prune, family 'sparsify_during_training' does: add "
+                           "--set pruning.method=soft_threshold"),
     ],
 )
 def test_each_method_takes_only_its_own_keys(pruning, message):
@@ -119,9 +125,9 @@ def test_family_keys_stay_with_their_family():
     assert early.pruning.freeze_epoch == 6
     pai = load_recipe("digits_snn_pai")
     assert (pai.pruning.target_sparsity, pai.pruning.fixed_mask) == (0.8, True)  # fixed_mask defaults to True
-    with pytest.raises(RecipeError, match="drop pruning.final_threshold"):
+    with pytest.raises(RecipeError, match="pruning.final_threshold=0.1 is not used by pruning_at_initialization"):
         load_recipe("digits_snn_pai", ["pruning.final_threshold=0.1"])
-    with pytest.raises(RecipeError, match="method 'str' learns its own"):
+    with pytest.raises(RecipeError, match="pruning.method='str' learns its own mask"):
         load_recipe("digits_snn_pai", ["pruning={method='str', target_sparsity=0.5}"])
     # magnitude's target sparsity is its own key, whatever the family
     assert load_recipe("digits_snn_lats", ["pruning={method='magnitude', target_sparsity=0.5}"]).pruning.target_sparsity
@@ -162,9 +168,10 @@ def test_the_recipe_package_imports_pydantic_only():
 
 
 def test_family_rules():
-    with pytest.raises(RecipeError, match="early_pruning uses"):
+    with pytest.raises(RecipeError, match="pruning.beta=1.0 does not prune early: .* add --set pruning.beta=0.1$"):
         load_recipe("digits_snn_early", ["pruning.beta=1.0"])
-    with pytest.raises(RecipeError, match="freeze_epoch between"):
+    with pytest.raises(RecipeError, match=r"pruning.freeze_epoch=12 must be between 1 and epochs - 1 .*\(epochs=12\): "
+                       "add --set pruning.freeze_epoch=11$"):
         load_recipe("digits_snn_early", ["pruning.freeze_epoch=12"])
     with pytest.raises(RecipeError, match="target_sparsity"):
         load_recipe("digits_snn_pai", ["pruning.target_sparsity=1.0"])

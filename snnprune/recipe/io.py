@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import shlex
 import sys
 import tomllib
 import typing
@@ -24,8 +25,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .._validation import did_you_mean
+from .._validation import did_you_mean, shown
 from .schema import _CUSTOM, METHOD_CONFIGS, Recipe
+from .smoke import smoke_settings
 
 __all__ = ["RecipeError", "load_recipe", "recipe_dir", "list_recipes", "parse_override", "RECIPE_DIR"]
 
@@ -90,12 +92,14 @@ def _resolve_path(spec: str | Path) -> Path:
     raise RecipeError(f"no recipe file or shipped recipe named {str(spec)!r}{extra}")
 
 
-def load_recipe(spec: str | Path | dict, overrides: list[str] = ()) -> Recipe:
+def load_recipe(spec: str | Path | dict, overrides: list[str] = (), *, smoke: bool = False) -> Recipe:
     """Read a recipe (a .toml or .json path, the name of a shipped recipe, or a dict), apply ``key=value``
     overrides, validate. Raises :class:`RecipeError` with a one-line message.
 
     A table value replaces the whole section (``pruning={method="str"}`` switches the method
-    without the old method's keys)."""
+    without the old method's keys). ``smoke=True`` makes it the recipe's smoke version first
+    (:func:`~snnprune.recipe.smoke.smoke_settings`: each phase one epoch of a few small batches);
+    the overrides apply after it."""
     if isinstance(spec, dict):
         data = spec
     else:
@@ -110,7 +114,7 @@ def load_recipe(spec: str | Path | dict, overrides: list[str] = ()) -> Recipe:
             raise RecipeError(f"recipe {path} is not valid {kind}: {exc}") from None
         if not isinstance(data, dict):
             raise RecipeError(f"recipe {path} is not a table of settings")
-    data = _deep_copy(data)
+    data = _deep_copy(smoke_settings(data) if smoke else data)
     for text in overrides:
         keys, value = parse_override(text)
         node = data
@@ -211,6 +215,31 @@ def _unknown_key(raw_loc: tuple, loc: tuple[str, ...]) -> str:
     return message + f" (its keys: {', '.join(k for k in fields if k != 'method')})"
 
 
+def _choices(annotation) -> list:
+    """The values a ``Literal`` annotation (possibly inside ``X | None``) allows."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return list(typing.get_args(annotation))
+    return [c for arg in typing.get_args(annotation) for c in _choices(arg)]
+
+
+def _fix(raw_loc: tuple, ctx: dict, value) -> Any:
+    """A value that passes where ``value`` failed: the closest allowed name, the bound itself
+    (``>= 1``: 1), else the key's default; None when there is none to suggest."""
+    _, parent, _ = _walk(raw_loc[:-1])
+    field = parent.model_fields.get(str(raw_loc[-1])) if parent is not None else None
+    if field is None:
+        return None
+    choices = _choices(field.annotation)
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    if close:
+        return close[0]
+    for bound in ("ge", "le"):
+        if bound in ctx:
+            return ctx[bound]
+    default = field.get_default(call_default_factory=True)
+    return default if isinstance(default, (str, int, float, bool)) else None
+
+
 def _one_line(exc: ValidationError) -> str:
     errors = exc.errors()
     first = errors[0]
@@ -223,7 +252,12 @@ def _one_line(exc: ValidationError) -> str:
     elif first["type"] == "value_error":
         message = first["msg"].removeprefix("Value error, ")
     else:
-        message = f"{key}: {first['msg'][0].lower()}{first['msg'][1:]} (got {first.get('input')!r})"
+        value, msg = first.get("input"), first["msg"][0].lower() + first["msg"][1:]
+        fix = _fix(tuple(first["loc"]), first.get("ctx") or {}, value)
+        shown_value = shown(value) if isinstance(value, (str, int, float, bool)) else repr(value)
+        message = f"{key}={shown_value}: {msg}"
+        if fix is not None:
+            message += f": add --set {shlex.quote(f'{key}={str(fix).lower() if isinstance(fix, bool) else fix}')}"
     more = len(errors) - 1
     return "bad recipe: " + message + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
 

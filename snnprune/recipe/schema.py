@@ -49,7 +49,7 @@ from pydantic import (
     model_validator,
 )
 
-from .._validation import normalise_name
+from .._validation import key_error, normalise_name
 
 __all__ = [
     "Recipe",
@@ -273,9 +273,9 @@ class _TargetKeys(PruningMethodConfig):
     def check(self, recipe: Recipe) -> None:
         if self.target_sparsity is not None and recipe.family not in ("sparsify_during_training", "early_pruning",
                                                                       "pruning_at_initialization"):
-            raise ValueError(f"pruning.target_sparsity goes with family 'sparsify_during_training' (reached at the "
-                             "last step), 'early_pruning' (reached at freeze_epoch) or 'pruning_at_initialization' "
-                             f"(set at step 0), not {recipe.family!r}")
+            raise key_error("family", recipe.family, f"does not take pruning.target_sparsity={self.target_sparsity} "
+                            "(sparsify_during_training: reached at the last step; early_pruning: at freeze_epoch; "
+                            "pruning_at_initialization: set at step 0)", "family=sparsify_during_training")
 
 
 class _ThresholdKeys(PruningMethodConfig):
@@ -290,9 +290,11 @@ class _ThresholdKeys(PruningMethodConfig):
     @model_validator(mode="after")
     def _one_form(self):
         if self.final_threshold is not None and self.l1 is not None:
-            raise ValueError("give one of pruning.final_threshold (D) or pruning.l1 (λ), not both")
+            raise key_error("pruning.l1", self.l1, f"and pruning.final_threshold={self.final_threshold} are two forms "
+                            "of one threshold (λ and D): keep one of them in the recipe")
         if self.l1 is not None and (self.schedule or "lats") != "lats":
-            raise ValueError("pruning.l1 (λ-form) goes with pruning.schedule = 'lats'")
+            raise key_error("pruning.schedule", self.schedule, f"does not take pruning.l1={self.l1} (the λ-form is "
+                            "LATS's)", "pruning.schedule=lats")
         return self
 
     @property
@@ -335,19 +337,28 @@ class SoftThresholdConfig(_ThresholdKeys, _TargetKeys):
         family = recipe.family
         if family == "pruning_at_initialization":
             if self.final_threshold is not None or self.l1 is not None:
-                raise ValueError("pruning_at_initialization sets the threshold from pruning.target_sparsity: "
-                                 "drop pruning.final_threshold / pruning.l1")
+                key, value = ("pruning.l1", self.l1) if self.final_threshold is None else \
+                    ("pruning.final_threshold", self.final_threshold)
+                raise key_error(key, value, "is not used by pruning_at_initialization, which sets the threshold from "
+                                "pruning.target_sparsity: drop it from the recipe")
         elif self.target_sparsity is not None:
-            if self.final_threshold is not None or self.l1 is not None or self.schedule != "lats":
-                raise ValueError("pruning.target_sparsity sets LATS's λ by itself: drop pruning.final_threshold / "
-                                 "pruning.l1 (and keep pruning.schedule = 'lats')")
+            if self.schedule != "lats":
+                raise key_error("pruning.schedule", self.schedule, f"cannot reach pruning.target_sparsity="
+                                f"{self.target_sparsity} (it sets LATS's λ)", "pruning.schedule=lats")
+            if self.final_threshold is not None or self.l1 is not None:
+                key, value = ("pruning.l1", self.l1) if self.final_threshold is None else \
+                    ("pruning.final_threshold", self.final_threshold)
+                raise key_error(key, value, f"and pruning.target_sparsity={self.target_sparsity} both set the "
+                                "threshold: keep one of them in the recipe")
         elif self.final_threshold is None and self.l1 is None:
-            raise ValueError("soft_threshold needs exactly one of pruning.final_threshold (D), pruning.l1 (λ) or "
-                             "pruning.target_sparsity (S, reached at the last step)")
+            raise ValueError("pruning.method='soft_threshold' needs one of pruning.final_threshold (D), pruning.l1 "
+                             "(λ) or pruning.target_sparsity: add e.g. --set pruning.final_threshold=0.02")
         pgh = self.schedule == "pgh" and self.beta < 1
         if family == "early_pruning" and self.target_sparsity is None and not pgh:
-            raise ValueError("early_pruning uses method 'soft_threshold' with schedule 'pgh' and beta < 1, or with "
-                             "pruning.target_sparsity (reached at freeze_epoch)")
+            key, value, fixes = ("pruning.beta", self.beta, ["pruning.beta=0.1"]) if self.schedule == "pgh" else \
+                ("pruning.schedule", self.schedule, ["pruning.schedule=pgh"] + ["pruning.beta=0.1"] * (self.beta >= 1))
+            raise key_error(key, value, "does not prune early: family 'early_pruning' takes schedule 'pgh' with "
+                            "beta < 1, or pruning.target_sparsity (reached at freeze_epoch)", *fixes)
 
 
 class STRConfig(_TargetKeys):
@@ -411,7 +422,8 @@ class MagnitudeConfig(PruningMethodConfig):
 
     def check(self, recipe: Recipe) -> None:
         if self.prune_epoch >= recipe.epochs:
-            raise ValueError("pruning.prune_epoch must be smaller than epochs")
+            raise key_error("pruning.prune_epoch", self.prune_epoch, f"must be smaller than epochs={recipe.epochs}",
+                            f"pruning.prune_epoch={recipe.epochs - 1}")
 
 
 class RandomConfig(MagnitudeConfig):
@@ -436,9 +448,11 @@ class GMPConfig(PruningMethodConfig):
     @model_validator(mode="after")
     def _ordered(self):
         if self.initial_sparsity > self.final_sparsity:
-            raise ValueError("pruning.initial_sparsity must not exceed pruning.final_sparsity")
+            raise key_error("pruning.initial_sparsity", self.initial_sparsity, "must not exceed "
+                            f"pruning.final_sparsity={self.final_sparsity}", "pruning.initial_sparsity=0.0")
         if self.end_epoch is not None and self.end_epoch <= self.start_epoch:
-            raise ValueError("pruning.end_epoch must come after pruning.start_epoch")
+            raise key_error("pruning.end_epoch", self.end_epoch, f"must come after pruning.start_epoch="
+                            f"{self.start_epoch}", f"pruning.start_epoch={self.end_epoch - 1}")
         return self
 
     def make_schedule(self, ctx: BuildContext) -> Any:
@@ -452,10 +466,12 @@ class GMPConfig(PruningMethodConfig):
         return f"{self.method} / cubic"
 
     def check(self, recipe: Recipe) -> None:
-        if self.end_epoch is not None and self.end_epoch > recipe.epochs:
-            raise ValueError("pruning.end_epoch must not exceed epochs")
-        if self.start_epoch >= recipe.epochs:
-            raise ValueError("pruning.start_epoch must be smaller than epochs")
+        epochs, start_fix = recipe.epochs, f"pruning.start_epoch={recipe.epochs - 1}"
+        if self.end_epoch is not None and self.end_epoch > epochs:
+            raise key_error("pruning.end_epoch", self.end_epoch, f"must not exceed epochs={epochs}",
+                            f"pruning.end_epoch={epochs}", *([start_fix] if self.start_epoch >= epochs else []))
+        if self.start_epoch >= epochs:
+            raise key_error("pruning.start_epoch", self.start_epoch, f"must be smaller than epochs={epochs}", start_fix)
 
 
 class CustomMethodConfig(_ThresholdKeys):
@@ -561,10 +577,17 @@ class ChannelPruningConfig(_Section):
     @model_validator(mode="after")
     def _criterion_keys(self):
         if self.criterion == "slimming" and self.percent is None:
-            raise ValueError("channels.criterion = 'slimming' needs channels.percent (the fraction of channels to cut)")
+            raise key_error("channels.criterion", self.criterion, "needs channels.percent (the fraction of channels "
+                            "to cut)", "channels.percent=0.4")
         if self.criterion == "optimal" and self.percent is not None:
-            raise ValueError("channels.percent goes with channels.criterion = 'slimming' (optimal uses channels.delta)")
+            raise key_error("channels.percent", self.percent, "goes with channels.criterion='slimming' (optimal "
+                            "uses channels.delta)", "channels.criterion=slimming")
         return self
+
+
+def _inner_epoch_fix(key: str, epochs: int) -> list[str]:
+    """``--set`` values that put an epoch key strictly inside the run (``1 <= key < epochs``)."""
+    return [f"{key}={epochs - 1}"] if epochs >= 2 else ["epochs=2", f"{key}=1"]
 
 
 class Recipe(_Section):
@@ -610,43 +633,57 @@ class Recipe(_Section):
         c = self.channels
         if self.family != "channel_pruning":
             if c is not None:
-                raise ValueError(f"the channels section belongs to family 'channel_pruning', not {self.family!r}")
+                raise key_error("family", self.family, "does not take a channels section (family "
+                                "'channel_pruning' does)", "family=channel_pruning")
             return
         if c is None:
-            raise ValueError("family 'channel_pruning' needs a channels section (at least channels.prune_epoch)")
+            raise key_error("family", self.family, "needs a channels section (at least channels.prune_epoch)",
+                            f"channels.prune_epoch={max(self.epochs // 2, 1)}")
         if self.pruning.method != "none":
-            raise ValueError("family 'channel_pruning' removes whole channels and does not combine with weight "
-                             "pruning: set pruning.method = 'none' (or drop the pruning section)")
+            raise key_error("pruning.method", self.pruning.method, "does not combine with family 'channel_pruning' "
+                            "(it removes whole channels)", 'pruning={method="none"}')
         if c.prune_epoch >= self.epochs:
-            raise ValueError("channels.prune_epoch must be smaller than epochs (fine-tuning follows the cut)")
-        if c.restart_lr and self.lr_schedule.warmup_epochs >= min(c.prune_epoch, self.epochs - c.prune_epoch):
-            raise ValueError("with channels.restart_lr each phase warms up: lr_schedule.warmup_epochs must be "
-                             "smaller than channels.prune_epoch and than the fine-tuning epochs")
+            raise key_error("channels.prune_epoch", c.prune_epoch, f"must be smaller than epochs={self.epochs} "
+                            "(fine-tuning follows the cut)", *_inner_epoch_fix("channels.prune_epoch", self.epochs))
+        shortest = min(c.prune_epoch, self.epochs - c.prune_epoch)
+        if c.restart_lr and self.lr_schedule.warmup_epochs >= shortest:
+            raise key_error("lr_schedule.warmup_epochs", self.lr_schedule.warmup_epochs, "must be smaller than each "
+                            f"phase with channels.restart_lr (channels.prune_epoch={c.prune_epoch}, then "
+                            f"{self.epochs - c.prune_epoch} epochs of fine-tuning)",
+                            f"lr_schedule.warmup_epochs={shortest - 1}")
 
     @model_validator(mode="after")
     def _family_is_consistent(self) -> Recipe:
         p, family = self.pruning, self.family
         if self.lr_schedule.warmup_epochs >= self.epochs and self.lr_schedule.warmup_epochs > 0:
-            raise ValueError("lr_schedule.warmup_epochs must be smaller than epochs")
+            raise key_error("lr_schedule.warmup_epochs", self.lr_schedule.warmup_epochs, "must be smaller than "
+                            f"epochs={self.epochs}", f"lr_schedule.warmup_epochs={self.epochs - 1}")
         self._check_channels()
         if family == "channel_pruning":
             return self
         if family == "dense":
             if p.method != "none":
-                raise ValueError("family 'dense' needs pruning.method = 'none'")
+                raise key_error("pruning.method", p.method, "prunes, family 'dense' does not",
+                                'pruning={method="none"}')
             return self
         if p.method == "none":
-            raise ValueError(f"family {family!r} needs a pruning.method (e.g. 'soft_threshold')")
+            raise key_error("pruning.method", p.method, f"does not prune, family {family!r} does",
+                            "pruning.method=soft_threshold")
         for key, owner in FAMILY_KEYS.items():
             if getattr(p, key) is not None and owner != family and key not in p.own_family_keys:
-                raise ValueError(f"pruning.{key} belongs to family {owner!r}, not {family!r}")
+                raise key_error(f"pruning.{key}", getattr(p, key), f"belongs to family {owner!r}, not {family!r}",
+                                f"family={owner}")
         if family == "early_pruning" and (p.freeze_epoch is None or p.freeze_epoch >= self.epochs):
-            raise ValueError("early_pruning needs pruning.freeze_epoch between 1 and epochs - 1")
+            raise key_error("pruning.freeze_epoch", p.freeze_epoch, "must be between 1 and epochs - 1 in family "
+                            f"'early_pruning' (epochs={self.epochs})",
+                            *_inner_epoch_fix("pruning.freeze_epoch", self.epochs))
         if family == "pruning_at_initialization":
             if p.control == "learned":
-                raise ValueError(f"pruning_at_initialization sets a mask at step 0: method {p.method!r} learns its own")
+                raise key_error("pruning.method", p.method, "learns its own mask: family 'pruning_at_initialization' "
+                                "sets one at step 0", "pruning.method=soft_threshold")
             if p.target_sparsity is None:
-                raise ValueError("pruning_at_initialization needs pruning.target_sparsity")
+                raise key_error("family", family, "needs pruning.target_sparsity (the mask set at step 0)",
+                                "pruning.target_sparsity=0.8")
             if p.fixed_mask is None:
                 p.fixed_mask = True
         p.check(self)
