@@ -166,19 +166,19 @@ def _train(args) -> int:
 
 
 def _smoke_data(recipe):
-    """The data of a smoke run. Inputs larger than 64x64 are cut to 32x32 where the recipe does
-    not set their size (``data.kwargs.size`` for event frames, ``image_size`` for images), and a
-    data set this machine does not have is replaced by its stand-in (:mod:`snnprune.data.standin`:
-    random samples in the real layout, read by the real loader), said in one line."""
+    """The data of a smoke run. Images larger than 64x64 are cut to 32x32 where the recipe does
+    not set their size (``data.kwargs.image_size``: the image nets pool adaptively; event frames
+    keep theirs, which the event nets' fixed poolings need), and a data set this machine does not
+    have is replaced by its stand-in (:mod:`snnprune.data.standin`: random samples in the real
+    layout, read by the real loader), said in one line."""
     from .data import DatasetNotFoundError, create_dataset, dataset_info, default_root
     from .data.standin import STANDINS, write_standin
 
     d = recipe.data
     info = dataset_info(d.name)
     update = {}
-    size_key = "size" if info.events else "image_size"
-    if min(info.sample_shape[1:]) > 64 and "size" not in d.kwargs and "image_size" not in d.kwargs:
-        update["kwargs"] = {**d.kwargs, size_key: 32}
+    if not info.events and min(info.sample_shape[1:]) > 64 and "image_size" not in d.kwargs:
+        update["kwargs"] = {**d.kwargs, "image_size": 32}
     if d.name in STANDINS:
         try:
             create_dataset(d.name, d.root, "test")
