@@ -173,9 +173,10 @@ def _smoke_data(recipe):
     layout, read by the real loader), said in one line."""
     from .data import DatasetNotFoundError, create_dataset, dataset_info, default_root
     from .data.standin import STANDINS, write_standin
+    from .engine.build import call_with_kwargs
 
     d = recipe.data
-    info = dataset_info(d.name)
+    info = call_with_kwargs("data.name", dataset_info, d.name)  # an unknown name: one line
     update = {}
     if not info.events and min(info.sample_shape[1:]) > 64 and "image_size" not in d.kwargs:
         update["kwargs"] = {**d.kwargs, "image_size": 32}

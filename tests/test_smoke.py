@@ -97,3 +97,9 @@ def test_a_smoke_run_uses_the_real_data_when_it_is_there(tmp_path, data_home, ca
     assert main(["train", "cifar10_resnet_lats", "--smoke", "--set", f"data.root={real}", "--out", str(out)]) == 0
     assert "stand-in" not in capsys.readouterr().out
     assert json.loads((out / "recipe.json").read_text())["data"]["root"] == str(real)
+
+
+def test_a_smoke_run_of_an_unknown_data_set_is_one_line(tmp_path, capsys):
+    code = main(["train", "digits_snn_lats", "--smoke", "--set", "data.name=digts", "--out", str(tmp_path / "run")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "did you mean 'digits'" in lines[0]
