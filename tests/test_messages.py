@@ -89,7 +89,7 @@ def test_a_torch_file_holding_code_is_refused_naming_the_object_not_torchs_advic
     path = tmp_path / "odd.pt"
     torch.save({"model": Path("x")}, path)  # a class torch's weights-only loader does not allow
     code, line = one_line(capsys, "report", path)
-    assert code == 2 and f"cannot read checkpoint {path}" in line and "PosixPath" in line or "WindowsPath" in line
+    assert code == 2 and f"cannot read checkpoint {path}" in line and type(Path("x")).__name__ in line
     assert "weights_only" in line and "PyTorch 2.6" not in line
 
 
