@@ -8,7 +8,7 @@ batch 16), in one process, one thread, interleaved so that machine noise hits al
 * ``check``     — the engine's per-step check (``_check_step``: the fused L2 norms of every gradient
   and one host sync with the loss);
 * ``max-norm``  — the same check by ``ord=inf`` norms (what it is not, for comparison);
-* ``checksum``  — :func:`snnprune.engine.checkpoint.content_checksum` of the model's state_dict.
+* ``checksum``  — :func:`snnprune.runs.checkpoint.content_checksum` of the model's state_dict.
 
 Run:  python bench/reliability.py [--reps 30]
 Writes bench/results/reliability.json and bench/results/reliability.md (medians, with the machine).
@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 
 from snnprune.engine import trainer
-from snnprune.engine.checkpoint import content_checksum
 from snnprune.models import create_model
+from snnprune.runs.checkpoint import content_checksum
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -29,11 +29,12 @@ extensions = [
     "sphinx.ext.viewcode",
     "sphinx_autodoc_typehints",
     "snnprune_methods",
+    "snnprune_recipe_keys",
 ]
 
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 root_doc = "index"
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "_generated", "Thumbs.db", ".DS_Store"]
 
 # MyST: fenced directives with ::: and anchors for headings, so pages can link to sections.
 myst_enable_extensions = ["colon_fence", "deflist"]

@@ -4,12 +4,13 @@ of the weights.
 The rules: ``pruner.step`` goes right after each real ``optimizer.step()`` (once per accumulated
 step, not per micro-batch), and with a ``GradScaler`` it is told the scaler, so that a step the
 scaler skips does not move the threshold. The EMA is ``torch.optim.swa_utils.AveragedModel`` with
-``use_buffers=True``: the threshold is a buffer, averaged with the weights. ``snnprune.bake``
-finalizes the EMA copy on its own: its zeros are where its averaged weights fall under its
-threshold. On the CPU autocast runs in bfloat16 and needs no scaler; on CUDA float16 and a
+``use_buffers=True``: the threshold is a buffer, averaged with the weights, so the EMA's own
+threshold lags the live one. At the end the EMA copy is given the live model's masks
+(``pruner.apply_masks``, by layer name) and finalized (``snnprune.bake``), so it is exactly as
+sparse as the model that was pruned. On the CPU autocast runs in bfloat16 and needs no scaler; on CUDA float16 and a
 ``GradScaler``.
 
-    python examples/amp_ema_loop.py              # 300 optimizer steps on the 8x8 digits
+    python examples/amp_ema_loop.py              # 150 optimizer steps on the 8x8 digits
     python examples/amp_ema_loop.py --steps 2    # a smoke run
 """
 
@@ -22,7 +23,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import snnprune
-from snnprune import LATS, Pruner
+from snnprune import Pruner
 from snnprune.data import create_dataset, make_loader
 from snnprune.models import create_model
 
@@ -36,8 +37,9 @@ def accuracy(model: nn.Module, loader) -> float:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300, help="optimizer steps")
+    parser.add_argument("--steps", type=int, default=150, help="optimizer steps")
     parser.add_argument("--accumulate", type=int, default=2, help="micro-batches per optimizer step")
+    parser.add_argument("--ema-decay", type=float, default=0.95, help="weight of the average at each update")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -48,9 +50,9 @@ def main(argv=None) -> dict:
     net = create_model("sew_digits", T=4).to(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.steps)
-    pruner = Pruner(net, "soft_threshold", LATS(final=0.3, lr=scheduler), total_steps=args.steps)
+    pruner = Pruner(net, "soft_threshold", target_sparsity=0.8, total_steps=args.steps)
     scaler = torch.amp.GradScaler("cuda") if device == "cuda" else None      # float16 needs one
-    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(0.99), use_buffers=True)
+    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay), use_buffers=True)
 
     micro_batches = itertools.chain.from_iterable(itertools.repeat(train))
     for _ in range(args.steps):
@@ -70,7 +72,8 @@ def main(argv=None) -> dict:
         ema.update_parameters(net)
 
     live = pruner.sparsity().total
-    ema_plain = snnprune.bake(copy.deepcopy(ema.module)).cpu()   # the EMA, finalized; the live model untouched
+    # the live masks on a copy of the EMA (as sparse as the live model), then finalized
+    ema_plain = snnprune.bake(pruner.apply_masks(copy.deepcopy(ema.module))).cpu()
     result = {"sparsity": live, "ema_sparsity": snnprune.sparsity(ema_plain).total,
               "test_acc": accuracy(net.cpu(), test), "ema_test_acc": accuracy(ema_plain, test)}
     print(f"live model: sparsity {live:.2%}, test accuracy {result['test_acc']:.2%}")

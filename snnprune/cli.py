@@ -134,10 +134,10 @@ def _user_errors() -> tuple[type[Exception], ...]:
     keeps its traceback)."""
     from .data import DatasetNotFoundError
     from .data.neuromorphic import CorruptRecordingError
-    from .engine import CheckpointError
     from .engine.trainer import RunExistsError
     from .export import ExportError
     from .recipe import RecipeError
+    from .runs import CheckpointError
 
     return (RecipeError, RunExistsError, CheckpointError, DatasetNotFoundError, CorruptRecordingError, ExportError,
             UsageError)
@@ -171,9 +171,9 @@ def _smoke_data(recipe):
     keep theirs, which the event nets' fixed poolings need), and a data set this machine does not
     have is replaced by its stand-in (:mod:`snnprune.data.standin`: random samples in the real
     layout, read by the real loader), said in one line."""
+    from .build import call_with_kwargs
     from .data import DatasetNotFoundError, create_dataset, dataset_info, default_root
     from .data.standin import STANDINS, write_standin
-    from .engine.build import call_with_kwargs
 
     d = recipe.data
     info = call_with_kwargs("data.name", dataset_info, d.name)  # an unknown name: one line
@@ -204,14 +204,33 @@ def _recipes(args) -> int:
         table.add_row(path.stem, r.family, r.model.name + (" (twin)" if r.model.twin else ""), r.data.name,
                       method_label(r), str(r.epochs))
     make_console().print(table)
+    make_console().print(_methods_table())
     return 0
 
 
+def _methods_table():
+    """The registered methods (a user's too, once imported): what ``pruning.method`` may name."""
+    from rich.table import Table
+
+    from .recipe.methods import PruningMethodConfig
+    from .reparam import list_methods
+
+    table = Table(title="pruning methods (pruning.method)")
+    for column in ("method", "control", "keys of its own", "what it is"):
+        table.add_column(column)
+    shared = set(PruningMethodConfig.model_fields)
+    for m in list_methods():
+        keys = [k for k in m.config.model_fields if k not in shared]
+        table.add_row(m.name, m.control, ", ".join(keys), m.description)
+    return table
+
+
 def _demo(args) -> int:
-    from .engine import run_status, train
+    from .engine import train
     from .recipe import load_recipe
     from .report import ConsoleSink, PlotSink, make_console
     from .report.runs import compare_runs, compare_table, plot_compare
+    from .runs import run_status
 
     runs = []
     for name in ("digits_snn_dense", "digits_snn_lats", "digits_ann_dense", "digits_ann_lats"):
@@ -238,7 +257,7 @@ _RUN_FOLDER = Path("<run folder>")  # `report --plot` without a directory
 
 
 def _check_exists(*paths: Path) -> None:
-    from .engine import CheckpointError
+    from .runs import CheckpointError
 
     for path in paths:
         if not path.exists():

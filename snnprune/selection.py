@@ -23,10 +23,12 @@ Example::
 from __future__ import annotations
 
 import fnmatch
+import math
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 __all__ = [
     "PRUNABLE_TYPES",
@@ -38,11 +40,18 @@ __all__ = [
     "floored_threshold",
     "with_floor",
     "kth_magnitude",
+    "floored_masks",
+    "threshold_caps",
+    "default_floor",
+    "DEFAULT_FLOOR_CAP",
+    "select_tensors",
+    "check_attachable",
     "Selector",
 ]
 
 #: Layer types whose ``weight`` can be pruned.
-PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.modules.conv._ConvNd, nn.Linear)
+PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d,
+                                               nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)
 
 Selector = None | str | type | tuple | Callable[[str, nn.Module], bool] | Iterable
 
@@ -51,7 +60,7 @@ def _tensor_names(module: nn.Module) -> list[str]:
     if isinstance(module, PRUNABLE_TYPES):
         return ["weight"] if getattr(module, "weight", None) is not None else []
     if isinstance(module, nn.MultiheadAttention):
-        if module._qkv_same_embed_dim:
+        if module.in_proj_weight is not None:  # one packed projection (same q/k/v embedding size)
             return ["in_proj_weight"]
         return ["q_proj_weight", "k_proj_weight", "v_proj_weight"]
     return []
@@ -138,30 +147,34 @@ def floored_threshold(values: Sequence[torch.Tensor], sparsity: float, min_kept:
     (``<= t`` go) while every tensor keeps at least ``min_kept`` entries, the kept ones counted
     in the budget: the others prune a little more. ``-inf`` when nothing is to be pruned.
 
+    The smallest such ``t`` among the values, found by selection, not sorting: ``t`` is the k-th
+    smallest value; a tensor that would lose more than its cap at ``t`` is capped (it prunes its
+    cap at every larger ``t`` too) and ``t`` is raised to the value that prunes the rest among the
+    others, a few passes over the values in all.
+
     Example::
 
         >>> import torch
         >>> floored_threshold([torch.tensor([1., 2., 3., 4.]), torch.tensor([0.1, 0.2])], 0.5, 1)
         2.0
     """
-    sorted_values = [v.detach().flatten().float().cpu().sort().values for v in values]
-    caps = [max(v.numel() - min_kept, 0) for v in sorted_values]
-    k = min(int(round(sparsity * sum(v.numel() for v in sorted_values))), sum(caps))
+    flat = [v.detach().flatten().float() for v in values]
+    caps = [max(v.numel() - min_kept, 0) for v in flat]
+    k = min(int(round(sparsity * sum(v.numel() for v in flat))), sum(caps))
     if k == 0:
         return float("-inf")
-    candidates = torch.cat(sorted_values).sort().values
-
-    def pruned(t: torch.Tensor) -> int:
-        return sum(min(int(torch.searchsorted(v, t, right=True)), c) for v, c in zip(sorted_values, caps))
-
-    lo, hi = 0, candidates.numel() - 1  # the smallest candidate that prunes k
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if pruned(candidates[mid]) >= k:
-            hi = mid
-        else:
-            lo = mid + 1
-    return float(candidates[lo])
+    capped: set[int] = set()
+    t = float("-inf")
+    while True:
+        need = k - sum(caps[i] for i in capped)
+        if need <= 0:  # the capped tensors alone prune k at the last t
+            return t
+        # the answer is at least every t found so far (a capped tensor stays capped above it)
+        t = max(t, float(torch.kthvalue(torch.cat([v for i, v in enumerate(flat) if i not in capped]), need).values))
+        over = {i for i, v in enumerate(flat) if i not in capped and int((v <= t).sum()) > caps[i]}
+        if not over:
+            return t
+        capped |= over
 
 
 def with_floor(masks: Sequence[torch.Tensor], scores: Sequence[torch.Tensor], min_kept: int) -> list[torch.Tensor]:
@@ -174,3 +187,135 @@ def with_floor(masks: Sequence[torch.Tensor], scores: Sequence[torch.Tensor], mi
             keep.view(-1)[torch.topk(score.detach().flatten(), k).indices] = True
         out.append(keep)
     return out
+
+
+def floored_masks(scores: Sequence[torch.Tensor], sparsity: float, scope: str, min_kept: int) -> list[torch.Tensor]:
+    """:func:`magnitude_masks` at ``sparsity`` with every tensor keeping at least ``min_kept``
+    entries, the floors counted in the budget: in global scope each tensor's ``min_kept`` best
+    scores are ranked first, so the other tensors prune a little more.
+
+    Example::
+
+        >>> import torch
+        >>> [m.tolist() for m in floored_masks([torch.tensor([1., 2.]), torch.tensor([5., 6.])], 0.5, "global", 1)]
+        [[False, True], [False, True]]
+    """
+    if not min_kept:
+        return magnitude_masks(scores, sparsity, scope)
+    ranked = list(scores)
+    if scope == "global":
+        ranked = []
+        for score in scores:
+            score = score.detach().float().clone()
+            score.view(-1)[torch.topk(score.flatten(), min(min_kept, score.numel())).indices] = math.inf
+            ranked.append(score)
+    return with_floor(magnitude_masks(ranked, sparsity, scope), scores, min_kept)
+
+
+@torch.no_grad()
+def threshold_caps(weights: Sequence[torch.Tensor], min_kept: int) -> list[float]:
+    """Per tensor, the largest threshold ``t`` that keeps ``min_kept`` magnitudes above it (``|w| > t``
+    keeps ``w``); ``inf`` when ``min_kept`` is 0."""
+    if not min_kept:
+        return [math.inf] * len(weights)
+    caps = []
+    for w in weights:
+        kth = torch.topk(w.detach().abs().flatten(), min(min_kept, w.numel())).values[-1]
+        caps.append(max(float(torch.nextafter(kth, torch.zeros_like(kth))), 0.0))
+    return caps
+
+
+#: the most weights :func:`default_floor` keeps per layer
+DEFAULT_FLOOR_CAP = 32
+
+
+def default_floor(target: float | None, sizes: list[int], per_layer: bool = False) -> int:
+    """The ``min_weights`` a Pruner takes when none is given: 0 without a target; with one, the
+    weights the target leaves (the budget) shared so that floors take at most half of it, at most
+    :data:`DEFAULT_FLOOR_CAP` per layer, and at least 1 where the budget allows (a layer with no
+    weight left disconnects the network: the digits SNN at 99% loses its readout this way). Masks
+    made per layer (``per_layer``: each layer keeps its own share of the target) take 1.
+
+    Args:
+        target: the sparsity asked for over the pruned layers, or ``None``.
+        sizes: the number of weights of each pruned layer.
+        per_layer: whether every layer is pruned to the target on its own.
+
+    Returns:
+        The floor, in weights per layer.
+
+    Example::
+
+        >>> default_floor(0.99, [144, 2304, 2304, 4608, 9216, 9216, 1280])   # 290 weights for 7 layers
+        20
+        >>> default_floor(0.9, [10_000] * 4), default_floor(None, [100])
+        (32, 0)
+    """
+    if target is None or not sizes:
+        return 0
+    if per_layer:
+        return 1
+    budget = int((1.0 - float(target)) * sum(sizes))
+    floor = min(DEFAULT_FLOOR_CAP, budget // (2 * len(sizes)))
+    return floor if floor > 0 else int(budget >= len(sizes))
+
+
+def select_tensors(model: nn.Module, include: Selector = None, exclude: Selector = None, keep_first: bool = False,
+                   keep_last: bool = False) -> list[tuple[str, nn.Module, str]]:
+    """The prunable tensors a Pruner takes (:func:`prunable_tensors` filtered by ``include``,
+    ``exclude`` and the first/last kept dense), refusing a selection that leaves none."""
+    candidates = prunable_tensors(model)
+    if not candidates:
+        raise ValueError(f"{type(model).__name__} has no prunable layer (nn.Conv*/nn.Linear with a weight)")
+    dense = {candidates[0][0]} if keep_first else set()
+    if keep_last:
+        dense.add(candidates[-1][0])
+    selected = [
+        (name, m, t)
+        for name, m, t in candidates
+        if name not in dense
+        and (include is None or matches(include, name, m))
+        and not (exclude is not None and matches(exclude, name, m))
+    ]
+    if not selected:
+        raise ValueError(
+            "no layer selected for pruning: include/exclude/keep_first/keep_last leave none of "
+            f"the {len(candidates)} conv/linear layers"
+        )
+    return selected
+
+
+def check_attachable(model: nn.Module, selected: list[tuple[str, nn.Module, str]], method_type: type) -> None:
+    """Refuse, naming the layer, what snnprune cannot prune correctly: a tensor already
+    parametrized (by ``method_type``, i.e. pruned, or by anything else), computed by a legacy hook,
+    lazy, or shared by several layers."""
+    owners: dict[int, list[str]] = {}
+    for path, module in model.named_modules(remove_duplicate=False):
+        for pname, p in module.named_parameters(recurse=False, remove_duplicate=False):
+            owners.setdefault(id(p), []).append(f"{path}.{pname}".lstrip("."))
+    for name, module, tensor in selected:
+        label = name or type(module).__name__
+        if parametrize.is_parametrized(module, tensor):
+            if any(isinstance(p, method_type) for p in module.parametrizations[tensor]):
+                raise ValueError(f"layer {label!r} is already pruned: attach one Pruner per model (or bake it first)")
+            raise ValueError(
+                f"layer {label!r} already has a parametrization on {tensor} "
+                f"({type(module.parametrizations[tensor][0]).__name__}, e.g. weight_norm): snnprune cannot stack on "
+                "it; remove it or exclude the layer"
+            )
+        param = dict(module.named_parameters(recurse=False)).get(tensor)
+        if param is None:
+            raise ValueError(
+                f"layer {label!r} computes its {tensor} from other parameters (legacy weight_norm/spectral_norm "
+                "hooks): remove the hook or exclude the layer"
+            )
+        if isinstance(param, nn.parameter.UninitializedParameter):
+            raise ValueError(
+                f"layer {label!r} is lazy and not initialised yet: run one forward before attaching the Pruner"
+            )
+        shared = owners.get(id(param), [])
+        if len(shared) > 1:
+            raise ValueError(
+                f"the {tensor} of {label!r} is shared by {', '.join(shared)} (tied weights): snnprune prunes one "
+                "tensor per layer; exclude those layers (exclude=[...]) to keep the tied tensor dense"
+            )

@@ -18,11 +18,11 @@ import torch
 
 from snnprune.channels import ChannelSpec, prune_channels
 from snnprune.cli import main
-from snnprune.engine import load_checkpoint, train
-from snnprune.engine.artifacts import load_run_model
+from snnprune.engine import train
 from snnprune.metrics import count_ops
 from snnprune.models import create_model
 from snnprune.recipe import Recipe, RecipeError, load_recipe
+from snnprune.runs import load_checkpoint, load_run_model
 
 ROOT = Path(__file__).resolve().parent.parent
 # two epochs, the cut at the start of the second: six steps of sparsity training are too few for

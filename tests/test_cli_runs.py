@@ -78,10 +78,10 @@ def test_report_plot_draws_a_run_or_checkpoint_into_a_folder(runs, capsys, tmp_p
 
 
 def test_every_export_format_round_trips_or_names_the_layer(runs, capsys, tmp_path):
-    from snnprune.engine.artifacts import load_run_model
     from snnprune.export import load_sparse
     from snnprune.export.run import example_input
     from snnprune.models import create_model
+    from snnprune.runs import load_run_model
 
     final = torch.load(runs["digits_snn_lats"] / "final_model.pt", weights_only=True)
     snn = runs["digits_snn_lats"]

@@ -18,7 +18,7 @@ MODULES = sorted(
 
 
 def test_the_public_core_modules_have_examples():
-    core = ("snnprune.reparam", "snnprune.schedules", "snnprune.pruner", "snnprune.recipe", "snnprune.engine.build")
+    core = ("snnprune.reparam", "snnprune.schedules", "snnprune.pruner", "snnprune.recipe", "snnprune.build")
     for name in core:
         assert doctest.DocTestFinder().find(importlib.import_module(name)), name
 
@@ -85,7 +85,11 @@ def test_the_api_reference_lists_the_pruner_and_every_registered_method(built_si
 
     assert 'id="snnprune.Pruner"' in (built_site / "api" / "pruner.html").read_text()
     methods = (built_site / "api" / "methods.html").read_text()
-    for name, cls in METHODS.items():
+    # the site is built in a fresh process: it lists the package's methods, not those a test
+    # module registered in this one
+    shipped = {name: cls for name, cls in METHODS.items() if cls.__module__.startswith("snnprune.")}
+    assert shipped
+    for name, cls in shipped.items():
         assert f"<span class=\"pre\">{name}</span>" in methods, name
         assert f'id="snnprune.reparam.{cls.__name__}"' in methods or f'id="{cls.__module__}.{cls.__qualname__}"' \
             in methods, cls

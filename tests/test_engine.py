@@ -15,10 +15,11 @@ import pytest
 import torch
 
 from snnprune.cli import main
-from snnprune.engine import load_checkpoint, train
+from snnprune.engine import train
 from snnprune.models import create_model
 from snnprune.recipe import RecipeError, load_recipe
 from snnprune.reparam import SoftThreshold
+from snnprune.runs import load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,18 +122,16 @@ def test_a_method_registered_at_runtime_trains_from_a_recipe_dict(tmp_path, data
     assert hasattr(snnprune.reparam, "METHODS"), "the method registry (snnprune.reparam.METHODS) is missing"
     assert snnprune.reparam.METHODS["toy_test"] is Toy
     base = load_recipe("digits_ann_lats", ["epochs=1", "data.limit=64", "batch_size=32"]).model_dump()
-    pruning = {"method": "toy_test", "options": {"scale": 2.0}, "final_threshold": 0.05}
+    pruning = {"method": "toy_test", "scale": 2.0, "final_threshold": 0.05}
     recipe = load_recipe({**base, "pruning": pruning})
     assert recipe.pruning.label == "toy_test / lats"
     result = train(recipe, tmp_path)
     assert result.history[-1]["threshold"] == 0.05 and result.history[-1]["sparsity"] > 0
     state = load_checkpoint(tmp_path / "last.pt")
-    assert state["recipe"]["pruning"]["options"] == {"scale": 2.0}
+    assert state["recipe"]["pruning"]["scale"] == 2.0
 
-    typo = load_recipe({**base, "pruning": {"method": "toy_tset", "final_threshold": 0.05}})
     with pytest.raises(RecipeError, match="unknown pruning method 'toy_tset' .*did you mean 'toy_test'"):
-        train(typo, tmp_path / "typo")
-    assert not (tmp_path / "typo" / "metrics.jsonl").exists()  # rejected before anything is written
+        load_recipe({**base, "pruning": {"method": "toy_tset", "final_threshold": 0.05}})
 
 
 LEGACY = ROOT / "tests" / "fixtures" / "legacy_run"
@@ -204,7 +203,7 @@ def test_the_engine_prints_nothing_and_sinks_see_the_run(tmp_path, data_home, ca
 
 
 def test_fresh_replaces_a_run_and_run_status_tells_what_a_folder_holds(tmp_path, data_home):
-    from snnprune.engine import run_status
+    from snnprune.runs import run_status
 
     small = ["epochs=1", "data.limit=32", "batch_size=32"]
     recipe = load_recipe("digits_snn_lats", small)
@@ -330,3 +329,75 @@ def test_resume_with_a_different_recipe_is_refused(tmp_path, capsys, data_home):
     args = ["train", "digits_snn_lats", "--set", "epochs=5", "--out", str(tmp_path), "--resume"]
     code, lines = run_main(args, capsys)
     assert code == 2 and len(lines) == 1 and "different recipe" in lines[0]
+
+
+def extending_example(name: str) -> str:
+    """The python block of a section of docs/extending.md."""
+    import re
+
+    page = (ROOT / "docs" / "extending.md").read_text()
+    section = page.split(f"## {name}\n", 1)[1].split("\n## ", 1)[0]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_docs_metric_and_callback_example_runs_and_logs_its_keys(tmp_path, monkeypatch, data_home, capsys):
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(extending_example("A metric or a callback"), "docs/extending.md", "exec"), namespace)
+    result = namespace["result"]
+    history = result.history
+    peaks = [m["peak_sparsity"] for m in history]
+    assert peaks == [max(m["sparsity"] for m in history[: i + 1]) for i in range(len(history))]
+    assert all(m["weight_norm"] > 0 for m in history)
+    logged = [json.loads(line) for line in (tmp_path / "runs/digits_metrics/metrics.jsonl").read_text().splitlines()]
+    assert [m["peak_sparsity"] for m in logged if m["kind"] == "epoch"] == peaks
+    assert load_checkpoint(tmp_path / "runs/digits_metrics/last.pt")["callbacks"]["PeakSparsity"] == {"peak": peaks[-1]}
+    assert capsys.readouterr().out.split() == [str(history[-1]["weight_norm"]), str(peaks[-1])]
+
+    # the metric and the callback belonged to that run: the next one in this process has neither
+    plain = train(load_recipe("digits_snn_lats", ["epochs=1", "data.limit=32", "batch_size=32"]), tmp_path / "plain")
+    assert "weight_norm" not in plain.final and "peak_sparsity" not in plain.final
+
+
+def test_a_callbacks_state_is_saved_and_given_back_on_resume(tmp_path, data_home):
+    from snnprune.engine import Callback
+
+    class Steps(Callback):
+        """Counts the optimizer steps of the whole run, across resumes."""
+
+        def __init__(self):
+            self.steps, self.loaded = 0, None
+
+        def on_step(self, run, loss):
+            self.steps += 1
+
+        def on_epoch_end(self, run, metrics):
+            metrics["steps_seen"] = self.steps
+
+        def state_dict(self):
+            return {"steps": self.steps}
+
+        def load_state_dict(self, state):
+            self.steps = self.loaded = state["steps"]
+
+    recipe = load_recipe("digits_snn_lats", ["epochs=2", "data.limit=64", "batch_size=32"])  # 2 steps per epoch
+    whole = train(recipe, tmp_path / "whole", callbacks=[Steps()])
+    assert [m["steps_seen"] for m in whole.history] == [2, 4]
+    first = Steps()
+    assert train(recipe, tmp_path / "cut", callbacks=[first], stop_after_steps=3).interrupted
+    again = Steps()
+    resumed = train(recipe, tmp_path / "cut", callbacks=[again], resume=True)
+    assert again.loaded == 3 and again.steps == 4
+    assert [m["steps_seen"] for m in resumed.history] == [2, 4]
+
+
+def test_a_run_declares_its_fields(tmp_path, data_home):
+    from snnprune.engine import Callback
+
+    class Stash(Callback):
+        def on_start(self, run):
+            run.my_batch = None  # a field Run does not declare
+
+    with pytest.raises(AttributeError, match="my_batch"):
+        train(load_recipe("digits_snn_lats", ["epochs=1", "data.limit=32", "batch_size=32"]), tmp_path,
+              callbacks=[Stash()])

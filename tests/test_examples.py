@@ -63,5 +63,5 @@ def test_channel_pruning_shrinks_the_model_and_the_export_reloads_it(tmp_path, m
 def test_the_amp_and_ema_loop_prunes_the_model_and_its_average(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = run_example("amp_ema_loop", "--steps", "2", "--accumulate", "2")
-    assert 0.0 < result["sparsity"] <= 1.0
-    assert 0.0 < result["ema_sparsity"] <= 1.0
+    assert result["sparsity"] == pytest.approx(0.8, abs=0.01)  # the target, over every layer (none kept dense)
+    assert result["ema_sparsity"] >= result["sparsity"]          # the live masks, on the average's own zeros

@@ -174,8 +174,8 @@ def test_the_fix_a_message_names_works(tmp_path, capsys):
     ("epochs=0", "epochs=0: input should be greater than or equal to 1: add --set epochs=1"),
     ("optim.lr=-1", "optim.lr=-1: input should be greater than 0: add --set optim.lr=0.1"),
     ("optim.name=sgdd", "optim.name='sgdd': input should be 'sgd' or 'adamw': add --set optim.name=sgd"),
-    ("pruning.schedule=lat", "pruning.schedule='lat': input should be 'lats', 'slats', 'pgh', 'sine', 'linear' or "
-                             "'constant': add --set pruning.schedule=lats"),
+    ("pruning.schedule=lat", "pruning.schedule='lat' is not a threshold schedule (known: lats, slats, pgh, sine, "
+                             "linear, constant): add --set pruning.schedule=lats"),
     ("pruning.l1=0.001", "pruning.l1=0.001 and pruning.final_threshold=0.2 are two forms of one threshold (λ and D): "
                          "keep one of them in the recipe"),
     ("family=dense", "pruning.method='soft_threshold' prunes, family 'dense' does not: add --set "

@@ -33,7 +33,7 @@ ALLOWED: dict[tuple[str, str], str] = {
     "dict(module.named_parameters(recurse=False))",
     ("engine/trainer.py", "_foreach_norm"): "all gradient norms in one kernel; public: "
     "torch.nn.utils.get_total_norm",
-    ("engine/checkpoint.py", "_foreach_norm"): "as in engine/trainer.py",
+    ("runs/checkpoint.py", "_foreach_norm"): "as in engine/trainer.py",
     ("data/neuromorphic.py", "_folder_contains_at_least_n_files_of_type"): "tonic's (not torch's) check that a "
     "data set is on disk; public: counting the files with pathlib",
 }

@@ -134,3 +134,57 @@ def test_schedule_errors_are_one_clear_exception():
         Pruner(torch.nn.Linear(3, 3), "soft_threshold", SLATS(final=1.0))
     with pytest.raises(ValueError, match="total number of optimizer steps"):
         Pruner(torch.nn.Linear(3, 3), "soft_threshold", LATS(final=1.0, lr=[0.1] * 5))
+
+
+# -- LATS(final=D) warns only when the run does not land on D ---------------------------------
+def _lats_run(steps, make_sched, *, every=1, told=1, before_pruner=False, actual_lr=None):
+    """A LATS(final=0.05) run whose scheduler is stepped every ``every`` steps (before or after
+    pruner.step), LATS told ``steps_per_lr_step=told``; ``actual_lr`` replaces the optimizer's."""
+    import warnings
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 6))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = make_sched(opt)
+    pruner = Pruner(model, "soft_threshold", LATS(final=0.05, lr=sched, steps_per_lr_step=told), total_steps=steps)
+    trail = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for t in range(steps):
+            opt.zero_grad()
+            model(torch.randn(4, 6)).sum().backward()
+            opt.step()
+            if before_pruner:
+                sched.step()
+            pruner.step(opt) if actual_lr is None else pruner.step(lr=actual_lr)
+            if not before_pruner and (t + 1) % every == 0:
+                sched.step()
+            trail.append(pruner.threshold)
+    return trail, [str(w.message) for w in caught if "LATS" in str(w.message)]
+
+
+def test_lats_with_a_per_step_scheduler_stepped_before_the_pruner_lands_on_d_without_a_warning():
+    trail, said = _lats_run(40, lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, 40), before_pruner=True)
+    assert said == []
+    assert trail[-1] == 0.05
+    assert trail[-1] - trail[-2] <= 0.05 * 2 / 40  # no jump: at most one step's increment (λ·η₀)
+
+
+def test_lats_with_a_per_epoch_multistep_scheduler_lands_on_d_without_a_warning():
+    trail, said = _lats_run(40, lambda opt: torch.optim.lr_scheduler.MultiStepLR(opt, [2, 3], 0.1), every=10, told=10)
+    assert said == []
+    assert trail[-1] == pytest.approx(0.05, rel=1e-12)
+    assert trail[-2] < 0.05  # reached at the last step, not before
+
+
+def test_lats_whose_learning_rates_sum_to_less_than_planned_warns_at_the_last_step_where_it_jumps():
+    trail, said = _lats_run(20, lambda opt: torch.optim.lr_scheduler.ConstantLR(opt, 1.0, 1), actual_lr=0.05)
+    assert len(said) == 1 and "did not land on D smoothly" in said[0] and "stood at 0.02375" in said[0]
+    assert trail[-2] == pytest.approx(0.05 * 19 / 40) and trail[-1] == 0.05
+
+
+def test_lats_whose_learning_rates_reach_the_planned_sum_early_warns_when_it_holds_at_d():
+    # a per-epoch scheduler simulated as a per-step one: the plan has the LR fall after 2 steps
+    trail, said = _lats_run(40, lambda opt: torch.optim.lr_scheduler.MultiStepLR(opt, [2, 3], 0.1), every=10)
+    assert len(said) == 1 and "reached D at step 3 of 40" in said[0] and "steps_per_lr_step" in said[0]
+    assert trail[2] == trail[-1] == 0.05

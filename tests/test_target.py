@@ -2,6 +2,7 @@
 percentage points of the target, for soft thresholding (LATS with a λ controller) and the
 sparsity-driven baselines."""
 
+import re
 import warnings
 
 import pytest
@@ -208,12 +209,22 @@ def test_an_explicit_sparsity_schedule_floors_every_layer_like_a_target():
     from snnprune.schedules import Cubic
 
     model, x, y = task()
-    pruner = Pruner(model, "gmp", Cubic(final=0.995, start=0, end=40, every=5))
-    assert pruner.min_weights == Pruner(task()[0], "gmp", target_sparsity=0.995, total_steps=40).min_weights == 3
+    pruner = Pruner(model, "gmp", Cubic(final=0.995, start=0, end=40, every=5), scope="global")
+    assert pruner.min_weights == Pruner(task()[0], "gmp", target_sparsity=0.995, total_steps=40,
+                                        scope="global").min_weights == 3
     train(model, pruner, x, y, 45)
     assert all(int(m.sum()) >= 3 for m in pruner.masks().values())  # no layer cut off
     assert abs(pruner.sparsity().pruned - 0.995) <= 0.005
     assert Pruner(task()[0], "gmp", Cubic(final=0.995, start=0, end=40, every=5), min_weights=0).min_weights == 0
+
+
+def test_per_layer_masks_keep_each_layer_s_share_with_a_floor_of_one_and_land_on_the_target():
+    model, x, y = task()
+    pruner = Pruner(model, "gmp", target_sparsity=0.5, total_steps=8)  # GMP: per layer by default
+    assert pruner.scope == "layer" and pruner.min_weights == 1
+    train(model, pruner, x, y, 8)
+    assert all(v == pytest.approx(0.5) for v in pruner.sparsity().layers.values())
+    assert pruner.sparsity().pruned == 0.5
 
 
 def test_a_floor_above_the_budget_warns():
@@ -384,3 +395,112 @@ def test_a_learned_method_that_follows_the_plan_does_not_warn_about_its_gain():
         train(model, pruner, x, y, 80)
     assert pruner.controller.history[-2][2] > 0.8  # the regulariser took it most of the way
     assert not [w for w in caught if "largest gain" in str(w.message)]
+
+
+def _stuck_run(opt_class, **group):
+    model, x, y = task()
+    pruner = Pruner(model, "ltp", target_sparsity=0.9, total_steps=120, min_weights=0)
+    own = {id(p) for p in pruner.parameters()}
+    opt = opt_class([{"params": [p for p in model.parameters() if id(p) not in own]},
+                     {"params": list(pruner.parameters()), "lr": 1e-7, **group}], lr=1e-3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(model, pruner, x, y, 120, opt=opt)
+    return [str(w.message) for w in caught if "largest gain" in str(w.message)]
+
+
+def test_the_largest_gain_advice_under_adam_says_the_penalty_cannot_speed_the_thresholds():
+    (said,) = _stuck_run(torch.optim.Adam)
+    assert "Under Adam a step's size does not grow with the penalty's gradient" in said
+    assert re.search(r"larger learning rate than its [0-9.e-]+$", said) and "weight_decay" not in said
+
+
+def test_the_largest_gain_advice_under_sgd_does_not_tell_an_sgd_user_to_use_sgd():
+    (said,) = _stuck_run(torch.optim.SGD, momentum=0.9)
+    assert "Under SGD" in said and re.search(r"their learning rate [0-9.e-]+ is too small", said)
+    assert "with SGD" not in said and "Adam" not in said
+
+
+def test_the_largest_gain_advice_names_weight_decay_on_the_thresholds():
+    (said,) = _stuck_run(torch.optim.SGD, weight_decay=0.1)
+    assert "weight_decay=0.1 also pulls the thresholds down" in said
+
+
+def test_a_learned_method_whose_projection_cannot_bring_weights_back_says_so():
+    from snnprune.reparam import Reparameterization
+
+    class Overshoots(Reparameterization):  # a learned threshold far above every weight, the default projection
+        control = "learned"
+
+        def __init__(self):
+            super().__init__()
+            self.t = torch.nn.Parameter(torch.tensor(10.0))
+
+        def transform(self, latent):
+            return latent * (latent.abs() > self.t)
+
+    model, x, y = task()
+    pruner = Pruner(model, Overshoots(), target_sparsity=0.5, total_steps=2, min_weights=0)
+    with pytest.warns(UserWarning, match=r"50.00% not reached: .* had pruned 100.00% .* can bring back only weights "
+                                         r"that are not 0, so 100.00% stay pruned"):
+        train(model, pruner, x, y, 2)
+
+
+def test_the_floored_threshold_is_the_smallest_value_that_prunes_the_target_with_every_floor_kept():
+    from snnprune.selection import floored_threshold
+
+    gen = torch.Generator().manual_seed(0)
+    for trial in range(300):
+        sizes = torch.randint(1, 30, (int(torch.randint(1, 6, (1,), generator=gen)),), generator=gen).tolist()
+        values = [torch.randn(n, generator=gen).abs() * 10 ** float(torch.randint(-2, 2, (1,), generator=gen))
+                  for n in sizes]
+        values = [v.round() if trial % 3 == 0 else v for v in values]  # ties
+        sparsity, floor = trial / 300, trial % 7
+        caps = [max(n - floor, 0) for n in sizes]
+        k = min(round(sparsity * sum(sizes)), sum(caps))
+        pruned = [sum(min(int((v <= t).sum()), c) for v, c in zip(values, caps)) for t in torch.cat(values)]
+        want = min((float(t) for t, p in zip(torch.cat(values), pruned) if p >= k), default=None)
+        assert floored_threshold(values, sparsity, floor) == (float("-inf") if k == 0 else want), trial
+
+
+@pytest.mark.parametrize("method, kwargs", [("soft_threshold", {}), ("gmp", {}), ("ltp", {}),
+                                            ("str", {"s_init": -5.0})])
+def test_reach_lands_on_the_target_at_its_fraction_of_the_run_and_freezes_the_mask(method, kwargs):
+    model, x, y = task()
+    pruner = Pruner(model, method, target_sparsity=0.9, total_steps=60, reach=0.5, method_kwargs=kwargs)
+    assert pruner.reach_step == 30
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    seen = {}
+    for step in range(1, 61):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        (loss + pruner.regularization() if pruner.has_regularization else loss).backward()
+        opt.step()
+        pruner.step(opt)
+        seen[step] = (pruner.sparsity().pruned, pruner.frozen, pruner.masks())
+    assert abs(seen[30][0] - 0.9) <= 0.005 and seen[30][1] and not seen[29][1]
+    assert all(torch.equal(seen[60][2][k], m) for k, m in seen[30][2].items())  # held to the end
+
+
+def test_a_landing_that_removes_more_than_max_jump_at_once_warns_and_a_gradual_one_does_not():
+    from snnprune.pruner import MAX_JUMP
+
+    model, x, y = task()
+    gradual = Pruner(model, "gmp", target_sparsity=0.9, total_steps=40, reach=0.75)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train(model, gradual, x, y, 40)
+    model, x, y = task()
+    pruner = Pruner(model, "ltp", target_sparsity=0.9, total_steps=20, reach=0.5, min_weights=0,
+                    method_kwargs={"l0": 0.0})  # no push: the projection does it all at step 10
+    with pytest.warns(UserWarning, match=r"step 10 removed .* of the pruned weights at once") as caught:
+        train(model, pruner, x, y, 20)
+    assert MAX_JUMP == 0.01 and len([w for w in caught if "at once" in str(w.message)]) == 1
+
+
+def test_reach_needs_a_target_and_a_fraction():
+    model, _, _ = task()
+    with pytest.raises(ValueError, match="reach= goes with target_sparsity="):
+        Pruner(model, "soft_threshold", LATS(l1=0.1), reach=0.5)
+    with pytest.raises(ValueError, match=r"reach must be in \(0, 1\]"):
+        Pruner(model, "soft_threshold", target_sparsity=0.9, total_steps=10, reach=1.5)

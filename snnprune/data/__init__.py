@@ -1,5 +1,6 @@
 """Data sets for snnprune: one registry over torchvision image sets, tonic event sets and two
 small data sets that need no download (``digits`` and its event-camera version ``digits_dvs``).
+A data set of your own is a builder registered with :func:`register_dataset`.
 
 Event data become frames ``[T, C, H, W]`` (tonic ``ToFrame``), cached on disk after the first
 epoch (tonic ``DiskCachedDataset``); :func:`make_loader` batches them time-major ``[T, N, C, H, W]``.
@@ -16,9 +17,13 @@ Example:
 from .errors import DatasetNotFoundError
 from .framing import EventFrames, Framing
 from .loader import collate_time_major, first_samples, make_loader
-from .registry import DatasetInfo, create_dataset, dataset_info, default_root, list_datasets
+from .registry import DATASETS, DatasetInfo, create_dataset, dataset_info, default_root, list_datasets, register_dataset
+
+# the shipped data sets register themselves when their modules load
+from . import digits, digits_dvs, images, neuromorphic  # noqa: E402, F401  isort: skip
 
 __all__ = [
+    "DATASETS",
     "DatasetInfo",
     "DatasetNotFoundError",
     "EventFrames",
@@ -30,4 +35,5 @@ __all__ = [
     "first_samples",
     "list_datasets",
     "make_loader",
+    "register_dataset",
 ]

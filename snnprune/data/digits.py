@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .registry import register_dataset
 from .splits import canonical_split, stratified_split
 
 DIGITS_TEST_FRACTION = 0.2
@@ -62,6 +63,8 @@ class Digits(Dataset):
         return self.images[index], self.targets[index]
 
 
+@register_dataset("digits", in_channels=1, input_size=8, num_classes=10,
+                  description="scikit-learn digits, images [1, 8, 8], shipped with scikit-learn")
 def digits(root, split: str) -> Digits:
     """The ``digits`` data set of the registry (``root`` is unused: the data ship with scikit-learn).
 

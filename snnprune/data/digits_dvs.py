@@ -31,6 +31,7 @@ import numpy as np
 
 from .digits import digit_images, digits_split
 from .framing import EventFrames, make_framing
+from .registry import register_dataset
 
 GENERATOR_VERSION = 1
 SACCADE_US = 100_000
@@ -222,6 +223,8 @@ class DigitsDVS:
         return {**self.__dict__, "_events": None}
 
 
+@register_dataset("digits_dvs", in_channels=2, input_size=24, num_classes=10, events=True,
+                  description="saccade-simulated event digits, frames [T, 2, 24, 24], generated")
 def digits_dvs(root: str, split: str, n_time_bins: int | None = None, time_window: float | None = None,
                size: int | None = None, image_size: int = 16, cache_dir: str | None = None) -> EventFrames:
     """The embedded neuromorphic data set: frames [T, 2, 24, 24] of saccade-recorded digits.

@@ -13,6 +13,12 @@ class DatasetNotFoundError(FileNotFoundError):
     The message is one line that names the expected folder layout and where the data comes from,
     so a command-line tool can print it as it is and exit with status 2.
 
+    Args:
+        dataset: the data set's name.
+        path: where the loader looked.
+        layout: the expected files, relative to the root.
+        source: where the data can be obtained.
+
     Example:
         >>> err = DatasetNotFoundError("cifar10", "/data/cifar-10-batches-py",
         ...                            "<root>/cifar-10-batches-py/data_batch_1..5",

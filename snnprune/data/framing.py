@@ -49,6 +49,11 @@ class Framing:
     file is read: ``n_time_bins`` and ``size`` are integers >= 1, ``time_window`` a positive number
     of µs, and ``n_time_bins`` and ``time_window`` are never both given.
 
+    Args:
+        n_time_bins: frames per recording (default ``DEFAULT_TIME_BINS`` without a ``time_window``).
+        time_window: the length of one frame in µs, instead of a fixed number of frames.
+        size: downsample the sensor to ``size x size`` pixels first; None keeps its size.
+
     Example:
         >>> Framing(n_time_bins=8).key((128, 128, 2))
         'bins8_128x128_v1'
@@ -109,6 +114,14 @@ def make_framing(n_time_bins: int | None = None, time_window: float | None = Non
     """The builders' front to :class:`Framing`: ``None`` means "not given", so neither argument
     gives ``DEFAULT_TIME_BINS`` bins.
 
+    Args:
+        n_time_bins: frames per recording, or None.
+        time_window: µs per frame, or None.
+        size: the downsampled sensor side in pixels, or None.
+
+    Returns:
+        The checked :class:`Framing`.
+
     Example:
         >>> make_framing(time_window=1000).n_time_bins is None, make_framing().n_time_bins
         (True, 16)
@@ -142,6 +155,12 @@ class EventFrames(Dataset):
     ``cache_dir/<DataSet>/<framing key>_<file-list hash>/`` the first time it is read. The cache is
     indexed by the recording's position in the whole data set, so train and test subsets share it.
     Batch with :func:`snnprune.data.collate_time_major` (``make_loader`` does).
+
+    Args:
+        recordings: the tonic data set of event recordings.
+        framing: how the events become frames.
+        cache_dir: the root of the frame cache.
+        indices: the recordings of this subset (positions in ``recordings``); None for all.
 
     Example:
         >>> from snnprune.data import create_dataset

@@ -7,6 +7,7 @@ import os
 from torchvision import datasets, transforms
 
 from .errors import DatasetNotFoundError
+from .registry import register_dataset
 from .splits import canonical_split
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -14,6 +15,8 @@ CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 
 
+@register_dataset("imagenet", in_channels=3, input_size=224, num_classes=1000,
+                  description="ImageNet-1k, ImageFolder trees root/train and root/val")
 def imagenet(root: str, split: str, image_size: int = 224, augment: bool = True):
     """ImageNet-1k as a torchvision ``ImageFolder`` on ``root/train`` or ``root/val``.
 
@@ -89,6 +92,8 @@ def _cifar(cls, mean, std, root, split, augment, verify_md5, download):
     return cls(root, train=train, transform=tf, verify_md5=verify_md5, download=download)
 
 
+@register_dataset("cifar10", in_channels=3, input_size=32, num_classes=10,
+                  description="CIFAR-10, python pickles in root/cifar-10-batches-py")
 def cifar10(root: str, split: str, augment: bool = True, verify_md5: bool = False, download: bool = False):
     """CIFAR-10 (50 000 / 10 000 images, 32x32) from ``root/cifar-10-batches-py``.
 
@@ -102,6 +107,8 @@ def cifar10(root: str, split: str, augment: bool = True, verify_md5: bool = Fals
     return _cifar(LocalCIFAR10, CIFAR10_MEAN, CIFAR10_STD, root, split, augment, verify_md5, download)
 
 
+@register_dataset("cifar100", in_channels=3, input_size=32, num_classes=100,
+                  description="CIFAR-100, python pickles in root/cifar-100-python")
 def cifar100(root: str, split: str, augment: bool = True, verify_md5: bool = False, download: bool = False):
     """CIFAR-100 (fine labels) from ``root/cifar-100-python``; same transforms as :func:`cifar10`.
 

@@ -12,6 +12,12 @@ def collate_time_major(batch) -> tuple[torch.Tensor, torch.Tensor]:
     Time-major is the layout SpikingJelly's multi-step modules take. Sequences of different length
     (framing by ``time_window``) are zero-padded at the end to the longest one in the batch.
 
+    Args:
+        batch: a list of ``(frames, label)`` pairs, frames ``[T_i, C, H, W]``.
+
+    Returns:
+        ``frames [T, N, C, H, W]`` (``T`` the longest ``T_i``) and ``labels [N]`` (int64).
+
     Example:
         >>> x, y = collate_time_major([(torch.ones(4, 2, 8, 8), 1), (torch.ones(3, 2, 8, 8), 0)])
         >>> tuple(x.shape), y.tolist(), x[3, 1].sum().item()
@@ -29,6 +35,13 @@ def first_samples(dataset: Dataset, n: int) -> torch.Tensor:
     """The inputs of the first ``n`` samples of ``dataset`` (all, if it has fewer) as one float
     batch shaped as the model takes it: ``[N, C, H, W]``, or ``[T, N, C, H, W]`` for event frames
     (``dataset.time_major``). The engine's fixed held-out batch and the channel cut's example.
+
+    Args:
+        dataset: a map-style data set of ``(input, label)`` pairs.
+        n: how many samples, from the first.
+
+    Returns:
+        The inputs as one float tensor (labels dropped).
 
     Example:
         >>> class Frames(list):
@@ -62,6 +75,21 @@ def make_loader(
     worker processes (re-seed ``loader.generator`` before an epoch to make that epoch repeatable).
     A ``sampler`` given here replaces the shuffling/sharding above; ``persistent_workers`` defaults
     to ``workers > 0``.
+
+    Args:
+        dataset: a data set from :func:`~snnprune.data.create_dataset` (any map-style data set).
+        batch_size: samples per batch (per process when ``distributed``).
+        train: shuffle (and shard with shuffling) when True.
+        workers: DataLoader worker processes.
+        distributed: shard over the process group with a ``DistributedSampler``.
+        pin_memory: default: whether CUDA is available.
+        drop_last: drop the last incomplete batch.
+        seed: fixes the shuffle order and the workers' seeds; None draws them from torch.
+        sampler: replaces the shuffling and sharding above.
+        persistent_workers: default: ``workers > 0``.
+
+    Returns:
+        The ``torch.utils.data.DataLoader``.
 
     Example:
         >>> from snnprune.data import create_dataset

@@ -25,6 +25,7 @@ import tonic
 from .._validation import first_line
 from .errors import DatasetNotFoundError
 from .framing import EventFrames, Framing, make_framing
+from .registry import register_dataset
 from .splits import canonical_split, stratified_split
 
 CIFAR10_DVS_TEST_FRACTION = 0.1
@@ -159,6 +160,8 @@ def _frames(recordings, root, cache_dir, framing: Framing, indices=None) -> Even
     return EventFrames(recordings, framing, cache_dir or os.path.join(root, "cache"), indices)
 
 
+@register_dataset("dvs_gesture", in_channels=2, input_size=128, num_classes=11, events=True,
+                  description="DVS128 Gesture (tonic), frames [T, 2, 128, 128]")
 def dvs_gesture(root, split, n_time_bins=None, time_window=None, size=None, cache_dir=None, download=False,
                 skip_corrupt=False):
     """DVS128 Gesture as frames [T, 2, H, W]; tonic's train (1077) / test (264) split.
@@ -176,6 +179,8 @@ def dvs_gesture(root, split, n_time_bins=None, time_window=None, size=None, cach
     return _frames(rec, root, cache_dir, framing)
 
 
+@register_dataset("cifar10_dvs", in_channels=2, input_size=128, num_classes=10, events=True,
+                  description="CIFAR10-DVS (tonic, .aedat4), frames [T, 2, 128, 128]")
 def cifar10_dvs(root, split, n_time_bins=None, time_window=None, size=None, cache_dir=None, download=False,
                 skip_corrupt=False):
     """CIFAR10-DVS as frames [T, 2, H, W]; a deterministic stratified 9:1 train/test split.
@@ -193,6 +198,8 @@ def cifar10_dvs(root, split, n_time_bins=None, time_window=None, size=None, cach
     return _frames(rec, root, cache_dir, framing, indices)
 
 
+@register_dataset("nmnist", in_channels=2, input_size=34, num_classes=10, events=True,
+                  description="N-MNIST (tonic), frames [T, 2, 34, 34]")
 def nmnist(root, split, n_time_bins=None, time_window=None, size=None, cache_dir=None, download=False,
            skip_corrupt=False):
     """N-MNIST as frames [T, 2, 34, 34]; the official 60 000 / 10 000 split.

@@ -2,17 +2,24 @@
 exact resume and JSONL/TensorBoard logs. It prints nothing: a caller that wants a console passes
 a sink (``train(recipe, sinks=[snnprune.report.ConsoleSink()])``).
 
-* :mod:`.build` — recipe -> data, model, optimizer, LR schedule, pruner;
+* :mod:`.run` — :class:`Run`, everything a running recipe holds, :class:`RunResult` and the
+  :class:`Callback` protocol;
+* :mod:`.families` — dense, sparsify during training, early pruning, pruning at initialization,
+  channel pruning: when a run prunes;
+* :mod:`.callbacks` — the callbacks every run has: epoch metrics, checkpoints, sinks;
+* :mod:`.trail` — a finalized model at every new 5% of sparsity;
 * :mod:`.state` — run state and RNG capture/restore;
-* :mod:`.families` — dense, sparsify during training, early pruning, pruning at initialization;
-* :mod:`.callbacks` — sinks, checkpoints, per-epoch metrics;
 * :mod:`.trainer` — :func:`train` and the loop.
+
+The run folder's files (checkpoints, logs, what a folder holds) are written and read by
+:mod:`snnprune.runs`; the recipe becomes data,
+model, optimizer and pruner in :mod:`snnprune.build`.
 """
 
-from .callbacks import EPOCH_METRICS, Sink, register_epoch_metric
-from .checkpoint import CheckpointError, atomic_save, load_checkpoint
+from .callbacks import EpochMetric, Sink
 from .families import FAMILIES, Family
-from .trainer import Run, RunExistsError, RunResult, run_status, train
+from .run import Callback, NonFiniteError, Run, RunResult
+from .trainer import RunExistsError, train
 
-__all__ = ["train", "RunResult", "RunExistsError", "run_status", "Run", "Sink", "EPOCH_METRICS",
-           "register_epoch_metric", "Family", "FAMILIES", "atomic_save", "load_checkpoint", "CheckpointError"]
+__all__ = ["train", "RunResult", "RunExistsError", "NonFiniteError", "Run", "Callback", "EpochMetric", "Sink",
+           "Family", "FAMILIES"]

@@ -2,7 +2,7 @@
 
 A family is a small class with hooks the training loop calls; each hook may return a new model
 (a shrunk one, after channel surgery), and the loop then rebuilds optimizer, LR schedule, DDP
-wrapper and compiled model around it (:meth:`snnprune.engine.trainer.Run.set_model`; the model may
+wrapper and compiled model around it (:meth:`snnprune.engine.run.Run.set_model`; the model may
 be the same object changed in place, as channel surgery does):
 
 * :meth:`Family.schedule_steps` — how many steps the pruning schedule spans;
@@ -16,7 +16,11 @@ be the same object changed in place, as channel surgery does):
   loop builds it: at the start, and after a hook returned a model);
 * :meth:`Family.state_dict` / :meth:`Family.load_state_dict` — saved in every checkpoint.
 
-A subclass that sets ``name`` is registered (:data:`FAMILIES`); the recipe names it in ``family``.
+A family declares its ``name``, its recipe keys (a pydantic ``Config``) and its rules
+(``check(recipe)``) in its class (:class:`~snnprune.recipe.FamilyRecord`, which :class:`Family`
+extends): a subclass with a ``name`` is registered in :data:`FAMILIES` and a recipe names it in
+``family``. The shipped families declare themselves in :mod:`snnprune.recipe.families` (so that
+recipes validate without the training side) and add their hooks here.
 
 Example::
 
@@ -26,36 +30,26 @@ Example::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
-
 import torch
 from torch import nn
 
 from ..data import first_samples
 from ..recipe import Recipe
-
-if TYPE_CHECKING:
-    from .trainer import Run
+from ..recipe import families as declared
+from ..recipe.families import FAMILIES, FamilyRecord
+from .run import Run
 
 __all__ = ["Family", "FAMILIES", "get_family", "Dense", "SparsifyDuringTraining", "EarlyPruning",
            "PruningAtInitialization", "ChannelPruning"]
 
-#: family name -> class
-FAMILIES: dict[str, type[Family]] = {}
 
+class Family(FamilyRecord):
+    """Base class: no-op hooks. ``self.recipe`` is the run's recipe; ``name``, ``Config``,
+    ``section`` and ``check`` are the family's declaration (:class:`~snnprune.recipe.FamilyRecord`)."""
 
-class Family:
-    """Base class: no-op hooks. ``self.recipe`` is the run's recipe."""
-
-    name: ClassVar[str] = ""
     #: the :class:`~snnprune.channels.ChannelSpec` state of a model whose channels were cut (None:
     #: the model has its builder's shapes); ``final_model.pt`` stores it
     channel_spec: dict | None = None
-
-    def __init_subclass__(cls, **kwargs) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.__dict__.get("name"):
-            FAMILIES[cls.name] = cls
 
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe
@@ -98,23 +92,17 @@ def get_family(recipe: Recipe) -> Family:
     return FAMILIES[recipe.family](recipe)
 
 
-class Dense(Family):
+class Dense(declared.Dense, Family):
     """The reference row: no pruner."""
 
-    name = "dense"
 
-
-class SparsifyDuringTraining(Family):
+class SparsifyDuringTraining(declared.SparsifyDuringTraining, Family):
     """The method prunes over the whole run (its schedule spans every step)."""
 
-    name = "sparsify_during_training"
 
-
-class EarlyPruning(Family):
+class EarlyPruning(declared.EarlyPruning, Family):
     """The schedule reaches D at ``pruning.freeze_epoch``; the mask is frozen there and the rest
     is sparse fine-tuning."""
-
-    name = "early_pruning"
 
     def schedule_steps(self, steps_per_epoch: int) -> int:
         return self.recipe.pruning.freeze_epoch * steps_per_epoch
@@ -125,11 +113,9 @@ class EarlyPruning(Family):
             run.emit("freeze", epoch=epoch, sparsity=run.pruner.sparsity().total)
 
 
-class PruningAtInitialization(Family):
+class PruningAtInitialization(declared.PruningAtInitialization, Family):
     """The mask giving ``pruning.target_sparsity`` is set before the first step (surviving weights
     unchanged); with ``fixed_mask`` it is frozen there."""
-
-    name = "pruning_at_initialization"
 
     def on_start(self, run: Run) -> None:
         p = self.recipe.pruning
@@ -138,7 +124,7 @@ class PruningAtInitialization(Family):
             run.pruner.freeze()
 
 
-class ChannelPruning(Family):
+class ChannelPruning(declared.ChannelPruning, Family):
     """Structured pruning that shrinks the network (the recipe's ``channels`` section): L1 sparsity
     training on the batch-norm scales (:class:`~snnprune.channels.BNSparsity`) until
     ``channels.prune_epoch``; at the start of that epoch the channels the criterion marks go
@@ -157,8 +143,6 @@ class ChannelPruning(Family):
     ``create_model(...)`` and the spec. The cut reads only the weights and draws no random number,
     so a run killed before it and resumed makes the same cut.
     """
-
-    name = "channel_pruning"
 
     def __init__(self, recipe: Recipe) -> None:
         super().__init__(recipe)

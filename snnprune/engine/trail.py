@@ -31,22 +31,17 @@ Example::
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .callbacks import final_payload
-from .checkpoint import atomic_save, atomic_write
-
-if TYPE_CHECKING:
-    from .trainer import Run
+from ..runs import TRAIL_DIR, TRAIL_LISTING, atomic_save, read_trail, write_trail_listing
+from .callbacks import run_final_payload
+from .run import Callback, Run
 
 __all__ = ["Trail", "TRAIL_STEP", "TRAIL_DIR", "TRAIL_LISTING", "level", "read_trail"]
 
 #: the sparsity step between two models of the trail (a fraction)
 TRAIL_STEP = 0.05
-TRAIL_DIR, TRAIL_LISTING = "trail", "trail.json"
 
 
 def level(sparsity: float, step: float = TRAIL_STEP) -> int:
@@ -55,18 +50,11 @@ def level(sparsity: float, step: float = TRAIL_STEP) -> int:
     return int(math.floor(sparsity / step + 1e-9) * round(step * 100))
 
 
-def read_trail(run_dir: str | Path) -> list[dict]:
-    """The entries of a run folder's ``trail.json`` (an empty list when there is none)."""
-    path = Path(run_dir) / TRAIL_LISTING
-    if not path.is_file():
-        return []
-    return list(json.loads(path.read_text())["entries"])
+class Trail(Callback):
+    """The trail of one run folder, a callback (rank 0 writes it; :meth:`of` gives the other ranks
+    none)."""
 
-
-class Trail:
-    """The trail of one run folder (rank 0 writes it; :meth:`of` gives the other ranks none)."""
-
-    def __init__(self, run_dir: str | Path, step: float = TRAIL_STEP) -> None:
+    def __init__(self, run_dir, step: float = TRAIL_STEP) -> None:
         self.run_dir = Path(run_dir)
         self.step = step
         self.entries: list[dict] = []
@@ -82,6 +70,9 @@ class Trail:
     def highest(self) -> int:
         return max((e["level"] for e in self.entries), default=0)
 
+    def on_start(self, run: Run) -> None:
+        self.resume(run.state.epoch)
+
     def resume(self, epochs_done: int) -> None:
         """Keep the entries of the first ``epochs_done`` epochs (those the checkpoint the run
         continues from has seen); drop the others and their files."""
@@ -90,7 +81,7 @@ class Trail:
         for entry in listed[len(self.entries):]:  # the listing is in epoch order
             (self.run_dir / entry["file"]).unlink(missing_ok=True)
         if len(self.entries) != len(listed):
-            self._write_listing()
+            write_trail_listing(self.run_dir, self.step, self.entries)
 
     def on_epoch_end(self, run: Run, metrics: dict) -> dict | None:
         """After evaluation: write the model and its entry (and emit a ``trail`` event) when a new
@@ -100,7 +91,7 @@ class Trail:
         if reached <= self.highest:
             return None
         name = f"{TRAIL_DIR}/sparsity_{reached}.pt"
-        payload = final_payload(run)
+        payload = run_final_payload(run)
         entry = {"level": reached, "epoch": metrics["epoch"], "step": run.state.global_step,
                  "sparsity": report.pruned, "sparsity_total": payload["sparsity"],
                  "test_acc": metrics.get("test_acc"), "file": name}
@@ -108,11 +99,6 @@ class Trail:
                        test_acc=entry["test_acc"], sparsity_pruned=report.pruned)
         atomic_save(payload, self.run_dir / name)
         self.entries.append(entry)
-        self._write_listing()
+        write_trail_listing(self.run_dir, self.step, self.entries)
         run.emit("trail", **entry)
         return entry
-
-    def _write_listing(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({"step": self.step, "entries": self.entries}, indent=1)
-        atomic_write(self.run_dir / TRAIL_LISTING, lambda f: f.write(text.encode() + b"\n"))

@@ -4,27 +4,24 @@ Per optimizer step: forward (autocast on CUDA), loss (+ the method's regulariser
 ``optimizer.step()``, ``pruner.step(optimizer)``, ``scheduler.step()``; training and evaluation
 share one forward (:func:`forward`). SNNs reset their neuron state inside their forward
 (:class:`snnprune.models.SpikingNet`). The family (:mod:`.families`) says when the pruner acts
-beyond its own schedule; sinks (:mod:`.callbacks`) receive what happens; the engine prints
-nothing.
+beyond its own schedule and may replace the model; the run's callbacks (:mod:`.callbacks`)
+measure and record every epoch, in one ordered list; the engine prints nothing.
 
 Determinism and resume: the shuffle of epoch ``e`` is drawn from ``seed + e``
 (``DistributedSampler.set_epoch``), and the checkpoint holds model, pruner, optimizer, scheduler,
-AMP scaler, family state, epoch/step and every RNG state, so on CPU a run killed at any point and
-resumed with ``resume=True`` ends with exactly the weights of an uninterrupted run (with
-``data.workers = 0``, or with data that has no random augmentation: worker processes draw their
-seeds afresh).
+AMP scaler, family and callback state, epoch/step and every RNG state, so on CPU a run killed at
+any point and resumed with ``resume=True`` ends with exactly the weights of an uninterrupted run
+(with ``data.workers = 0``, or with data that has no random augmentation: worker processes draw
+their seeds afresh).
 """
 
 from __future__ import annotations
 
 import math
 import re
-import shutil
 import signal
-import time
-import warnings
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -33,28 +30,35 @@ from torch.utils.data import DistributedSampler, Sampler
 
 from .. import data as snn_data
 from .._validation import first_line
+from ..build import build_datasets, build_model, build_pruner, call_with_kwargs, model_kwargs
 from ..recipe import Recipe, RecipeError
-from . import distributed
-from .build import (
-    build_datasets,
-    build_model,
-    build_optimizer,
-    build_pruner,
-    build_scheduler,
-    call_with_kwargs,
-    model_kwargs,
+from ..runs import CheckpointError, first_nonfinite, load_run_checkpoint
+from ..runs.folder import (
+    LAST,
+    JSONLSink,
+    TensorBoardSink,
+    clear_run,
+    remove_stale_writes,
+    same_recipe,
+    write_recipe,
 )
-from .callbacks import BEST, EPOCH_METRICS, FINAL, LAST, Checkpoints, JSONLSink, Sinks, TensorBoardSink
-from .checkpoint import CheckpointError, first_nonfinite, load_run_checkpoint
-from .families import Family, get_family
-from .state import RunState, seed_everything, set_rng_state
-from .trail import TRAIL_DIR, TRAIL_LISTING, Trail
+from . import distributed
+from .callbacks import (
+    Checkpoints,
+    CloseEpoch,
+    EpochMetric,
+    Sinks,
+    epoch_metrics,
+    load_callback_states,
+    save_checkpoint,
+    save_final,
+)
+from .families import get_family
+from .run import Callback, NonFiniteError, Run, RunResult
+from .state import seed_everything, set_rng_state
+from .trail import Trail
 
-__all__ = ["train", "RunResult", "RunExistsError", "NonFiniteError", "Run", "forward", "evaluate",
-           "run_status", "RUN_FILES"]
-
-#: what a run writes in its folder (``fresh=True`` removes these and nothing else)
-RUN_FILES = ("recipe.json", "metrics.jsonl", "tensorboard", LAST, BEST, FINAL, TRAIL_DIR, TRAIL_LISTING)
+__all__ = ["train", "RunExistsError", "forward", "evaluate"]
 
 
 class RunExistsError(ValueError):
@@ -63,88 +67,6 @@ class RunExistsError(ValueError):
 
 class Interrupted(Exception):
     pass
-
-
-class NonFiniteError(RuntimeError):
-    """A NaN or infinite loss, gradient, threshold or weight stopped the run; the message is one
-    line naming the step and the quantity. Nothing non-finite was saved: the checkpoints in the run
-    folder are the last good ones (``snnprune train`` exits with code 3)."""
-
-
-@dataclass
-class RunResult:
-    run_dir: Path
-    history: list[dict] = field(default_factory=list)
-    best_acc: float = 0.0
-    interrupted: bool = False
-    #: True on the process that writes (rank 0): the one that should print a summary
-    is_main: bool = True
-
-    @property
-    def final(self) -> dict:
-        return self.history[-1] if self.history else {}
-
-
-class Run:
-    """Everything a running recipe holds; what families, metrics and checkpoints see.
-
-    Attributes: ``recipe``, ``ctx`` (:class:`~snnprune.engine.distributed.DistContext`), ``model``
-    (the bare model), ``net`` (what the loop calls: DDP / compiled around ``model``), ``pruner``,
-    ``optimizer``, ``scheduler``, ``scaler``, ``family``, ``state`` (:class:`RunState`),
-    ``previous_masks`` (the masks at the end of the last epoch), ``steps_per_epoch``,
-    ``model_kwargs``, ``run_dir``, ``emit(kind, **fields)`` (an event to the sinks).
-    """
-
-    def __init__(self, recipe: Recipe, ctx, run_dir: Path, family: Family, sinks: Sinks | None = None) -> None:
-        self.recipe, self.ctx, self.run_dir, self.family = recipe, ctx, run_dir, family
-        self.sinks = sinks or Sinks([])
-        self.state = RunState()
-        self.model: nn.Module | None = None
-        self.net: nn.Module | None = None
-        self.pruner = None
-        self.optimizer = self.scheduler = None
-        self.previous_masks: dict = {}
-        self.steps_per_epoch = 0
-        self.model_kwargs: dict = {}
-        cuda = ctx.device.type == "cuda"
-        self.amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) \
-            if cuda and recipe.amp else None
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
-
-    def emit(self, kind: str, **fields) -> None:
-        self.sinks.on_event(kind, fields)
-
-    def set_model(self, model: nn.Module) -> None:
-        """Put ``model`` on the device and build optimizer, LR schedule, DDP wrapper and compiled
-        model around it (and ``self.pruner``). A family that returns a new model mid-run gets this,
-        with the LR schedule replayed to the current step."""
-        cuda = self.ctx.device.type == "cuda"
-        model = model.to(self.ctx.device)
-        if cuda and self.recipe.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        self.model = model
-        self.optimizer = build_optimizer(self.recipe, model, self.pruner)
-        epochs, first_step = self.family.lr_phase(self)
-        self.scheduler = build_scheduler(self.recipe, self.optimizer, self.steps_per_epoch, epochs)
-        if self.state.global_step > first_step:
-            with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": a replay
-                warnings.simplefilter("ignore", UserWarning)
-                for _ in range(self.state.global_step - first_step):
-                    self.scheduler.step()
-        net = model
-        if self.ctx.distributed:
-            net = nn.parallel.DistributedDataParallel(model, device_ids=[self.ctx.local_rank] if cuda else None)
-        if self.recipe.compile:
-            net = torch.compile(net)
-        self.net = net
-
-    def _apply(self, new_model: nn.Module | None) -> None:
-        # the same object too: channel surgery shrinks the model in place, with new Parameters
-        if new_model is not None:
-            self.set_model(new_model)
-            self.emit("model_replaced", step=self.state.global_step,
-                      parameters=sum(p.numel() for p in new_model.parameters()))
 
 
 def forward(net: nn.Module, x, y, criterion, amp_dtype=None):
@@ -188,250 +110,189 @@ class _SkipFirst(Sampler):
         return len(self.sampler) - self.skip
 
 
-# -- the run folder --------------------------------------------------------------------------
-def _same_recipe(saved: dict, recipe: Recipe) -> bool:
-    """Compared as validated recipes, so that a key added to the schema later (with its default)
-    does not orphan an older run."""
-    try:
-        return Recipe.model_validate(saved) == recipe
-    except ValueError:
-        return False
-
-
-def run_status(run_dir: str | Path, recipe: Recipe) -> str:
-    """What ``run_dir`` holds: ``"empty"``, ``"same"`` (a run of ``recipe``: resume it) or ``"other"``
-    (a run of another recipe, or an unreadable one).
-
-    Example::
-
-        >>> import tempfile
-        >>> from snnprune.recipe import load_recipe
-        >>> run_status(tempfile.mkdtemp(), load_recipe("digits_snn_lats"))
-        'empty'
-    """
-    run_dir = Path(run_dir)
-    if not (run_dir / LAST).exists() and not (run_dir / "recipe.json").exists():
-        return "empty"
-    try:
-        import json
-
-        saved = json.loads((run_dir / "recipe.json").read_text())
-    except (OSError, ValueError):
-        return "other"
-    return "same" if (run_dir / LAST).exists() and _same_recipe(saved, recipe) else "other"
-
-
-def _clear(run_dir: Path) -> None:
-    for name in RUN_FILES:
-        path = run_dir / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-
-
 # -- the run ---------------------------------------------------------------------------------
 def train(
     recipe: Recipe,
     out: str | Path | None = None,
     *,
+    callbacks: Iterable[Callback] = (),
+    metrics: Iterable[Callable[[Run], dict]] = (),
     resume: bool = False,
     fresh: bool = False,
     sinks=(),
     stop_after_steps: int | None = None,
 ) -> RunResult:
-    """Train ``recipe``; the run folder ``out`` (default ``runs/<recipe name>``) gets
-    ``recipe.json``, ``metrics.jsonl``, ``tensorboard/``, ``last.pt``, ``best.pt`` and, at the
-    end, ``final_model.pt`` (the plain pruned model, loadable into the original architecture).
+    """Train ``recipe`` into the run folder ``out``.
 
-    ``resume``: continue the run saved in ``out`` (it must be a run of the same recipe).
-    ``fresh``: remove a run already in ``out`` first (only the files a run writes,
-    :data:`RUN_FILES`); without it (and without ``resume``) a folder holding a run is refused.
-    ``sinks``: more receivers of the run's events (see :mod:`snnprune.engine.callbacks`), called on
-    rank 0 only unless they set ``all_ranks``. ``stop_after_steps`` ends the run after that many
-    optimizer steps as if interrupted (tests).
+    The folder gets ``recipe.json``, ``metrics.jsonl``, ``tensorboard/``, ``last.pt``, ``best.pt``
+    and, at the end, ``final_model.pt`` (the plain pruned model, loadable into the original
+    architecture); see :mod:`snnprune.runs`. Under ``torchrun`` every process calls it; rank 0
+    writes.
+
+    Args:
+        recipe: a validated recipe (:func:`snnprune.recipe.load_recipe`).
+        out: the run folder (default ``runs/<recipe name>``).
+        callbacks: this run's own callbacks (:class:`~snnprune.engine.callbacks.Callback`), called
+            after the built-in epoch metrics and before the epoch is recorded, on every process;
+            keys their ``on_epoch_end`` adds to ``metrics`` are logged and kept like the built-in
+            ones, and their ``state_dict`` is saved in the checkpoints and given back on resume.
+        metrics: functions ``fn(run) -> dict`` whose keys join every epoch's metrics (each is
+            wrapped in an :class:`~snnprune.engine.callbacks.EpochMetric`, before ``callbacks``).
+        resume: continue the run saved in ``out`` (it must be a run of the same recipe).
+        fresh: remove a run already in ``out`` first (only the files a run writes,
+            :data:`snnprune.runs.RUN_FILES`); without it (and without ``resume``) a folder holding
+            a run is refused.
+        sinks: more receivers of the run's events (:class:`~snnprune.engine.callbacks.Sink`), called
+            on rank 0 only unless they set ``all_ranks``.
+        stop_after_steps: end the run after that many optimizer steps as if interrupted (tests).
+
+    Returns:
+        The :class:`~snnprune.engine.run.RunResult`: the run folder, the history (one metrics dict
+        per epoch), the best test accuracy and whether the run was interrupted.
+
+    Raises:
+        RunExistsError: ``out`` holds a run and neither ``resume`` nor ``fresh`` was given, or
+            ``resume`` with another recipe.
+        RecipeError, CheckpointError: bad input, in one line, before anything is written.
+        NonFiniteError: a NaN or an infinity stopped the run (the last good checkpoint is kept).
+
+    Example::
+
+        from snnprune.engine import Callback, train
+        from snnprune.recipe import load_recipe
+
+        class WeightNorm(Callback):
+            def on_epoch_end(self, run, metrics):
+                metrics["weight_norm"] = sum(float(p.detach().norm()) for p in run.model.parameters())
+
+        result = train(load_recipe("digits_snn_lats", ["epochs=1"]), "runs/demo", callbacks=[WeightNorm()])
+        print(result.final["weight_norm"])
     """
     ctx = call_with_kwargs("device", distributed.setup, recipe.device)
     run_dir = Path(out) if out is not None else Path("runs") / recipe.name
+    own = [EpochMetric(fn) for fn in metrics] + list(callbacks)
     try:
         if fresh and ctx.is_main:
-            _clear(run_dir)
+            clear_run(run_dir)
         if fresh and ctx.distributed:
             ctx.all_reduce_sum([0.0])  # a barrier: no rank looks at the folder before it is cleared
-        return _train(recipe, run_dir, resume, ctx, list(sinks), stop_after_steps)
+        return _train(recipe, run_dir, resume, ctx, list(sinks), own, stop_after_steps)
     except Exception as exc:
         if not (ctx.distributed and distributed.is_collective_failure(exc)):
             raise
-        reason = re.sub(r"^\[[^\]]*\]\s*", "", first_line(exc, None)) or type(exc).__name__
-        reason = reason[:120].rsplit(" ", 1)[0] + " ..." if len(reason) > 120 else reason
-        last = run_dir / LAST
-        kept = f"{last} is the last checkpoint" if last.exists() else "no checkpoint was written yet"
-        raise distributed.DistributedError(
-            f"process {ctx.rank} of {ctx.world_size}: a collective failed ({reason}): another process died or hung; "
-            f"{kept}: continue with --resume") from exc
+        raise _collective_failure(ctx, run_dir, exc) from exc
     finally:
         distributed.teardown(ctx)
 
 
-def _train(recipe: Recipe, run_dir: Path, resume: bool, ctx, extra_sinks: list, stop_after_steps) -> RunResult:
+def _collective_failure(ctx, run_dir: Path, exc: Exception) -> distributed.DistributedError:
+    """One line for a collective that failed: which process, why, and what is kept."""
+    reason = re.sub(r"^\[[^\]]*\]\s*", "", first_line(exc, None)) or type(exc).__name__
+    reason = reason[:120].rsplit(" ", 1)[0] + " ..." if len(reason) > 120 else reason
+    last = run_dir / LAST
+    kept = f"{last} is the last checkpoint" if last.exists() else "no checkpoint was written yet"
+    return distributed.DistributedError(
+        f"process {ctx.rank} of {ctx.world_size}: a collective failed ({reason}): another process died or hung; "
+        f"{kept}: continue with --resume")
+
+
+def _train(recipe: Recipe, run_dir: Path, resume: bool, ctx, sinks: list, callbacks: list,
+           stop_after_steps: int | None) -> RunResult:
+    run, data = _setup_run(recipe, run_dir, resume, ctx, callbacks)
+    _open_run(run, sinks)
+    with _Stop(ctx, stop_after_steps) as stop:
+        try:
+            _each(run, "on_start")
+            run.emit("start", recipe=recipe.name, resume=run.resumed, world_size=ctx.world_size, device=str(ctx.device))
+            for epoch in range(run.state.epoch, recipe.epochs):
+                _run_epoch(run, data, epoch, stop)
+            _finish(run)
+        except Interrupted:
+            _interrupted(run)
+        except NonFiniteError as exc:
+            raise _stopped(run, exc) from None
+        finally:
+            run.result.history = run.state.history
+            _each(run, "on_end")
+    return run.result
+
+
+def _each(run: Run, hook: str, *args) -> None:
+    """Call ``hook`` of every callback of the run that has it, in order."""
+    for callback in run.callbacks:
+        method = getattr(callback, hook, None)
+        if method is not None:
+            method(run, *args)
+
+
+def _callbacks(run: Run, own: list) -> list:
+    """The run's ordered list: the epoch metrics, the caller's, the end of the epoch, then what
+    records it (the trail before ``last.pt``, like ``best.pt``; the sinks last)."""
+    trail = Trail.of(run)  # pruning.trail: a finalized model at every new 5% of sparsity
+    return [*epoch_metrics(), *own, CloseEpoch(), *([trail] if trail is not None else []), Checkpoints(), Sinks()]
+
+
+# -- setting up ------------------------------------------------------------------------------
+def _checkpoint_to_resume(recipe: Recipe, run_dir: Path, resume: bool, ctx) -> dict | None:
+    """The checkpoint to continue from (None: a fresh run), after every check of the folder."""
     if (run_dir / LAST).exists() and not resume:
         raise RunExistsError(f"{run_dir} already holds a run: pass --resume to continue it, or --out elsewhere")
     checkpoint = load_run_checkpoint(run_dir / LAST) if resume else None
-    if checkpoint is not None and not _same_recipe(checkpoint["recipe"], recipe):
+    if checkpoint is not None and not same_recipe(checkpoint["recipe"], recipe):
         raise RunExistsError(f"{run_dir} holds a run of a different recipe: resume it with the recipe.json saved there")
     if recipe.batch_size % ctx.world_size:
         raise RecipeError(f"bad recipe: batch_size {recipe.batch_size} does not split over {ctx.world_size} processes")
+    return checkpoint
 
+
+def _setup_run(recipe: Recipe, run_dir: Path, resume: bool, ctx, callbacks: list) -> tuple[Run, _Data]:
+    """Data, model, pruner, optimizer and callbacks of the run, started or restored; nothing is
+    written yet."""
+    checkpoint = _checkpoint_to_resume(recipe, run_dir, resume, ctx)
     seed_everything(recipe.seed)
     train_set, test_set, info = build_datasets(recipe)
-    per_rank_batch = recipe.batch_size // ctx.world_size
-    train_sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
-                                       seed=recipe.seed)
-    # every test sample exactly once over the ranks (a DistributedSampler would pad with repeats)
-    test_indices = list(range(ctx.rank, len(test_set), ctx.world_size))
-    skipper = _SkipFirst(train_sampler)
-
-    def loader(ds, sampler):
-        # Non-persistent workers whose seeds come from the loader's generator, re-seeded every
-        # epoch: an epoch's augmentation is the same whether or not the run was resumed.
-        return snn_data.make_loader(
-            ds, per_rank_batch, train=False, workers=recipe.data.workers, pin_memory=ctx.device.type == "cuda",
-            seed=recipe.seed, sampler=sampler, persistent_workers=False,
-        )
-
-    train_loader, test_loader = loader(train_set, skipper), loader(test_set, test_indices)
-
-    run = Run(recipe, ctx, run_dir, get_family(recipe))
-    run.test_set = test_set
-    run.steps_per_epoch = math.ceil(len(train_sampler) / per_rank_batch)
-    run.model_kwargs = model_kwargs(recipe, info)
+    data = _Data(recipe, ctx, train_set, test_set)
+    run = Run(recipe, ctx, run_dir, get_family(recipe), test_set=test_set, steps_per_epoch=data.steps_per_epoch,
+              model_kwargs=model_kwargs(recipe, info), sinks=[_Held()], resumed=checkpoint is not None)
     model = build_model(recipe, info).to(ctx.device)
     run.pruner = build_pruner(recipe, model, steps_per_epoch=run.steps_per_epoch,
                               total_steps=run.family.schedule_steps(run.steps_per_epoch))
     run.set_model(model)
     run.previous_masks = run.pruner.masks() if run.pruner is not None else {}
-    state = run.state
-    held = _Held()  # events of the start or restore, given to the sinks once they exist
-    run.sinks = Sinks([held])
+    run.callbacks = _callbacks(run, callbacks)
     if checkpoint is not None:
         try:
             _restore(run, checkpoint)
         except Exception as exc:  # an edited checkpoint: a key missing, a tensor of another shape, ...
             raise CheckpointError(f"checkpoint {run_dir / LAST} does not fit this run: {first_line(exc)}") from exc
     else:
-        run._apply(run.family.on_start(run))
+        run.replace_model(run.family.on_start(run))
         if run.pruner is not None:
             run.previous_masks = run.pruner.masks()
         # The model is built identically on every rank; from here on each rank draws its own
         # random numbers (Poisson coding, dropout), or all ranks would repeat the same noise.
         seed_everything(recipe.seed + ctx.rank)
+    run.result = RunResult(run_dir, history=run.state.history, best_acc=run.state.best_acc, is_main=ctx.is_main)
+    return run, data
 
-    # the files come after everything that can reject the recipe or the checkpoint
-    run.sinks = Sinks(([JSONLSink(run_dir), TensorBoardSink(run_dir)] if ctx.is_main else [])
-                      + [s for s in extra_sinks if ctx.is_main or getattr(s, "all_ranks", False)])
+
+def _open_run(run: Run, sinks: list) -> None:
+    """The files and the sinks, after everything that can reject the recipe or the checkpoint."""
+    ctx, run_dir = run.ctx, run.run_dir
+    held = run.sinks[0]
+    run.sinks = ([JSONLSink(run_dir), TensorBoardSink(run_dir)] if ctx.is_main else []) \
+        + [s for s in sinks if ctx.is_main or getattr(s, "all_ranks", False)]
     for kind, fields in held.events:
-        run.sinks.on_event(kind, fields)
+        run.emit(kind, **fields)
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        for stale in run_dir.glob(".*.tmp"):  # the temporary file of a write that was killed
-            stale.unlink(missing_ok=True)
-        (run_dir / "recipe.json").write_text(recipe.model_dump_json(indent=2))
-    checkpoints = Checkpoints(run_dir)
-    trail = Trail.of(run)  # pruning.trail: a finalized model at every new 5% of sparsity
-    if trail is not None:
-        trail.resume(state.epoch)
-    run.sinks.on_start({"recipe": recipe, "run_dir": run_dir, "world_size": ctx.world_size,
-                        "device": str(ctx.device), "resume": checkpoint is not None})
-    run.emit("start", recipe=recipe.name, resume=checkpoint is not None, world_size=ctx.world_size,
-             device=str(ctx.device))
-
-    stop = {"signal": None}
-
-    def on_signal(signum, frame):
-        stop["signal"] = signum
-
-    handlers = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        try:
-            handlers[signum] = signal.signal(signum, on_signal)
-        except ValueError:  # not the main thread: signals stay with the caller
-            pass
-    result = RunResult(run_dir, history=state.history, best_acc=state.best_acc, is_main=ctx.is_main)
-    steps_this_call = 0
-    try:
-        for epoch in range(state.epoch, recipe.epochs):
-            run._apply(run.family.on_epoch_start(run, epoch))
-            train_sampler.set_epoch(epoch)
-            train_loader.generator.manual_seed(recipe.seed + 1_000_003 * epoch + 7919 * ctx.rank)
-            skipper.skip = state.step_in_epoch * per_rank_batch
-            loss_sum, correct, seen = state.partial
-            started = time.perf_counter()
-            run.net.train()
-            run.sinks.on_epoch_start(epoch, run.steps_per_epoch, state.step_in_epoch)
-            for x, y in train_loader:
-                x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
-                out, loss = _train_step(run, x, y)
-                if loss is None:  # a batch skipped for a non-finite loss or gradient: not in the sums
-                    state.skipped_in_epoch += 1
-                else:
-                    loss_sum += loss * len(y)
-                    correct += int((out.argmax(1) == y).sum())
-                    seen += len(y)
-                state.advance()
-                steps_this_call += 1
-                state.partial = [loss_sum, correct, seen]
-                run.sinks.on_step(epoch, state.step_in_epoch, loss_sum / seen if seen else math.nan)
-                if _should_stop(ctx, stop, stop_after_steps, steps_this_call):
-                    raise Interrupted
-            sums = ctx.all_reduce_sum([loss_sum, correct, seen])
-            if not sums[2]:
-                raise NonFiniteError(f"epoch {epoch + 1}: every batch was skipped (non-finite loss or gradient)")
-            test_loss, test_acc = evaluate(run.net, test_loader, run.criterion, ctx, run.amp_dtype)
-            metrics = {"epoch": epoch + 1, "train_loss": sums[0] / sums[2], "train_acc": sums[1] / sums[2],
-                       "test_loss": test_loss, "test_acc": test_acc}
-            for metric in EPOCH_METRICS:
-                metrics.update(metric(run))
-            if recipe.on_nonfinite == "skip":
-                metrics["skipped_batches"] = state.skipped_in_epoch
-            metrics["seconds"] = time.perf_counter() - started
-            _check_finite(run, f"end of epoch {epoch + 1}")  # before every save: no checkpoint holds a NaN
-            state.end_epoch(metrics)
-            if trail is not None:  # before last.pt, like best.pt
-                trail.on_epoch_end(run, metrics)
-            if test_acc >= state.best_acc:
-                state.best_acc = test_acc
-                checkpoints.save(run, BEST)  # before last.pt: a run killed in between replays this epoch
-            checkpoints.save(run, LAST)
-            run.sinks.on_epoch_end(metrics)
-            run._apply(run.family.on_epoch_end(run, epoch, metrics))
-        result.best_acc = state.best_acc
-        if ctx.is_main:
-            _check_finite(run, "end of the run")
-            checkpoints.save_final(run)
-        run.emit("end", best_acc=state.best_acc, final=state.history[-1] if state.history else None)
-    except Interrupted:
-        _check_finite(run, f"step {state.global_step} (interrupted)")
-        checkpoints.save(run, LAST)
-        result.interrupted = True
-        run.emit("interrupted", epoch=state.epoch, step_in_epoch=state.step_in_epoch)
-    except NonFiniteError as exc:
-        kept = f"the last good checkpoint {run_dir / LAST} (epoch {state.epoch}) is kept" if \
-            (run_dir / LAST).exists() else "no checkpoint was written"
-        run.emit("nonfinite", epoch=state.epoch + 1, message=str(exc))
-        advice = "lower optim.lr" + (", or set on_nonfinite = 'skip' to skip such batches"
-                                     if recipe.on_nonfinite == "stop" else "")
-        raise NonFiniteError(f"{exc}; run stopped, {kept}: {advice}") from None
-    finally:
-        for s, h in handlers.items():
-            signal.signal(s, h)
-        result.history = state.history
-        run.sinks.on_end(result)
-        run.sinks.close()
-    return result
+        remove_stale_writes(run_dir)
+        write_recipe(run_dir, run.recipe)
 
 
 class _Held:
-    """A sink that keeps the events it receives."""
+    """A sink that keeps the events it receives (those of the start or restore, given to the
+    sinks once they exist)."""
 
     def __init__(self) -> None:
         self.events: list[tuple[str, dict]] = []
@@ -441,10 +302,10 @@ class _Held:
 
 
 def _restore(run: Run, checkpoint: dict) -> None:
-    """Put model, optimizer, LR schedule, scaler, pruner, family, run state and RNGs back."""
+    """Put model, optimizer, LR schedule, scaler, pruner, family, callbacks, run state and RNGs back."""
     state = run.state
     run.family.load_state_dict(checkpoint.get("family") or {})
-    run._apply(run.family.on_resume(run))
+    run.replace_model(run.family.on_resume(run))
     run.model.load_state_dict(checkpoint["model"])
     run.optimizer.load_state_dict(checkpoint["optimizer"])
     run.scheduler.load_state_dict(checkpoint["scheduler"])
@@ -453,6 +314,7 @@ def _restore(run: Run, checkpoint: dict) -> None:
         run.pruner.load_state_dict(checkpoint["pruner"])
         run.previous_masks = {k: v.to(run.ctx.device) for k, v in checkpoint["masks"].items()}
     state.load_state_dict(checkpoint)
+    load_callback_states(run.callbacks, checkpoint.get("callbacks") or {})  # none in older checkpoints
     saved_rng = checkpoint["rng"]
     if len(saved_rng) == run.ctx.world_size:
         set_rng_state(saved_rng[run.ctx.rank])
@@ -460,6 +322,143 @@ def _restore(run: Run, checkpoint: dict) -> None:
         seed_everything(run.recipe.seed + 1_000_003 * state.global_step + run.ctx.rank)
 
 
+class _Data:
+    """The loaders of a run: every process its share of the training set (shuffled per epoch,
+    a resumed epoch skipping what it has done) and of the test set (every sample exactly once
+    over the processes: a DistributedSampler would pad with repeats)."""
+
+    def __init__(self, recipe: Recipe, ctx, train_set, test_set) -> None:
+        self.recipe, self.ctx = recipe, ctx
+        self.per_rank_batch = recipe.batch_size // ctx.world_size
+        self.sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+                                          seed=recipe.seed)
+        self.skipper = _SkipFirst(self.sampler)
+        self.train_loader = self._loader(train_set, self.skipper)
+        self.test_loader = self._loader(test_set, list(range(ctx.rank, len(test_set), ctx.world_size)))
+        self.steps_per_epoch = math.ceil(len(self.sampler) / self.per_rank_batch)
+
+    def _loader(self, dataset, sampler):
+        # Non-persistent workers whose seeds come from the loader's generator, re-seeded every
+        # epoch: an epoch's augmentation is the same whether or not the run was resumed.
+        return snn_data.make_loader(
+            dataset, self.per_rank_batch, train=False, workers=self.recipe.data.workers,
+            pin_memory=self.ctx.device.type == "cuda", seed=self.recipe.seed, sampler=sampler,
+            persistent_workers=False,
+        )
+
+    def start_epoch(self, epoch: int, done: int) -> None:
+        """Epoch ``epoch``'s order, skipping the ``done`` steps a resumed epoch has taken."""
+        self.sampler.set_epoch(epoch)
+        self.train_loader.generator.manual_seed(self.recipe.seed + 1_000_003 * epoch + 7919 * self.ctx.rank)
+        self.skipper.skip = done * self.per_rank_batch
+
+
+# -- the epochs ------------------------------------------------------------------------------
+def _run_epoch(run: Run, data: _Data, epoch: int, stop: _Stop) -> None:
+    """Train one epoch (or its rest), evaluate, and hand the metrics to the callbacks and the family."""
+    ctx = run.ctx
+    run.replace_model(run.family.on_epoch_start(run, epoch))
+    data.start_epoch(epoch, run.state.step_in_epoch)
+    run.net.train()
+    _each(run, "on_epoch_start", epoch)
+    sums = ctx.all_reduce_sum(_train_batches(run, data, stop))
+    if not sums[2]:
+        raise NonFiniteError(f"epoch {epoch + 1}: every batch was skipped (non-finite loss or gradient)")
+    test_loss, test_acc = evaluate(run.net, data.test_loader, run.criterion, ctx, run.amp_dtype)
+    metrics = {"epoch": epoch + 1, "train_loss": sums[0] / sums[2], "train_acc": sums[1] / sums[2],
+               "test_loss": test_loss, "test_acc": test_acc}
+    _each(run, "on_epoch_end", metrics)
+    run.replace_model(run.family.on_epoch_end(run, epoch, metrics))
+
+
+def _train_batches(run: Run, data: _Data, stop: _Stop) -> list:
+    """The optimizer steps of the epoch; returns this process's ``[loss sum, correct, seen]``
+    (kept in ``run.state.partial`` after every step, for a checkpoint in the middle)."""
+    state, device = run.state, run.ctx.device
+    loss_sum, correct, seen = state.partial
+    for x, y in data.train_loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        out, loss = _train_step(run, x, y)
+        if loss is None:  # a batch skipped for a non-finite loss or gradient: not in the sums
+            state.skipped_in_epoch += 1
+        else:
+            loss_sum += loss * len(y)
+            correct += int((out.argmax(1) == y).sum())
+            seen += len(y)
+        state.advance()
+        stop.steps += 1
+        state.partial = [loss_sum, correct, seen]
+        _each(run, "on_step", loss_sum / seen if seen else math.nan)
+        if stop.requested():
+            raise Interrupted
+    return [loss_sum, correct, seen]
+
+
+# -- the end ---------------------------------------------------------------------------------
+def _finish(run: Run) -> None:
+    """Every epoch done: ``final_model.pt`` and the ``end`` event."""
+    state = run.state
+    run.result.best_acc = state.best_acc
+    if run.ctx.is_main:
+        run.check_finite("end of the run")
+        save_final(run)
+    run.emit("end", best_acc=state.best_acc, final=state.history[-1] if state.history else None)
+
+
+def _interrupted(run: Run) -> None:
+    """A signal or ``stop_after_steps``: ``last.pt`` where the run stands, to resume from."""
+    state = run.state
+    run.check_finite(f"step {state.global_step} (interrupted)")
+    save_checkpoint(run, LAST)
+    run.result.interrupted = True
+    run.emit("interrupted", epoch=state.epoch, step_in_epoch=state.step_in_epoch)
+
+
+def _stopped(run: Run, exc: NonFiniteError) -> NonFiniteError:
+    """The one-line error of a run a NaN or an infinity stopped (with the ``nonfinite`` event)."""
+    state, run_dir = run.state, run.run_dir
+    kept = f"the last good checkpoint {run_dir / LAST} (epoch {state.epoch}) is kept" if \
+        (run_dir / LAST).exists() else "no checkpoint was written"
+    run.emit("nonfinite", epoch=state.epoch + 1, message=str(exc))
+    advice = "lower optim.lr" + (", or set on_nonfinite = 'skip' to skip such batches"
+                                 if run.recipe.on_nonfinite == "stop" else "")
+    return NonFiniteError(f"{exc}; run stopped, {kept}: {advice}")
+
+
+class _Stop:
+    """Whether to stop at this step: SIGINT/SIGTERM caught while the run is on (outside the main
+    thread signals stay with the caller) or ``stop_after_steps`` reached; under torchrun every
+    rank stops at the same step, or the collectives would hang."""
+
+    def __init__(self, ctx, after_steps: int | None) -> None:
+        self.ctx, self.after_steps = ctx, after_steps
+        self.signal: int | None = None
+        self.steps = 0  # optimizer steps taken in this call
+        self._handlers: dict = {}
+
+    def __enter__(self) -> _Stop:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._handlers[signum] = signal.signal(signum, self._on_signal)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._handlers.items():
+            signal.signal(signum, handler)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.signal = signum
+
+    def requested(self) -> bool:
+        local = self.signal is not None or (self.after_steps is not None and self.steps >= self.after_steps)
+        if self.ctx.distributed:
+            return self.ctx.all_reduce_sum([float(local)])[0] > 0
+        return local
+
+
+# -- one step --------------------------------------------------------------------------------
 def _train_step(run: Run, x, y) -> tuple[torch.Tensor, float]:
     """One optimizer step; returns the output and the loss (``None``: the batch was skipped)."""
     # skip mode: the buffers (batch-norm running statistics, a few numbers per channel) are copied
@@ -502,10 +501,9 @@ def _check_step(run: Run, total: torch.Tensor) -> tuple[float, str | None]:
     Cost: the L2 norms of all gradients in one fused call (``torch._foreach_norm``: one kernel per
     device and dtype, no host sync per tensor; a NaN or an infinity anywhere makes their sum
     non-finite) and one host sync for the loss and that sum together, the sync ``loss.item()`` cost
-    anyway. ``bench/reliability.py`` (CPU, one thread): 8.5 ms for ResNet-18's 11.7M gradients,
-    1.5% of a batch-16 step (the max-norm, ``ord=inf``, takes 82 ms there); 0.35 ms, 1.8%, on the
-    digits twin. Only when the sum is not finite are the
-    tensors looked at one by one, to name the bad one (a sum that merely overflowed is no fault).
+    anyway (``bench/reliability.py`` measures it against a step). Only when the sum is not finite
+    are the tensors looked at one by one, to name the bad one (a sum that merely overflowed is no
+    fault).
     With the fp16 grad scaler the gradients are left to it (it skips overflowed steps itself).
     """
     checks = [total.detach().float().reshape(())]
@@ -542,17 +540,3 @@ def _nonfinite_step(run: Run, out, problem: str, buffers: list | None):
             return out, None
         problem += f" and the weight {broken!r} is not finite (skipping batches cannot recover)"
     raise NonFiniteError(f"step {step} (epoch {epoch}): {problem}")
-
-
-def _check_finite(run: Run, when: str) -> None:
-    """Refuse to save a model holding a NaN or an infinity (all float tensors of its state_dict)."""
-    broken = first_nonfinite(run.model.state_dict())
-    if broken is not None:
-        raise NonFiniteError(f"{when}: the model's {broken!r} is not finite, not saved")
-
-
-def _should_stop(ctx, stop, stop_after_steps, steps_this_call) -> bool:
-    local = stop["signal"] is not None or (stop_after_steps is not None and steps_this_call >= stop_after_steps)
-    if ctx.distributed:  # every rank stops at the same step, or the collectives would hang
-        return ctx.all_reduce_sum([float(local)])[0] > 0
-    return local

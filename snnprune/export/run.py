@@ -1,7 +1,7 @@
 """Export a trained run (``snnprune export RUN_DIR --format ... --out FILE``).
 
 The model is read back from the run folder (or one checkpoint) as the report reads it
-(:func:`snnprune.engine.artifacts.load_run_model`: the finalized weights, a channel-pruned model
+(:func:`snnprune.runs.load_run_model`: the finalized weights, a channel-pruned model
 rebuilt from its spec), then written in the format asked for. An example input of the run's data
 (one sample: event frames ``[T, 1, C, H, W]`` of counts, or an image ``[1, C, H, W]``) drives the
 formats that trace the model.
@@ -50,7 +50,7 @@ def export_run(path: str | Path, fmt: str, out: str | Path, *, fuse_bn: bool = T
     Returns:
         What was written, for the CLI's summary line.
     """
-    from ..engine.artifacts import load_run_model
+    from ..runs import load_run_model
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")

@@ -28,6 +28,9 @@ __all__ = ["DirectEncoder", "PoissonEncoder"]
 class DirectEncoder(nn.Module):
     """Direct (repeat) coding: the same image at each of ``T`` time steps.
 
+    Args:
+        T: the number of time steps (an integer >= 1).
+
     Example:
         >>> enc = DirectEncoder(T=4)
         >>> enc(torch.rand(2, 3, 8, 8)).shape
@@ -51,6 +54,9 @@ class PoissonEncoder(DirectEncoder):
 
     The input must be intensities in [0, 1] (not mean/std-normalised images); values outside are
     clamped. The result is binary and carries no gradient to ``x``.
+
+    Args:
+        T: the number of time steps (an integer >= 1).
 
     Example:
         >>> torch.manual_seed(0) and None

@@ -31,6 +31,13 @@ def neuron_spec(kind: str) -> tuple[type[neuron.BaseNode], dict[str, Any]]:
 
     This is the form SpikingJelly's model builders take (``spiking_neuron=cls, **kwargs``).
 
+    Args:
+        kind: ``"if"``, ``"lif"`` or ``"plif"`` (any case).
+
+    Returns:
+        The neuron class and its keyword arguments (ATan surrogate, ``detach_reset=True``, and
+        the kind's own, e.g. ``tau`` for LIF).
+
     Example:
         >>> cls, kwargs = neuron_spec("lif")
         >>> cls.__name__, kwargs["tau"], kwargs["detach_reset"]
@@ -42,6 +49,12 @@ def neuron_spec(kind: str) -> tuple[type[neuron.BaseNode], dict[str, Any]]:
 
 def make_neuron(kind: str) -> neuron.BaseNode:
     """Build one spiking-neuron layer of ``kind`` (single-step; the wrapper sets multi-step).
+
+    Args:
+        kind: ``"if"``, ``"lif"`` or ``"plif"`` (any case), as for :func:`neuron_spec`.
+
+    Returns:
+        A new SpikingJelly neuron module.
 
     Example:
         >>> type(make_neuron("plif")).__name__

@@ -80,6 +80,16 @@ def register_model(
 
     A spiking builder must return a ``SpikingNet``; its ANN twin is registered as ``<name>_ann``.
 
+    Args:
+        name: the registered name (case-insensitive, ``-`` and ``_`` alike); default the builder's
+            ``__name__``. A name already registered raises ValueError.
+        spiking: True if the builder returns a ``SpikingNet`` (its ANN twin is registered too).
+        input_shape: the default per-sample input ``(C, H, W)``.
+        events: True if the natural input is event frames ``[T, N, C, H, W]``.
+
+    Returns:
+        The decorator; it returns the builder unchanged.
+
     Example:
         >>> @register_model("tiny_mlp_example", spiking=False, input_shape=(1, 4, 4))
         ... def tiny_mlp(num_classes: int = 10) -> nn.Module:
@@ -107,6 +117,9 @@ def register_model(
 def unregister_model(name: str) -> None:
     """Remove ``name`` (and its ANN twin, if any) from the registry, e.g. to re-register it.
 
+    Args:
+        name: a registered model (not a twin: unregister its SNN instead).
+
     Example:
         >>> register_model("scratch_example", spiking=False, input_shape=(1, 1, 1))(nn.Identity) and None
         >>> unregister_model("scratch_example"); "scratch_example" in list_models()
@@ -122,6 +135,12 @@ def unregister_model(name: str) -> None:
 def model_entry(name: str) -> ModelEntry:
     """Return the ``ModelEntry`` of ``name`` (any case, ``-`` or ``_``); an unknown name raises
     ValueError with suggestions.
+
+    Args:
+        name: a registered model name.
+
+    Returns:
+        Its :class:`ModelEntry`.
 
     Example:
         >>> model_entry("SEW-Gesture").name, model_entry("sew_gesture").events
@@ -140,6 +159,19 @@ def create_model(name: str, *, twin: bool = False, **kwargs) -> nn.Module:
     """Build the model registered as ``name`` with ``kwargs`` (e.g. ``num_classes``, ``T``).
 
     ``twin=True`` builds the ANN twin of a spiking model (the same as ``create_model(name + "_ann")``).
+
+    Args:
+        name: a registered model (:func:`list_models`), any case, ``-`` or ``_``.
+        twin: build the ANN twin of a spiking model instead.
+        **kwargs: the builder's keyword arguments; ``num_classes``, ``in_channels``, ``T`` and
+            ``input_size`` must be integers >= 1.
+
+    Returns:
+        The model, with freshly initialised weights (nothing is downloaded).
+
+    Raises:
+        ValueError: an unknown name (with the closest names), a bad size keyword, or
+            ``twin=True`` for an ANN.
 
     Example:
         >>> import torch
@@ -168,6 +200,12 @@ def create_model(name: str, *, twin: bool = False, **kwargs) -> nn.Module:
 
 def list_models(spiking: bool | None = None) -> list[str]:
     """Sorted names of the registered models; ``spiking=True/False`` keeps SNNs / ANNs only.
+
+    Args:
+        spiking: None for every model, True for the SNNs, False for the ANNs (twins included).
+
+    Returns:
+        The names, sorted.
 
     Example:
         >>> "sew_resnet18" in list_models(spiking=True), "sew_resnet18_ann" in list_models(spiking=False)

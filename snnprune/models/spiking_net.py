@@ -33,6 +33,13 @@ _ENCODERS = {"direct": DirectEncoder, "poisson": PoissonEncoder}
 def make_encoder(encoder: str | nn.Module | None, T: int) -> nn.Module | None:
     """Resolve ``encoder`` ("direct", "poisson", a module, or None) into a module for ``T`` steps.
 
+    Args:
+        encoder: ``"direct"``, ``"poisson"`` (any case), a module (returned as it is) or None.
+        T: the number of time steps of a named encoder.
+
+    Returns:
+        The encoder module, or None.
+
     Example:
         >>> make_encoder("poisson", T=8)
         PoissonEncoder(

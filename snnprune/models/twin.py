@@ -36,6 +36,9 @@ __all__ = ["ANNTwin", "ann_twin"]
 class ANNTwin(nn.Module):
     """The ReLU twin of a ``SpikingNet``: same ``.body`` layers, single-step, no time dimension.
 
+    Args:
+        body: the single-step network (made by :func:`ann_twin`).
+
     Example:
         >>> from snnprune.models import create_model
         >>> twin = create_model("sew_digits", twin=True)
@@ -68,6 +71,16 @@ def _ann_layer(module: nn.Module) -> nn.Module | None:
 
 def ann_twin(snn: SpikingNet) -> ANNTwin:
     """Return the ReLU twin of ``snn`` (a copy: ``snn`` itself is left unchanged).
+
+    Args:
+        snn: a ``SpikingNet``; every SpikingJelly neuron of its body becomes ``nn.ReLU`` and every
+            SpikingJelly ``layer.Dropout`` an ``nn.Dropout``.
+
+    Returns:
+        An :class:`ANNTwin` whose conv, linear and batch-norm parameters equal ``snn``'s.
+
+    Raises:
+        TypeError: the body holds a stateful module with no known ANN equivalent.
 
     Example:
         >>> from snnprune.models import create_model

@@ -1,10 +1,13 @@
 """Recipes: one declarative TOML file per experiment, validated against one schema.
 
-* :mod:`~snnprune.recipe.schema` — :class:`Recipe`, where every default lives, with one config
-  class per pruning method (a discriminated union on ``pruning.method``);
+* :mod:`~snnprune.recipe.schema` — :class:`Recipe`, assembled from the registries when it
+  validates (methods, families, threshold schedules);
+* :mod:`~snnprune.recipe.methods` — a method's ``pruning`` keys, derived from its class;
+* :mod:`~snnprune.recipe.families` — :data:`FAMILIES`: each family's name, keys and rules;
 * :mod:`~snnprune.recipe.io` — the shipped recipes, ``--set`` overrides, one-line errors.
 
-pydantic only: importing this package never imports torch's side of snnprune by itself.
+pydantic only: importing this package imports no torch; validating a ``pruning`` section reads the
+method registry (:data:`snnprune.reparam.METHODS`).
 
 Example::
 
@@ -13,16 +16,11 @@ Example::
     ('sparsify_during_training', 'SoftThresholdConfig', 0.2)
 """
 
+from .families import FAMILIES, FamilyKeys, FamilyRecord
 from .io import RECIPE_DIR, RecipeError, list_recipes, load_recipe, parse_override, recipe_dir
-from .schema import (
-    FAMILIES,
-    METHOD_CONFIGS,
-    BuildContext,
-    CustomMethodConfig,
-    PrunerSpec,
-    PruningMethodConfig,
-    Recipe,
-)
+from .methods import BuildContext, PrunerSpec, PruningMethodConfig, method_config
+from .schema import Recipe, pruning_config
 
 __all__ = ["Recipe", "RecipeError", "load_recipe", "recipe_dir", "list_recipes", "parse_override", "RECIPE_DIR",
-           "METHOD_CONFIGS", "FAMILIES", "PruningMethodConfig", "CustomMethodConfig", "PrunerSpec", "BuildContext"]
+           "FAMILIES", "FamilyRecord", "FamilyKeys", "PruningMethodConfig", "PrunerSpec", "BuildContext",
+           "method_config", "pruning_config"]

@@ -26,7 +26,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .._validation import did_you_mean, shown
-from .schema import _CUSTOM, METHOD_CONFIGS, Recipe
+from .families import FAMILIES
+from .schema import Recipe, family_sections, migrate, pruning_config
 from .smoke import smoke_settings
 
 __all__ = ["RecipeError", "load_recipe", "recipe_dir", "list_recipes", "parse_override", "RECIPE_DIR"]
@@ -127,49 +128,63 @@ def load_recipe(spec: str | Path | dict, overrides: list[str] = (), *, smoke: bo
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
-        raise RecipeError(_one_line(exc)) from None
+        raise RecipeError(_one_line(exc, data)) from None
 
 
 def _deep_copy(d: dict) -> dict:
     return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in d.items()}
 
 
-def _union_tags(annotation) -> dict[str, type[BaseModel]]:
-    """``tag -> class`` of a tagged union annotation (``Annotated[Union[Annotated[C, Tag(t)], ...], ...]``)."""
-    tags = {}
-    for member in typing.get_args(annotation):
-        args = typing.get_args(member)
-        tag = next((getattr(a, "tag", None) for a in args[1:] if getattr(a, "tag", None)), None)
-        if tag is not None and isinstance(args[0], type):
-            tags[tag] = args[0]
-    return tags
+def _sections(data: dict) -> dict[str, type[BaseModel]]:
+    """The model of each table of this recipe that the registries decide: ``pruning`` (its method's
+    and family's keys) and the family's own table."""
+    data = migrate(data)
+    family = FAMILIES.get(data.get("family")) if isinstance(data.get("family"), str) else None
+    out: dict[str, type[BaseModel]] = {}
+    section = data.get("pruning")
+    method = section.get("method") if isinstance(section, dict) else None
+    try:
+        out["pruning"] = pruning_config(method or (family.default_method if family else "none"), family)
+    except (TypeError, ValueError):
+        pass
+    out.update({name: f.Config for name, f in family_sections().items() if f is family})
+    return out
 
 
-def _walk(loc: tuple) -> tuple[tuple[str, ...], type[BaseModel] | None, str | None]:
-    """Follow an error location through the schema: the key as the user wrote it (union tags
-    removed), the model the last part belongs to, and the tag taken on the way (if any)."""
+def _walk(loc: tuple, data: dict) -> tuple[tuple[str, ...], type[BaseModel] | None]:
+    """Follow an error location through the schema: the key as the user wrote it and the model
+    the last part belongs to."""
     model: type[BaseModel] | None = Recipe
-    shown, tag_taken, i = [], None, 0
-    parts = [str(p) for p in loc]
-    while i < len(parts):
-        part = parts[i]
+    sections = _sections(data)
+    shown = []
+    for i, part in enumerate(str(p) for p in loc):
         shown.append(part)
         field = model.model_fields.get(part) if model is not None else None
-        model = None
-        if field is not None:
-            tags = _union_tags(field.annotation)
-            if tags and i + 1 < len(parts) and parts[i + 1] in tags:
-                tag_taken = parts[i + 1]
-                model = tags[tag_taken]
-                i += 1
-            elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-                model = field.annotation
-        i += 1
-    return tuple(shown), model, tag_taken
+        if i == 0 and part in sections:
+            model = sections[part]
+        elif field is not None and isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            model = field.annotation
+        else:
+            model = None
+    return tuple(shown), model
 
 
-def recipe_keys(model: type[BaseModel] = Recipe, prefix: str = "") -> list[str]:
-    """Every dotted key of the schema (a pruning key once, whichever methods share it).
+def _section_keys(model: type[BaseModel], prefix: str) -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            keys += _section_keys(field.annotation, f"{prefix}{name}.")
+        else:
+            keys.append(prefix + name)
+    return keys
+
+
+def recipe_keys() -> list[str]:
+    """Every dotted key a recipe may hold: the fixed sections', every registered method's and
+    family's (a key once, whichever methods share it).
+
+    Returns:
+        The keys, ``"optim.lr"``-style.
 
     Example::
 
@@ -177,39 +192,41 @@ def recipe_keys(model: type[BaseModel] = Recipe, prefix: str = "") -> list[str]:
         >>> "optim.lr" in keys and "data.T" in keys and "pruning.final_threshold" in keys
         True
     """
-    keys = []
-    for name, field in model.model_fields.items():
-        key = prefix + name
-        tags = _union_tags(field.annotation)
-        members = list(tags.values()) or [m for m in typing.get_args(field.annotation) if isinstance(m, type)] \
-            or [field.annotation]
-        sections = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
-        if not sections:
-            keys.append(key)
-        for section in sections:
-            keys += [k for k in recipe_keys(section, key + ".") if k not in keys]
-    return keys
+    from ..reparam import METHODS
+
+    keys = [k for k in _section_keys(Recipe, "") if k != "pruning"]
+    models = [pruning_config(name) for name in METHODS]
+    models += [f.Config for f in FAMILIES.values() if f.section == "pruning" and f.Config is not None]
+    keys += [f"pruning.{k}" for m in models for k in m.model_fields]
+    keys += [k for section, f in family_sections().items() for k in _section_keys(f.Config, section + ".")]
+    return list(dict.fromkeys(keys))
 
 
-def _unknown_key(raw_loc: tuple, loc: tuple[str, ...]) -> str:
-    """"unknown key 'a.b'" with the closest key of the same section, or, in a method's section,
-    the methods the key belongs to, or a key of another section that ends so (``lr``:
+def _unknown_key(loc: tuple[str, ...], data: dict) -> str:
+    """"unknown key 'a.b'" with the closest key of the same section, or, in the pruning section,
+    the methods and families the key belongs to, or a key of another section that ends so (``lr``:
     ``optim.lr``)."""
-    _, parent, tag = _walk(raw_loc[:-1])
+    _, parent = _walk(loc[:-1], data)
     fields = list(parent.model_fields) if parent is not None else []
+    if parent is Recipe:
+        fields += list(family_sections())
     message = f"unknown key {'.'.join(loc)!r}"
     hint = difflib.get_close_matches(loc[-1], fields, n=1)
     if hint:
         return message + f" (did you mean {'.'.join(loc[:-1] + (hint[0],))!r}?)"
     elsewhere = did_you_mean(loc[-1], [k for k in recipe_keys() if "." in k])
-    if tag is None:
+    if loc[:-1] != ("pruning",) or parent is None:
         return message + elsewhere
-    if tag == _CUSTOM:
-        return message + " (a registered method's own arguments go under pruning.options)"
-    message += f" for method {tag!r}"
-    owners = [name for name, cls in METHOD_CONFIGS.items() if loc[-1] in cls.model_fields and name != tag]
+    from ..reparam import METHODS
+
+    method = parent.model_fields["method"].default
+    message += f" for method {method!r}"
+    owners = [f"method {name!r}" for name, cls in METHODS.items()
+              if name != method and loc[-1] in pruning_config(name).model_fields]
+    owners += [f"family {name!r}" for name, f in FAMILIES.items()
+               if f.section == "pruning" and f.Config is not None and loc[-1] in f.Config.model_fields]
     if owners:
-        return message + f" ({loc[-1]} is a key of method {' / '.join(map(repr, owners))})"
+        return message + f" ({loc[-1]} is a key of {' / '.join(owners)})"
     if elsewhere:
         return message + elsewhere
     return message + f" (its keys: {', '.join(k for k in fields if k != 'method')})"
@@ -222,11 +239,11 @@ def _choices(annotation) -> list:
     return [c for arg in typing.get_args(annotation) for c in _choices(arg)]
 
 
-def _fix(raw_loc: tuple, ctx: dict, value) -> Any:
+def _fix(loc: tuple[str, ...], ctx: dict, value, data: dict) -> Any:
     """A value that passes where ``value`` failed: the closest allowed name, the bound itself
     (``>= 1``: 1), else the key's default; None when there is none to suggest."""
-    _, parent, _ = _walk(raw_loc[:-1])
-    field = parent.model_fields.get(str(raw_loc[-1])) if parent is not None else None
+    _, parent = _walk(loc[:-1], data)
+    field = parent.model_fields.get(loc[-1]) if parent is not None else None
     if field is None:
         return None
     choices = _choices(field.annotation)
@@ -240,20 +257,20 @@ def _fix(raw_loc: tuple, ctx: dict, value) -> Any:
     return default if isinstance(default, (str, int, float, bool)) else None
 
 
-def _one_line(exc: ValidationError) -> str:
+def _one_line(exc: ValidationError, data: dict) -> str:
     errors = exc.errors()
     first = errors[0]
-    loc, model, _ = _walk(tuple(first["loc"]))
+    loc, model = _walk(tuple(first["loc"]), data)
     key = ".".join(loc) or "recipe"
     if first["type"] == "extra_forbidden":
-        message = _unknown_key(tuple(first["loc"]), loc)
+        message = _unknown_key(loc, data)
     elif first["type"] == "missing":
         message = f"missing key {key!r}"
     elif first["type"] == "value_error":
         message = first["msg"].removeprefix("Value error, ")
     else:
         value, msg = first.get("input"), first["msg"][0].lower() + first["msg"][1:]
-        fix = _fix(tuple(first["loc"]), first.get("ctx") or {}, value)
+        fix = _fix(loc, first.get("ctx") or {}, value, data)
         shown_value = shown(value) if isinstance(value, (str, int, float, bool)) else repr(value)
         message = f"{key}={shown_value}: {msg}"
         if fix is not None:

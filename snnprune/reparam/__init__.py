@@ -22,7 +22,7 @@ Example::
 from .base import CONTROLS, LayerGroup, LearnedThreshold, Reparameterization, zero_optimizer_state
 from .ltp import LTP
 from .magnitude import GMP, HardMask, Magnitude, Random
-from .registry import METHODS, get_method, register_method
+from .registry import METHODS, MethodInfo, get_method, list_methods, method_info, register_method
 from .smooth import SmoothThreshold, smooth_threshold
 from .threshold import STR, SoftThreshold, check_nonnegative, soft_threshold
 
@@ -31,6 +31,7 @@ __all__ = [
     "GMP",
     "LTP",
     "METHODS",
+    "MethodInfo",
     "STR",
     "HardMask",
     "LayerGroup",
@@ -42,6 +43,8 @@ __all__ = [
     "SoftThreshold",
     "check_nonnegative",
     "get_method",
+    "list_methods",
+    "method_info",
     "register_method",
     "smooth_threshold",
     "soft_threshold",

@@ -154,6 +154,14 @@ class Reparameterization(nn.Module):
 
     name: ClassVar[str] = ""
     control: ClassVar[str] = "threshold"
+    #: the method's record: one line, and the paper it implements (tables, docs, ``snnprune recipes``)
+    description: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    #: its recipe keys, when its constructor's parameters are not (a pydantic model; see
+    #: :func:`snnprune.recipe.method_config`)
+    Config: ClassVar[type | None] = None
+    #: whether a recipe writes the trail of ever sparser finalized models by default
+    trail: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)

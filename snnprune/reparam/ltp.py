@@ -92,6 +92,9 @@ class LTP(LearnedThreshold):
 
     name = "ltp"
     control = "learned"
+    description = "a sigmoid soft mask of θ² against a learned per-layer threshold, with a soft-L0 penalty"
+    paper = "Azarian et al., Learned Threshold Pruning, arXiv:2003.00075, 2020"
+    trail = True  # LTP yields a trail of ever sparser models (Azarian et al. 2020): keep it
 
     def __init__(self, l0: float = 0.1, temperature: float = 0.1, tau_init: float = 0.0, window: int = 100) -> None:
         super().__init__()

@@ -34,6 +34,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..recipe.methods import CubicConfig
 from .base import Reparameterization
 
 __all__ = ["HardMask", "Magnitude", "GMP", "Random"]
@@ -104,6 +105,8 @@ class Magnitude(HardMask):
     """
 
     name = "magnitude"
+    description = "one-shot magnitude pruning to a target sparsity, then fine-tuning with the mask fixed"
+    paper = "Han et al., Learning both Weights and Connections for Efficient Neural Networks, NeurIPS 2015"
 
 
 class GMP(HardMask):
@@ -133,6 +136,12 @@ class GMP(HardMask):
     """
 
     name = "gmp"
+    description = "gradual magnitude pruning along the cubic sparsity schedule"
+    paper = "Zhu & Gupta, To prune, or not to prune, arXiv:1710.01878, 2017"
+    Config = CubicConfig  # the cubic schedule's keys
+    #: Zhu & Gupta prune every layer to the same sparsity; ``Pruner(..., scope="global")`` ranks all
+    #: layers together instead
+    default_scope = "layer"
 
 
 class Random(HardMask):
@@ -158,6 +167,7 @@ class Random(HardMask):
     """
 
     name = "random"
+    description = "a random mask at the target sparsity: the control every method should beat"
 
     def __init__(self) -> None:
         super().__init__()

@@ -99,6 +99,8 @@ class SmoothThreshold(LearnedThreshold):
 
     name = "smooth_threshold"
     control = "learned"
+    description = "a differentiable hard threshold, learned per layer and pushed up by a regulariser"
+    paper = "Manessi et al., Automated Pruning for Deep Neural Network Compression, ICPR 2018"
 
     def __init__(self, threshold_reg: float = 0.1, beta: float = 50.0, t_init: float = 0.05) -> None:
         super().__init__()

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._validation import check_nonnegative
+from ..recipe.methods import ThresholdConfig
 from .base import Reparameterization, threshold_projection
 
 __all__ = ["SoftThreshold", "STR", "soft_threshold", "check_nonnegative"]
@@ -99,6 +100,9 @@ class SoftThreshold(Reparameterization):
 
     name = "soft_threshold"
     control = "threshold"
+    description = "w = sign(θ)·max(|θ| − d, 0) with a scheduled threshold d (LATS, S-LATS, PGH, ...)"
+    paper = "Chen et al., A Unified Framework for Soft Threshold Pruning, ICLR 2023"
+    Config = ThresholdConfig  # the schedule's keys only: the schedule, not a recipe key, sets d
 
     def __init__(self, threshold: float = 0.0) -> None:
         super().__init__()
@@ -168,6 +172,8 @@ class STR(Reparameterization):
 
     name = "str"
     control = "learned"
+    description = "a learned per-layer threshold d = sigmoid(s), with the true ReLU gradient"
+    paper = "Kusupati et al., Soft Threshold Weight Reparameterization for Learnable Sparsity, ICML 2020"
 
     def __init__(self, s_init: float = -3200.0) -> None:
         super().__init__()

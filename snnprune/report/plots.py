@@ -277,9 +277,9 @@ def _title(recipe, what: str) -> str:
 
 def write_run_plots(path: str | Path, out_dir: str | Path | None = None) -> list[Path]:
     """The training curves (from ``metrics.jsonl``) and the per-layer sparsity (of the model
-    :func:`~snnprune.engine.artifacts.load_run_model` reads at ``path``, a run folder or one of its
+    :func:`~snnprune.runs.load_run_model` reads at ``path``, a run folder or one of its
     files) written into ``out_dir`` (default: the run folder)."""
-    from ..engine.artifacts import load_run_model
+    from ..runs import load_run_model
 
     path = Path(path)
     run_dir = path if path.is_dir() else path.parent
@@ -315,14 +315,14 @@ class PlotSink:
             warnings.warn(f"could not draw {what} in {self.run_dir}: {type(exc).__name__}: {exc}", stacklevel=2)
 
     def _curves(self) -> None:
-        from ..engine.artifacts import run_history
+        from ..runs import run_history
 
         plot_training(run_history(self.run_dir), self.run_dir / CURVES_PNG, _title(self.recipe, "training"))
 
     def _layers(self) -> None:
-        from ..engine.artifacts import load_run_model
+        from ..runs import FINAL, LAST, load_run_model
 
-        source = next((self.run_dir / n for n in ("final_model.pt", "last.pt") if (self.run_dir / n).is_file()), None)
+        source = next((self.run_dir / n for n in (FINAL, LAST) if (self.run_dir / n).is_file()), None)
         if source is None:
             return
         model, _ = load_run_model(source)

@@ -20,8 +20,8 @@ __all__ = ["run_report", "compare_runs", "report_table", "compare_table", "plot_
 
 
 def _held_out(recipe, model_kwargs: dict, batch: int) -> tuple[torch.Tensor, str]:
+    from ..build import build_datasets
     from ..data import DatasetNotFoundError
-    from ..engine.build import build_datasets
     from ..export.run import example_input
 
     try:
@@ -35,8 +35,8 @@ def _held_out(recipe, model_kwargs: dict, batch: int) -> tuple[torch.Tensor, str
 
 def run_report(path: str | Path, *, batch: int = 32, table: str = "45nm") -> dict:
     """Per-layer and summary measurements of the model at ``path`` (a run folder or a file)."""
-    from ..engine.artifacts import load_run_model
     from ..metrics import count_ops, energy, sparsity
+    from ..runs import load_run_model
 
     model, info = load_run_model(path)
     recipe = info["recipe"]

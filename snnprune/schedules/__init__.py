@@ -19,5 +19,10 @@ from .sparsity import Cubic, OneShot, SparsitySchedule
 from .target import RegularizationFeedback, TargetSparsity
 from .threshold import LATS, PGH, SLATS, Constant, Linear, Sine, ThresholdSchedule, lr_trajectory
 
+#: the threshold schedules a recipe names in ``pruning.schedule``: name -> class (add your own here)
+THRESHOLD_SCHEDULES: dict[str, type[ThresholdSchedule]] = {
+    cls.__name__.lower(): cls for cls in (LATS, SLATS, PGH, Sine, Linear, Constant)
+}
+
 __all__ = ["ThresholdSchedule", "LATS", "SLATS", "PGH", "Sine", "Linear", "Constant", "lr_trajectory",
-           "SparsitySchedule", "Cubic", "OneShot", "TargetSparsity", "RegularizationFeedback"]
+           "THRESHOLD_SCHEDULES", "SparsitySchedule", "Cubic", "OneShot", "TargetSparsity", "RegularizationFeedback"]

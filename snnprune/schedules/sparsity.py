@@ -12,6 +12,8 @@ Example::
     [0.0, 0.7875, 0.9, 0.9]
     >>> gmp.updates_at(20), gmp.updates_at(25)
     (True, False)
+    >>> Cubic(final=0.9, end=30, every=20).updates_at(30)     # the end, off the every-20 grid
+    True
 """
 
 from __future__ import annotations
@@ -62,9 +64,10 @@ class SparsitySchedule:
         return self.initial + (self.final - self.initial) * self.shape(x)
 
     def updates_at(self, step: int) -> bool:
-        """Whether the masks are recomputed after ``step`` optimizer steps."""
+        """Whether the masks are recomputed after ``step`` optimizer steps: every ``every`` steps
+        from ``start``, and at ``end`` whatever ``every`` is, so the schedule lands on ``final``."""
         end = self.end if self.end is not None else step
-        return self.start <= step <= end and (step - self.start) % self.every == 0
+        return self.start <= step <= end and ((step - self.start) % self.every == 0 or step == end)
 
     def state_dict(self) -> dict:
         return {"final": self.final, "initial": self.initial, "start": self.start, "end": self.end,

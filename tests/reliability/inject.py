@@ -28,7 +28,8 @@ def _die() -> None:
 
 
 def install(fault: str) -> None:
-    from snnprune.engine import checkpoint, trainer
+    from snnprune.engine import trainer
+    from snnprune.runs import checkpoint
 
     kind, *args = fault.split(":")
     if kind == "none":

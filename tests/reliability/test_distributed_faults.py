@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from snnprune.engine import load_checkpoint
+from snnprune.runs import load_checkpoint
 
 HERE = Path(__file__).resolve().parent
 TIMEOUT = 8  # seconds a collective waits for a missing process

@@ -23,8 +23,9 @@ from torch import nn
 import snnprune.engine
 from snnprune import schedules
 from snnprune.pruner import Pruner
-from snnprune.recipe import recipe_dir
-from snnprune.recipe.schema import METHOD_CONFIGS, Recipe
+from snnprune.recipe import FAMILIES, method_config, recipe_dir
+from snnprune.recipe.schema import Recipe
+from snnprune.reparam import METHODS as REGISTERED
 
 # modest and reproducible by default; SNNPRUNE_FUZZ_EXAMPLES=2000 fuzzes deeper with fresh random inputs
 EXAMPLES = int(os.environ.get("SNNPRUNE_FUZZ_EXAMPLES", "40"))
@@ -46,7 +47,9 @@ def _keys(model, prefix="") -> list[str]:
 
 #: every key a recipe may hold (the pruning keys of every method), a few keys inside kwargs, and
 #: made-up ones
-KEYS = sorted(set(_keys(Recipe)) | {f"pruning.{k}" for c in METHOD_CONFIGS.values() for k in c.model_fields}
+KEYS = sorted(set(_keys(Recipe))
+              | {f"pruning.{k}" for c in map(method_config, REGISTERED.values()) for k in c.model_fields}
+              | {f"{f.section}.{k}" for f in FAMILIES.values() if f.Config for k in f.Config.model_fields}
               | {"model.kwargs.in_channels", "model.kwargs.width", "model.kwargs.input_size", "data.kwargs.size",
                  "model.kwargs.T", "pruning.options.x", "bogus", "optim.bogus", "pruning.s_nit", "a.b.c"})
 
@@ -92,8 +95,8 @@ def builders_only(monkeypatch, tmp_path, data_home):
     monkeypatch.chdir(tmp_path)
 
     def train(recipe, out=None, **kwargs):
+        from snnprune.build import build_datasets, build_model, build_pruner, call_with_kwargs
         from snnprune.data import dataset_info
-        from snnprune.engine.build import build_datasets, build_model, build_pruner, call_with_kwargs
         from snnprune.engine.families import get_family
 
         if recipe.data.root is None:

@@ -18,9 +18,10 @@ import pytest
 import torch
 from faults import run_main
 
-from snnprune.engine import load_checkpoint, train
+from snnprune.engine import train
 from snnprune.engine.families import FAMILIES
 from snnprune.recipe import load_recipe, recipe_dir
+from snnprune.runs import load_checkpoint
 
 HERE = Path(__file__).resolve().parent
 EPOCHS, LIMIT, BATCH = 3, 48, 16

@@ -11,12 +11,11 @@ import pytest
 import torch
 from faults import run_main
 
-from snnprune.engine import load_checkpoint, train
+from snnprune.engine import NonFiniteError, train
 from snnprune.engine import trainer as trainer_module
-from snnprune.engine.checkpoint import first_nonfinite
-from snnprune.engine.trainer import NonFiniteError
 from snnprune.pruner import Pruner
 from snnprune.recipe import load_recipe
+from snnprune.runs import first_nonfinite, load_checkpoint
 
 SMALL = ["epochs=2", "data.limit=64", "batch_size=16"]  # 4 optimizer steps per epoch
 

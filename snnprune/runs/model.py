@@ -1,4 +1,6 @@
-"""Read a trained model back from a run folder or one of its files, for report, compare and export.
+"""A run's model as a file and back: :func:`final_payload` (what ``final_model.pt`` and the
+trail's files hold) and :func:`load_run_model` (a run folder or one of its files, for report,
+compare and export).
 
 * ``final_model.pt`` (the plain, finalized model): ``create_model(model_name, twin=..., **model_kwargs)``
   (then the saved ``channel_spec``, if the run removed channels), strict load;
@@ -13,38 +15,46 @@ naming it.
 
 from __future__ import annotations
 
-import json
+import copy
 from pathlib import Path
 
 from torch import nn
 
 from .._validation import first_line
+from ..recipe import Recipe
 from .checkpoint import CheckpointError, load_checkpoint
+from .folder import BEST, FINAL, LAST, read_recipe, run_history
 
-__all__ = ["load_run_model", "run_history"]
+__all__ = ["final_payload", "load_run_model"]
 
-_ORDER = ("final_model.pt", "best.pt", "last.pt")
+_ORDER = (FINAL, BEST, LAST)
 
 
-def run_history(run_dir: Path) -> list[dict]:
-    """The per-epoch lines of ``metrics.jsonl`` (an empty list when there is none)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    lines = []
-    for raw in path.read_text().splitlines():
-        try:
-            entry = json.loads(raw)
-        except json.JSONDecodeError:
-            continue
-        if entry.get("kind") == "epoch":
-            lines.append(entry)
-    return lines
+def final_payload(model: nn.Module, recipe: Recipe, model_kwargs: dict, channel_spec: dict | None = None) -> dict:
+    """The plain form of ``model`` as it is now: parametrizations removed, zeros baked in (``model``
+    itself untouched).
+
+    Args:
+        model: the model under training (parametrized by a :class:`~snnprune.Pruner` or not).
+        recipe: the run's recipe (its ``model.name`` and ``model.twin`` are stored).
+        model_kwargs: the keyword arguments the model was built with.
+        channel_spec: the :class:`~snnprune.channels.ChannelSpec` state of a model whose channels
+            were cut (None: the builder's shapes).
+
+    Returns:
+        ``model`` (a state_dict that loads strictly into ``create_model(model_name, twin=twin,
+        **model_kwargs)``, then the spec), ``model_name``, ``twin``, ``model_kwargs``, ``sparsity``
+        (over every conv/linear weight) and ``channel_spec``.
+    """
+    from ..metrics import sparsity
+    from ..pruner import bake
+
+    plain = bake(copy.deepcopy(model))
+    return {"model": plain.state_dict(), "model_name": recipe.model.name, "twin": recipe.model.twin,
+            "model_kwargs": model_kwargs, "sparsity": sparsity(plain).total, "channel_spec": channel_spec}
 
 
 def _recipe(data):
-    from ..recipe import Recipe
-
     try:
         return Recipe.model_validate(data)
     except ValueError:
@@ -52,9 +62,21 @@ def _recipe(data):
 
 
 def load_run_model(path: str | Path) -> tuple[nn.Module, dict]:
-    """``(model, info)`` of a run folder (its final model, else its best, else its last
-    checkpoint) or of one checkpoint file. ``info``: recipe, model_name, twin, model_kwargs,
-    sparsity, history, path."""
+    """The model of a run folder (its final model, else its best, else its last checkpoint) or of
+    one checkpoint file, in eval mode with its pruning baked in.
+
+    Args:
+        path: a run folder or one of its files (``final_model.pt``, ``best.pt``, ``last.pt``, a
+            trail file).
+
+    Returns:
+        ``(model, info)``; ``info``: ``path`` (the file read), ``recipe``, ``model_name``, ``twin``,
+        ``model_kwargs``, ``sparsity``, ``history`` (the folder's epochs) and ``test_acc`` (the
+        file's own accuracy, where it carries one).
+
+    Raises:
+        CheckpointError: no run there, or a file that cannot be read or does not fit its model.
+    """
     from .. import models as snn_models
     from ..metrics import sparsity
 
@@ -67,11 +89,8 @@ def load_run_model(path: str | Path) -> tuple[nn.Module, dict]:
         path = found
     payload = load_checkpoint(path)
     recipe = _recipe(payload["recipe"]) if isinstance(payload.get("recipe"), dict) else None
-    if recipe is None and (run_dir / "recipe.json").is_file():
-        try:
-            recipe = _recipe(json.loads((run_dir / "recipe.json").read_text()))
-        except json.JSONDecodeError:
-            recipe = None
+    if recipe is None:
+        recipe = read_recipe(run_dir)
     if "model_name" in payload:  # a plain, finalized model
         try:
             name, twin, kwargs = payload["model_name"], bool(payload.get("twin", False)), dict(payload["model_kwargs"])
@@ -107,8 +126,8 @@ def load_run_model(path: str | Path) -> tuple[nn.Module, dict]:
 
 def _from_checkpoint(recipe, payload: dict, path: Path):
     from .. import data as snn_data
+    from ..build import build_model, build_pruner, model_kwargs
     from ..pruner import bake
-    from .build import build_model, build_pruner, model_kwargs
 
     info = snn_data.dataset_info(recipe.data.name)
     kwargs = model_kwargs(recipe, info)

@@ -25,11 +25,11 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from .. import data as snn_data
-from .. import models as snn_models
-from .. import schedules
-from ..pruner import Pruner
-from ..recipe import Recipe, RecipeError
+from . import data as snn_data
+from . import models as snn_models
+from . import schedules
+from .pruner import Pruner
+from .recipe import Recipe, RecipeError
 
 __all__ = ["build_datasets", "model_kwargs", "build_model", "build_optimizer", "build_scheduler", "build_pruner",
            "call_with_kwargs"]
@@ -216,7 +216,7 @@ def build_pruner(recipe: Recipe, model: nn.Module, *, steps_per_epoch: int, tota
     spec = call_with_kwargs("pruning", p.spec, ctx)
     if spec is None:
         return None
-    from ..reparam import get_method
+    from .reparam import get_method
 
     call_with_kwargs("pruning.method", get_method, spec.method)
     return call_with_kwargs("pruning", Pruner, model, spec.method, spec.schedule, total_steps=total,
