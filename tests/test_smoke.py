@@ -12,7 +12,8 @@ from snnprune.cli import main
 from snnprune.recipe import list_recipes, load_recipe
 from snnprune.recipe.smoke import SMOKE_BATCH_SIZE, SMOKE_BATCHES, smoke_settings
 
-#: ResNet-50, SEW-ResNet-18 and MobileNet: a few seconds each even at 32x32 and batch 4
+#: ResNet-50, SEW-ResNet-18, MobileNet and ResNet-56: a few seconds each even at 32x32 and batch 4; marked
+#: smoke_heavy too, so that a quick run can leave them out (-m "not smoke_heavy")
 SLOW = {"imagenet_resnet50_channels", "imagenet_resnet50_gmp", "imagenet_resnet50_lats", "imagenet_resnet50_ltp",
         "imagenet_resnet50_str", "imagenet_sew_resnet18_channels", "imagenet_sew_resnet18_lats",
         "imagenet_mobilenet_v1_lats", "cifar10_resnet56_channels"}
@@ -21,7 +22,7 @@ KNOWN_BUGS = {
     "cifar10_resnet56_channels": "prune_channels on cifar_resnet56: a channel group's batch-norm indices run past the "
                                  "mask (IndexError in channels.surgery._group_keep) at the cut",
 }
-RECIPES = [pytest.param(p, id=p.stem, marks=([pytest.mark.slow] if p.stem in SLOW else [])
+RECIPES = [pytest.param(p, id=p.stem, marks=([pytest.mark.slow, pytest.mark.smoke_heavy] if p.stem in SLOW else [])
                         + ([pytest.mark.xfail(reason=KNOWN_BUGS[p.stem], raises=IndexError, strict=True)]
                            if p.stem in KNOWN_BUGS else []))
            for p in list_recipes()]
