@@ -173,7 +173,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     load_before = os.getloadavg()
     results = {"bench": steady_row("bench", kinds, args.reps, with_unit=False)}
+    print("bench", {k: round(r["ratio_to_dense"], 3) for k, r in results["bench"].items()}, flush=True)
     results["small"] = steady_row("small", kinds, args.reps * 2, with_unit=True)
+    print("small", {k: round(r["ratio_to_dense"], 3) for k, r in results["small"].items()}, flush=True)
     results["first_step_s"] = first_steps(kinds)
     machine = machine_info(args.threads, load_before, commit=_commit(), mode="interleaved in one process")
     command = f"python bench/overhead.py --reps {args.reps} --threads {args.threads}"

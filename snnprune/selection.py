@@ -32,6 +32,7 @@ from torch.nn.utils import parametrize
 
 __all__ = [
     "PRUNABLE_TYPES",
+    "BATCH_NORMS",
     "prunable_layers",
     "prunable_tensors",
     "matches",
@@ -52,6 +53,9 @@ __all__ = [
 #: Layer types whose ``weight`` can be pruned.
 PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d,
                                                nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)
+
+#: Batch-norm layer types (SpikingJelly's subclass torch's), for channel pruning and BN folding.
+BATCH_NORMS: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 Selector = None | str | type | tuple | Callable[[str, nn.Module], bool] | Iterable
 

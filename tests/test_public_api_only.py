@@ -17,25 +17,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "snnprune"
 
 #: private attributes read anyway: (file relative to snnprune/, attribute) -> why, and the public way
 ALLOWED: dict[tuple[str, str], str] = {
-    ("selection.py", "_ConvNd"): "isinstance over every convolution class; public: the tuple of "
-    "nn.Conv1d/2d/3d and nn.ConvTranspose1d/2d/3d",
-    ("metrics/ops.py", "_ConvNd"): "as in selection.py",
-    ("export/nir_export.py", "_BatchNorm"): "isinstance over every batch norm; public: nn.BatchNorm1d/2d/3d, "
-    "nn.SyncBatchNorm",
-    ("channels/bn_sparsity.py", "_BatchNorm"): "as in export/nir_export.py",
-    ("channels/surgery.py", "_BatchNorm"): "as in export/nir_export.py",
-    ("selection.py", "_qkv_same_embed_dim"): "which MultiheadAttention projections exist; public: "
-    "`module.in_proj_weight is not None`",
-    ("metrics/ops.py", "_reversed_padding_repeated_twice"): "a conv's padding for F.pad; public: built "
-    "from module.padding",
-    ("export/nir_export.py", "_modules"): "replaces children in place; public: setattr/delattr on the parent",
-    ("pruner.py", "_parameters"): "tells a stored weight from one computed by a legacy hook; public: "
-    "dict(module.named_parameters(recurse=False))",
-    ("engine/trainer.py", "_foreach_norm"): "all gradient norms in one kernel; public: "
-    "torch.nn.utils.get_total_norm",
-    ("runs/checkpoint.py", "_foreach_norm"): "as in engine/trainer.py",
     ("data/neuromorphic.py", "_folder_contains_at_least_n_files_of_type"): "tonic's (not torch's) check that a "
-    "data set is on disk; public: counting the files with pathlib",
+    "data set is on disk, the one its own data sets use; public: none in tonic",
 }
 
 #: names that are never allowed, whoever defines them (the introspection the core must not do)

@@ -35,9 +35,8 @@ import math
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..selection import Selector, matches
+from ..selection import BATCH_NORMS, Selector, matches
 
 __all__ = ["BNSparsity"]
 
@@ -46,7 +45,7 @@ class BNSparsity:
     """L1 sparsity on the scales ``gamma`` of the batch norms of ``model``.
 
     Args:
-        model: any network; every affine ``_BatchNorm`` (BatchNorm1d/2d/3d, SpikingJelly's) is a candidate.
+        model: any network; every affine batch norm (BatchNorm1d/2d/3d, SyncBatchNorm, SpikingJelly's) is a candidate.
         l1: the penalty strength ``s`` (1e-4 in network slimming, 2e-4 in the OT examples).
         include: which BNs (a name glob, a type, a predicate ``(name, module) -> bool`` or a list);
             None takes every affine BN.
@@ -71,7 +70,7 @@ class BNSparsity:
         self.steps = 0
         self._bns = [
             (name, m) for name, m in model.named_modules()
-            if isinstance(m, _BatchNorm) and m.weight is not None and (include is None or matches(include, name, m))
+            if isinstance(m, BATCH_NORMS) and m.weight is not None and (include is None or matches(include, name, m))
         ]
         if not self._bns:
             raise ValueError(f"{type(model).__name__} has no affine batch norm selected for BN sparsity")

@@ -36,9 +36,9 @@ import torch
 import torch_pruning as tp
 from spikingjelly.activation_based import base, neuron
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils import parametrize
 
+from ..selection import BATCH_NORMS
 from .criteria import channels_to_keep, optimal_threshold, slimming_threshold
 from .spec import DIMS, ChannelSpec, layer_pruner
 
@@ -170,7 +170,7 @@ def _groups(dg: tp.DependencyGraph, target: nn.Module, prefix: str, ignored: set
     names = {m: n for n, m in target.named_modules()}
     covered: dict[nn.Module, set[int]] = {}
     for root_name, root in target.named_modules():
-        if not isinstance(root, _BatchNorm) or root not in dg.module2node:
+        if not isinstance(root, BATCH_NORMS) or root not in dg.module2node:
             continue
         idxs = [i for i in range(root.num_features) if i not in covered.get(root, set())]
         if not idxs:
@@ -187,7 +187,7 @@ def _groups(dg: tp.DependencyGraph, target: nn.Module, prefix: str, ignored: set
             if module not in names:  # Torch-Pruning's own ops (add, cat, flatten): nothing to cut
                 continue
             layers.append(prefix + names[module])
-            if isinstance(module, _BatchNorm):
+            if isinstance(module, BATCH_NORMS):
                 bns[prefix + names[module]] = (list(item.idxs), [position[int(r)] for r in item.root_idxs])
                 covered.setdefault(module, set()).update(int(i) for i in item.idxs)
         if touches_ignored:
@@ -287,7 +287,7 @@ def batchnorm_gammas(model: nn.Module) -> dict[str, torch.Tensor]:
         [('1', tensor([1., 1.]))]
     """
     return {n: m.weight.detach().abs().clone() for n, m in model.named_modules()
-            if isinstance(m, _BatchNorm) and m.weight is not None}
+            if isinstance(m, BATCH_NORMS) and m.weight is not None}
 
 
 def _group_keep(group: ChannelGroup, keep: Mapping[str, torch.Tensor], gammas: Mapping[str, torch.Tensor],

@@ -498,8 +498,8 @@ def _train_step(run: Run, x, y) -> tuple[torch.Tensor, float]:
 def _check_step(run: Run, total: torch.Tensor) -> tuple[float, str | None]:
     """The loss value and what is non-finite at this step (``None``: nothing).
 
-    Cost: the L2 norms of all gradients in one fused call (``torch._foreach_norm``: one kernel per
-    device and dtype, no host sync per tensor; a NaN or an infinity anywhere makes their sum
+    Cost: the total L2 norm of all gradients in one call (``torch.nn.utils.get_total_norm``: fused
+    per device and dtype, no host sync per tensor; a NaN or an infinity anywhere makes it
     non-finite) and one host sync for the loss and that sum together, the sync ``loss.item()`` cost
     anyway (``bench/reliability.py`` measures it against a step). Only when the sum is not finite
     are the tensors looked at one by one, to name the bad one (a sum that merely overflowed is no
@@ -510,7 +510,7 @@ def _check_step(run: Run, total: torch.Tensor) -> tuple[float, str | None]:
     grads = [] if run.scaler.is_enabled() else \
         [(n, p.grad) for n, p in run.model.named_parameters() if p.grad is not None and p.grad.numel()]
     if grads:
-        checks.append(torch.stack([g.float() for g in torch._foreach_norm([g for _, g in grads])]).sum())
+        checks.append(torch.nn.utils.get_total_norm([g for _, g in grads]).float())
     value, *grad_sum = torch.stack(checks).tolist()
     if not math.isfinite(value):
         return value, f"the loss is {value}"

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 
+from ..selection import BATCH_NORMS
 from ._common import atomic_write, plain_copy
 
 __all__ = ["export_nir", "first_unmapped", "fuse_conv_bn"]
@@ -64,7 +65,7 @@ _ANN = "an ANN twin is not a spiking net: NIR carries spiking nets; export the S
 
 
 def _kind(module: nn.Module) -> str:
-    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+    if isinstance(module, BATCH_NORMS):
         return "batchnorm"
     if isinstance(module, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)):
         return "maxpool"
@@ -85,7 +86,7 @@ def _neuron_types() -> tuple[type, ...]:
 def _leaf_types() -> tuple[type, ...]:
     """Modules the trace does not enter: each becomes NIR nodes (or nothing) as a whole."""
     return (nn.Linear, nn.Conv1d, nn.Conv2d, nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.Flatten,
-            nn.Identity, nn.Dropout, nn.modules.batchnorm._BatchNorm) + _neuron_types()
+            nn.Identity, nn.Dropout, BATCH_NORMS) + _neuron_types()
 
 
 def first_unmapped(model: nn.Module, prefix: str = "") -> tuple[str, str] | None:
@@ -116,7 +117,7 @@ def first_unmapped(model: nn.Module, prefix: str = "") -> tuple[str, str] | None
         if isinstance(module, (nn.Conv1d, nn.Conv2d)) and (module.groups != 1 or module.padding_mode != "zeros"):
             how = f"groups={module.groups}, padding_mode={module.padding_mode!r}"
             return name, f"{type(module).__name__}({how}): {_HINTS['conv']}"
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        if isinstance(module, BATCH_NORMS):
             return name, f"{type(module).__name__}: {_HINTS['batchnorm']}"
         if isinstance(module, mapped) or isinstance(module, _Passthrough):
             return None  # mapped as a whole (a neuron's surrogate function is part of it)
@@ -164,19 +165,20 @@ def fuse_conv_bn(model: nn.Module) -> nn.Module:
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     for parent in list(model.modules()):
-        names = list(parent._modules)
+        names = [name for name, _ in parent.named_children()]
         for first, second in zip(names, names[1:]):
-            if first not in parent._modules or second not in parent._modules:
+            children = dict(parent.named_children())
+            if first not in children or second not in children:
                 continue  # one of them was folded away already
-            conv, bn = parent._modules[first], parent._modules[second]
-            if isinstance(conv, (nn.Conv1d, nn.Conv2d)) and isinstance(bn, nn.modules.batchnorm._BatchNorm) \
+            conv, bn = children[first], children[second]
+            if isinstance(conv, (nn.Conv1d, nn.Conv2d)) and isinstance(bn, BATCH_NORMS) \
                     and bn.num_features == conv.out_channels and bn.track_running_stats:
                 fused = fuse_conv_bn_eval(conv.eval(), bn.eval())
-                parent._modules[first] = fused
+                setattr(parent, first, fused)  # nn.Module.__setattr__ replaces the child in place
                 if isinstance(parent, nn.Sequential):
-                    del parent._modules[second]
+                    delattr(parent, second)
                 else:
-                    parent._modules[second] = _Passthrough()
+                    setattr(parent, second, _Passthrough())
     return model
 
 
@@ -311,7 +313,7 @@ class _GraphWriter:
             return self.max_pool(node, module, value, shape, where)
         if isinstance(module, _neuron_types()):
             return _Value([self.add(name, self.neuron(module, shape, where), value.sources)], 1, shape)
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        if isinstance(module, BATCH_NORMS):
             self.fail(where, f"{type(module).__name__}: {_HINTS['batchnorm']}")
         self.fail(where, f"{type(module).__name__}: {_HINTS[_kind(module)]}")
 

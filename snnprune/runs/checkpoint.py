@@ -22,8 +22,9 @@ class CheckpointError(ValueError):
 
 def first_nonfinite(tensors: dict) -> str | None:
     """The first key of ``tensors`` whose floating-point tensor holds a NaN or an infinity, else
-    ``None``. Their L2 norms in one fused call (``torch._foreach_norm``) and one host sync; the
-    tensors are looked at one by one only when the norms are not all finite.
+    ``None``. Their total L2 norm in one call (``torch.nn.utils.get_total_norm``: fused per device
+    and dtype; a NaN or an infinity anywhere makes it non-finite) and one host sync; the tensors
+    are looked at one by one only when that norm is not finite.
 
     Example::
 
@@ -36,8 +37,7 @@ def first_nonfinite(tensors: dict) -> str | None:
               if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel()}
     if not floats:
         return None
-    norms = torch._foreach_norm(list(floats.values()))
-    if torch.isfinite(torch.stack([n.float() for n in norms])).all():
+    if torch.isfinite(torch.nn.utils.get_total_norm(list(floats.values()))):
         return None
     return next((k for k, v in floats.items() if not torch.isfinite(v).all()), None)  # None: a norm overflowed
 
