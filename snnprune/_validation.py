@@ -6,10 +6,11 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import shlex
 
 __all__ = [
     "check_nonnegative", "check_positive_int", "check_fraction", "did_you_mean", "normalise_name", "resolve_name",
-    "first_line",
+    "first_line", "key_error", "shown",
 ]
 
 
@@ -71,9 +72,30 @@ def normalise_name(name: str) -> str:
 
 
 def did_you_mean(word: str, choices) -> str:
-    """``" (did you mean 'x'?)"`` for the closest of ``choices``, else ``""``."""
-    hint = difflib.get_close_matches(str(word), list(choices), n=1)
-    return f" (did you mean {hint[0]!r}?)" if hint else ""
+    """``" (did you mean 'x'?)"`` for the closest of ``choices``, else ``""``.
+
+    A dotted choice also matches by its last part, so a key given without its section finds it:
+    ``lr`` finds ``optim.lr``. Every choice ending so is named (``T`` may be ``data.T`` or
+    ``model.kwargs.T``); otherwise the closest last part is.
+
+    Example::
+
+        >>> did_you_mean("lr", ["epochs", "optim.lr", "optim.momentum"])
+        " (did you mean 'optim.lr'?)"
+        >>> did_you_mean("epoch", ["epochs", "optim.lr"]), did_you_mean("xyz", ["epochs"])
+        (" (did you mean 'epochs'?)", '')
+    """
+    choices, word = [str(c) for c in choices], str(word)
+    hints = difflib.get_close_matches(word, choices, n=1)
+    if not hints:
+        last, tail = {c: c.rsplit(".", 1)[-1] for c in choices if "." in c}, word.rsplit(".", 1)[-1]
+        hints = [c for c, part in last.items() if part == tail]
+        if not hints:
+            close = difflib.get_close_matches(tail, sorted(set(last.values())), n=1)
+            hints = [c for c, part in last.items() if close and part == close[0]][:1]
+    if not hints:
+        return ""
+    return f" (did you mean {' or '.join(map(repr, hints))}?)"
 
 
 def resolve_name(what: str, value, choices):
@@ -93,3 +115,25 @@ def resolve_name(what: str, value, choices):
     close = difflib.get_close_matches(normalise_name(value), list(by_key), n=1) if isinstance(value, str) else []
     hint = f" (did you mean {by_key[close[0]]!r}?)" if close else ""
     raise ValueError(f"unknown {what} {value!r}{hint}; choose one of {', '.join(map(repr, choices))}")
+
+
+def shown(value) -> str:
+    """A recipe value as the user writes it after ``--set key=`` (TOML: ``true``, ``'sgd'``, ``0.1``)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def key_error(key: str, value, problem: str, *fixes: str) -> ValueError:
+    """A recipe error naming the key, its value and the ``--set`` options that fix it (each fix a
+    ``key=value`` text; none when only an edit of the recipe file can).
+
+    Example::
+
+        >>> str(key_error("pruning.end_epoch", 9, "must not exceed epochs=1", "pruning.end_epoch=1"))
+        'pruning.end_epoch=9 must not exceed epochs=1: add --set pruning.end_epoch=1'
+    """
+    text = f"{key}={shown(value)} {problem}"
+    if fixes:
+        text += ": add " + " ".join(f"--set {shlex.quote(fix)}" for fix in fixes)
+    return ValueError(text)

@@ -1,6 +1,6 @@
 """The ``snnprune`` command line (also ``python -m snnprune``).
 
-    snnprune train RECIPE [--set key=value ...] [--out DIR] [--resume]
+    snnprune train RECIPE [--set key=value ...] [--out DIR] [--resume] [--smoke]
     snnprune recipes
     snnprune demo
     snnprune report RUN_DIR|CHECKPOINT [--json|--markdown] [--plot [DIR]]
@@ -12,8 +12,9 @@ checkpoint, a run folder that already holds a run) prints one line on stderr and
 nothing is overwritten. A run stopped by a NaN or infinite loss, gradient, threshold or weight
 prints one line naming the step and exits with code 3 (its checkpoints are the last good ones);
 under torchrun, a process that died or hung past ``SNNPRUNE_DIST_TIMEOUT`` ends the others with one
-line and code 4; an interrupted run (SIGINT, SIGTERM) saves and exits with code 130. ``SNNPRUNE_DEBUG=1`` shows the
-traceback instead.
+line and code 4; an interrupted run (SIGINT, SIGTERM) saves and exits with code 130. Output piped into
+a reader that stops early (``| head``) ends quietly with code 141, as a program killed by SIGPIPE.
+``SNNPRUNE_DEBUG=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 __all__ = ["main"]
@@ -29,6 +31,11 @@ EXIT_BAD_INPUT = 2
 EXIT_NONFINITE = 3  # a NaN or infinity stopped the run (the checkpoints are the last good ones)
 EXIT_DISTRIBUTED = 4  # under torchrun: another process died or hung (resume from the last checkpoint)
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what the shell sees from a program whose reader went away
+
+
+class UsageError(ValueError):
+    """A command-line argument that cannot be used (``--out`` naming a folder, an unwritable place)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="override a recipe value, e.g. --set optim.lr=0.05 (repeatable)")
     train.add_argument("--out", type=Path, default=None, help="run folder (default runs/<recipe name>)")
     train.add_argument("--resume", action="store_true", help="continue the run saved in the run folder")
+    train.add_argument("--smoke", action="store_true",
+                       help="a smoke test: each phase of the recipe one epoch of 2 batches of 4 (default run folder "
+                            "runs/smoke/<recipe>, replaced each time); a data set not on this machine is replaced "
+                            "by a small random stand-in in its layout")
 
     sub.add_parser("recipes", help="list the shipped recipes", description="List the shipped recipes.")
 
@@ -78,7 +89,16 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return _COMMANDS[args.command](args)
+        code = _COMMANDS[args.command](args)
+        sys.stdout.flush()  # a reader that went away shows here, inside the handler below
+        return code
+    except BrokenPipeError:
+        # The reader of our output (`| head`, `| less`) stopped early: nothing is wrong. Python would
+        # still try to flush stdout at exit and print an error; point stdout at devnull first
+        # (https://docs.python.org/3/library/signal.html#note-on-sigpipe).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as exc:
         codes = _exit_codes()
         kind = next((k for k in codes if isinstance(exc, k)), None)
@@ -119,7 +139,8 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from .recipe import RecipeError
     from .runs import CheckpointError
 
-    return RecipeError, RunExistsError, CheckpointError, DatasetNotFoundError, CorruptRecordingError, ExportError
+    return (RecipeError, RunExistsError, CheckpointError, DatasetNotFoundError, CorruptRecordingError, ExportError,
+            UsageError)
 
 
 def _train(args) -> int:
@@ -127,14 +148,46 @@ def _train(args) -> int:
     from .recipe import load_recipe
     from .report import ConsoleSink, PlotSink, print_summary
 
-    recipe = load_recipe(args.recipe, args.overrides)
-    result = train(recipe, args.out, resume=args.resume, sinks=[ConsoleSink(), PlotSink()])
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a file: the run folder is a folder (an existing one, or a new name)")
+    recipe = load_recipe(args.recipe, args.overrides, smoke=args.smoke)
+    out, fresh = args.out, False
+    if args.smoke:
+        recipe = _smoke_data(recipe)
+        if out is None:  # the smoke runs' own folder: a smoke run replaces the last one
+            out, fresh = Path("runs") / "smoke" / recipe.name, not args.resume
+    result = train(recipe, out, resume=args.resume, fresh=fresh, sinks=[ConsoleSink(), PlotSink()])
     if result.interrupted:
         print(f"snnprune: interrupted; saved {result.run_dir / 'last.pt'} — continue with --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     if result.is_main:  # under torchrun, one table
         print_summary([(recipe, result)])
     return 0
+
+
+def _smoke_data(recipe):
+    """The data of a smoke run. Images larger than 64x64 are cut to 32x32 where the recipe does
+    not set their size (``data.kwargs.image_size``: the image nets pool adaptively; event frames
+    keep theirs, which the event nets' fixed poolings need), and a data set this machine does not
+    have is replaced by its stand-in (:mod:`snnprune.data.standin`: random samples in the real
+    layout, read by the real loader), said in one line."""
+    from .build import call_with_kwargs
+    from .data import DatasetNotFoundError, create_dataset, dataset_info, default_root
+    from .data.standin import STANDINS, write_standin
+
+    d = recipe.data
+    info = call_with_kwargs("data.name", dataset_info, d.name)  # an unknown name: one line
+    update = {}
+    if not info.events and min(info.sample_shape[1:]) > 64 and "image_size" not in d.kwargs:
+        update["kwargs"] = {**d.kwargs, "image_size": 32}
+    if d.name in STANDINS:
+        try:
+            create_dataset(d.name, d.root, "test")
+        except DatasetNotFoundError:
+            update["root"] = str(write_standin(d.name))
+            print(f"smoke: {d.name} is not in {d.root or default_root()}: training on a stand-in of random samples "
+                  f"in its layout ({update['root']}); give data.root or SNNPRUNE_DATA to smoke-test the real files")
+    return recipe.model_copy(update={"data": d.model_copy(update=update)}) if update else recipe
 
 
 def _recipes(args) -> int:
@@ -211,6 +264,26 @@ def _check_exists(*paths: Path) -> None:
             raise CheckpointError(f"no run folder or checkpoint at {path}")
 
 
+def _check_writable_file(path: Path, flag: str, example: str) -> None:
+    """Refuse, before any work, a file argument that names a folder or a place no file can be
+    written: one line naming the flag and the fix. The test writes (and removes) an empty file
+    next to ``path``, so it holds for every user, root included, and every file system."""
+    if path.is_dir():
+        raise UsageError(f"{flag} {path} is a folder: name the file to write, e.g. {flag} {path / example}")
+    folder = path.parent
+    blocking = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise UsageError(f"{flag} {path}: {blocking} is a file, not a folder: give a {flag} in a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UsageError(f"{flag} {path}: cannot write in {exc.filename or folder} ({reason}): "
+                         f"give a {flag} in a folder you can write") from None
+
+
 def _report(args) -> int:
     from .report import make_console
     from .report.plots import write_run_plots
@@ -236,6 +309,8 @@ def _compare(args) -> int:
     from .report.runs import compare_runs, compare_table, dumps, plot_compare, to_markdown
 
     _check_exists(*args.runs)
+    if args.plot is not None:
+        _check_writable_file(args.plot, "--plot", "compare.png")
     rows = compare_runs(args.runs)
     if args.plot is not None:
         plot_compare(rows, args.plot)
@@ -253,6 +328,7 @@ def _export(args) -> int:
     from .export.run import export_run
 
     _check_exists(args.run)
+    _check_writable_file(args.out, "--out", f"model{_SUFFIXES[args.format]}")
     try:
         summary = export_run(args.run, args.format, args.out, fuse_bn=args.fuse_bn)
     except ValueError as exc:  # a layer the format cannot express, named in the message
@@ -261,6 +337,8 @@ def _export(args) -> int:
     print(f"wrote {summary['out']} ({summary['format']}, {summary['size_bytes']} bytes{ratio})")
     return 0
 
+
+_SUFFIXES = {"state_dict": ".pt", "sparse": ".sparse.pt", "onnx": ".onnx", "nir": ".nir"}  # file-name examples
 
 _COMMANDS = {"train": _train, "recipes": _recipes, "demo": _demo, "report": _report, "compare": _compare,
              "export": _export}

@@ -219,12 +219,14 @@ BASE = {"name": "x", "family": "channel_pruning", "epochs": 3, "batch_size": 8, 
 
 @pytest.mark.parametrize("change, message", [
     ({"channels": None}, "needs a channels section"),
-    ({"pruning": {"method": "soft_threshold", "final_threshold": 0.1}}, "does not combine with weight pruning"),
-    ({"channels": {"prune_epoch": 3}}, "prune_epoch must be smaller than epochs"),
+    ({"pruning": {"method": "soft_threshold", "final_threshold": 0.1}}, "does not combine with family"),
+    ({"channels": {"prune_epoch": 3}}, "channels.prune_epoch=3 must be smaller than epochs=3 .* add --set "
+                                       "channels.prune_epoch=2"),
     ({"channels": {"prune_epoch": 1, "criterion": "slimming"}}, "needs channels.percent"),
-    ({"channels": {"prune_epoch": 1, "percent": 0.5}}, "goes with channels.criterion = 'slimming'"),
-    ({"family": "dense", "pruning": {"method": "none"}}, "belongs to family 'channel_pruning'"),
-    ({"channels": {"prune_epoch": 2, "restart_lr": True}, "lr_schedule": {"warmup_epochs": 1}}, "each phase warms up"),
+    ({"channels": {"prune_epoch": 1, "percent": 0.5}}, "goes with channels.criterion='slimming'"),
+    ({"family": "dense", "pruning": {"method": "none"}}, "does not take a channels section"),
+    ({"channels": {"prune_epoch": 2, "restart_lr": True}, "lr_schedule": {"warmup_epochs": 1}},
+     "than each phase with channels.restart_lr"),
 ])
 def test_recipe_rules_of_the_channel_family(change, message):
     data = {**BASE, "channels": {"prune_epoch": 1}, **change}

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from fakedata import write_cifar, write_cifar10_dvs, write_dvs_gesture, write_image_folder, write_nmnist
 
 from snnprune.cli import main
 from snnprune.engine import train
 from snnprune.models import create_model
-from snnprune.recipe import RecipeError, list_recipes, load_recipe
+from snnprune.recipe import RecipeError, load_recipe
 from snnprune.reparam import SoftThreshold
 from snnprune.runs import load_checkpoint
 
@@ -39,51 +38,6 @@ def data_home(tmp_path_factory):
         os.environ.pop("SNNPRUNE_DATA", None)
     else:
         os.environ["SNNPRUNE_DATA"] = old
-
-
-def fake_root(name: str, root: Path) -> Path:
-    """Small files in the real layout of data set ``name``."""
-    if name == "imagenet":
-        write_image_folder(root, "train")
-        write_image_folder(root, "val")
-    elif name == "cifar10":
-        write_cifar(root)
-    elif name == "dvs_gesture":
-        write_dvs_gesture(root, labels=range(2), n=200)
-    elif name == "cifar10_dvs":
-        write_cifar10_dvs(root, per_class=10, n=50)
-    elif name == "nmnist":
-        write_nmnist(root)
-    else:
-        raise AssertionError(f"no fake data for {name}")
-    return root
-
-
-SMALL = {  # overrides that make each shipped recipe one small step
-    "imagenet": ["data.kwargs.image_size=32", "data.T=2"],
-    "dvs_gesture": ["data.T=2"],
-    "cifar10_dvs": ["data.T=2"],
-}
-
-
-@pytest.mark.parametrize("path", list_recipes(), ids=lambda p: p.stem)
-def test_every_shipped_recipe_runs_a_step_on_generated_data(path, tmp_path, data_home):
-    recipe = load_recipe(path)
-    overrides = ["epochs=2", "batch_size=2", "data.limit=4", "data.workers=0", "lr_schedule.warmup_epochs=0"]
-    if recipe.data.name not in ("digits", "digits_dvs"):
-        overrides.append(f"data.root={fake_root(recipe.data.name, tmp_path / 'data')}")
-    overrides += SMALL.get(recipe.data.name, [])
-    for key, value in (("freeze_epoch", 1), ("prune_epoch", 1), ("start_epoch", 0), ("end_epoch", 2)):
-        if getattr(recipe.pruning, key, None) is not None:  # epochs of the schedule within the two run here
-            overrides.append(f"pruning.{key}={value}")
-    if recipe.channels is not None:  # the channel family's cut, too
-        overrides.append("channels.prune_epoch=1")
-    result = train(load_recipe(path, overrides), tmp_path / "run", stop_after_steps=1)
-    assert result.interrupted  # stopped on purpose after one optimizer step, checkpoint written
-    state = load_checkpoint(tmp_path / "run" / "last.pt")
-    assert state["global_step"] == 1 and state["step_in_epoch"] == 1
-    for value in state["model"].values():
-        assert torch.isfinite(value.float()).all()
 
 
 def test_digits_run_writes_logs_checkpoints_and_a_plain_final_model(tmp_path, data_home):
@@ -366,7 +320,7 @@ def test_unknown_builder_keyword_is_one_line(tmp_path, capsys, data_home):
 def test_unreadable_checkpoint_is_one_line(tmp_path, capsys):
     (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
     code, lines = run_main(["train", "digits_snn_lats", "--out", str(tmp_path), "--resume"], capsys)
-    assert code == 2 and len(lines) == 1 and "cannot read checkpoint" in lines[0]
+    assert code == 2 and len(lines) == 1 and f"{tmp_path / 'last.pt'} is not a checkpoint" in lines[0]
 
 
 def test_existing_run_is_not_overwritten(tmp_path, capsys, data_home):

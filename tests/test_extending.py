@@ -62,9 +62,9 @@ def test_a_users_keys_are_checked_like_the_shipped_ones(user_module):
     assert load_recipe({**base, "pruning": ok}).pruning.freeze_at == 0.5
     cases = [
         ({**ok, "strenght": 2}, "unknown key 'pruning.strenght' (did you mean 'pruning.strength'?)"),
-        ({**ok, "strength": "x"}, "pruning.strength: input should be a valid number"),
+        ({**ok, "strength": "x"}, "pruning.strength='x': input should be a valid number"),
         ({**ok, "method": "half_shrnk"}, "unknown pruning method 'half_shrnk' (did you mean 'half_shrink'?)"),
-        ({**ok, "freeze_at": 1.5}, "pruning.freeze_at: input should be less than 1"),
+        ({**ok, "freeze_at": 1.5}, "pruning.freeze_at=1.5: input should be less than 1"),
         ({k: v for k, v in ok.items() if k != "freeze_at"}, "missing key 'pruning.freeze_at'"),
     ]
     for pruning, message in cases:

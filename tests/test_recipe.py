@@ -37,20 +37,22 @@ def test_overrides_are_read_as_toml_values():
     "override, message",
     [
         ("optim.lrr=0.1", "unknown key 'optim.lrr' (did you mean 'optim.lr'?)"),
-        ("optim.lr=abc", "optim.lr: input should be a valid number"),
-        ("optim.lr=-1", "optim.lr: input should be greater than 0"),
-        ("epochs=0", "epochs: input should be greater than or equal to 1"),
-        ("pruning.beta=0", "pruning.beta: input should be greater than 0"),
+        ("optim.lr=abc", "optim.lr='abc': input should be a valid number"),
+        ("optim.lr=-1", "optim.lr=-1: input should be greater than 0: add --set optim.lr=0.1"),
+        ("epochs=0", "epochs=0: input should be greater than or equal to 1: add --set epochs=1"),
+        ("pruning.beta=0", "pruning.beta=0: input should be greater than 0: add --set pruning.beta=0.1"),
         ("pruning.freeze_epoch=3", "unknown key 'pruning.freeze_epoch' for method 'soft_threshold' (freeze_epoch is "
                                    "a key of family 'early_pruning')"),
-        ("pruning.l1=0.001", "give one of pruning.final_threshold (D) or pruning.l1"),
+        ("pruning.l1=0.001", "pruning.l1=0.001 and pruning.final_threshold=0.2 are two forms of one threshold"),
         ("pruning.fixed_mask=false", "fixed_mask is a key of family 'pruning_at_initialization'"),
-        ("pruning.schedule='lnear'", "unknown pruning.schedule 'lnear' (did you mean 'linear'?)"),
+        ("pruning.schedule='lnear'", "pruning.schedule='lnear' is not a threshold schedule (known: lats, "
+                                    "slats, pgh, sine, linear, constant): add --set pruning.schedule=linear"),
         ("family='early_prunning'", "unknown family 'early_prunning' (did you mean 'early_pruning'?)"),
         ("channels={prune_epoch=3}", "the channels section belongs to family 'channel_pruning', not "
                                      "'sparsify_during_training'"),
         # a during-training target replaces D: both together is refused
-        ("pruning.target_sparsity=0.5", "sets LATS's λ by itself: drop pruning.final_threshold"),
+        ("pruning.target_sparsity=0.5", "pruning.final_threshold=0.2 and pruning.target_sparsity=0.5 both set the "
+                                        "threshold"),
     ],
 )
 def test_bad_values_give_one_line_naming_the_key(override, message):
@@ -81,12 +83,16 @@ def test_bad_values_give_one_line_naming_the_key(override, message):
         ("{method='magnitude'}", "missing key 'pruning.target_sparsity'"),
         ("{method='gmp', final_sparsity=0.9, update_evry=10}",
          "unknown key 'pruning.update_evry' (did you mean 'pruning.update_every'?)"),
-        ("{method='gmp', final_sparsity=0.5, initial_sparsity=0.6}", "initial_sparsity must not exceed"),
-        ("{method='gmp', final_sparsity=0.5, end_epoch=20}", "pruning.end_epoch must not exceed epochs"),
-        ("{method='random', target_sparsity=1.5}", "pruning.target_sparsity: input should be less than 1"),
+        ("{method='gmp', final_sparsity=0.5, initial_sparsity=0.6}",
+         "pruning.initial_sparsity=0.6 must not exceed pruning.final_sparsity=0.5: add --set "
+         "pruning.initial_sparsity=0.0"),
+        ("{method='gmp', final_sparsity=0.5, end_epoch=20}",
+         "pruning.end_epoch=20 must not exceed epochs=12: add --set pruning.end_epoch=12"),
+        ("{method='random', target_sparsity=1.5}", "pruning.target_sparsity=1.5: input should be less than 1"),
         ("{method='sot_threshold', final_threshold=0.1}",
          "unknown pruning method 'sot_threshold' (did you mean 'soft_threshold'?)"),
-        ("{method='none'}", "family 'sparsify_during_training' needs a pruning.method"),
+        ("{method='none'}", "pruning.method='none' does not prune, family 'sparsify_during_training' does: add "
+                           "--set pruning.method=soft_threshold"),
     ],
 )
 def test_each_method_takes_only_its_own_keys(pruning, message):
@@ -125,9 +131,9 @@ def test_family_keys_stay_with_their_family():
     assert early.pruning.freeze_epoch == 6
     pai = load_recipe("digits_snn_pai")
     assert (pai.pruning.target_sparsity, pai.pruning.fixed_mask) == (0.8, True)  # fixed_mask defaults to True
-    with pytest.raises(RecipeError, match="drop pruning.final_threshold"):
+    with pytest.raises(RecipeError, match="pruning.final_threshold=0.1 is not used by pruning_at_initialization"):
         load_recipe("digits_snn_pai", ["pruning.final_threshold=0.1"])
-    with pytest.raises(RecipeError, match="method 'str' learns its own"):
+    with pytest.raises(RecipeError, match="pruning.method='str' learns its own mask"):
         load_recipe("digits_snn_pai", ["pruning={method='str', target_sparsity=0.5}"])
     # magnitude's target sparsity is its own key, whatever the family
     assert load_recipe("digits_snn_lats", ["pruning={method='magnitude', target_sparsity=0.5}"]).pruning.target_sparsity
@@ -158,7 +164,7 @@ def toy_methods():
 def test_a_method_registered_after_import_validates_with_its_constructor_keys(toy_methods):
     recipe = load_recipe("digits_snn_lats", ["pruning={method='toy_recipe', a=3, final_threshold=0.1}"])
     assert recipe.pruning.kwargs() == {"a": 3}
-    with pytest.raises(RecipeError, match="pruning.a: input should be a valid integer"):
+    with pytest.raises(RecipeError, match="pruning.a='x': input should be a valid integer"):
         load_recipe("digits_snn_lats", ["pruning={method='toy_recipe', a='x', final_threshold=0.1}"])
     with pytest.raises(RecipeError, match="unknown key 'pruning.b' for method 'toy_recipe'"):
         load_recipe("digits_snn_lats", ["pruning={method='toy_recipe', b=1, final_threshold=0.1}"])
@@ -206,9 +212,10 @@ def test_the_recipe_package_imports_pydantic_only():
 
 
 def test_family_rules():
-    with pytest.raises(RecipeError, match="early_pruning uses"):
+    with pytest.raises(RecipeError, match="pruning.beta=1.0 does not prune early: .* add --set pruning.beta=0.1$"):
         load_recipe("digits_snn_early", ["pruning.beta=1.0"])
-    with pytest.raises(RecipeError, match="freeze_epoch between"):
+    with pytest.raises(RecipeError, match=r"pruning.freeze_epoch=12 must be between 1 and epochs - 1 .*\(epochs=12\): "
+                       "add --set pruning.freeze_epoch=11$"):
         load_recipe("digits_snn_early", ["pruning.freeze_epoch=12"])
     with pytest.raises(RecipeError, match="target_sparsity"):
         load_recipe("digits_snn_pai", ["pruning.target_sparsity=1.0"])
@@ -360,5 +367,5 @@ def test_a_threshold_schedule_added_to_the_registry_is_one_a_recipe_may_name():
         assert type(schedule) is Halfway and recipe.pruning.label == "soft_threshold / halfway"
     finally:
         del schedules.THRESHOLD_SCHEDULES["halfway"]
-    with pytest.raises(RecipeError, match="unknown pruning.schedule 'halfway'"):
+    with pytest.raises(RecipeError, match="pruning.schedule='halfway' is not a threshold schedule"):
         load_recipe("digits_snn_lats", ["pruning.schedule='halfway'"])

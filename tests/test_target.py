@@ -317,7 +317,7 @@ def test_an_early_pruning_target_is_reached_at_the_freeze_and_then_held(recipe_f
     ("pruning.target_sparsity=1.0", "target_sparsity"),
     ("pruning.target_sparsity=-0.1", "target_sparsity"),
     ("pruning.target_sparsity='most'", "target_sparsity"),
-    ("pruning.final_threshold=0.2", "drop pruning.final_threshold"),
+    ("pruning.final_threshold=0.2", "pruning.final_threshold=0.2 and pruning.target_sparsity"),
 ])
 def test_bad_recipe_targets_exit_2_with_one_line(recipe_file, tmp_path, capsys, override, message):
     from snnprune.cli import main

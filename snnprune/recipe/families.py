@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .._validation import did_you_mean, normalise_name
+from .._validation import did_you_mean, key_error, normalise_name
 
 if TYPE_CHECKING:
     from .schema import Recipe
@@ -98,6 +98,11 @@ def get_family_record(name: str) -> type[FamilyRecord]:
     return FAMILIES[key]
 
 
+def inner_epoch_fix(key: str, epochs: int) -> list[str]:
+    """``--set`` values that put an epoch key strictly inside the run (``1 <= key < epochs``)."""
+    return [f"{key}={epochs - 1}"] if epochs >= 2 else ["epochs=2", f"{key}=1"]
+
+
 def check_family(recipe: Recipe) -> None:
     """The family's rules on ``recipe``: a family that prunes no weights has ``pruning.method =
     "none"`` and the others a method; then the family's own :meth:`FamilyRecord.check`.
@@ -116,10 +121,11 @@ def check_family(recipe: Recipe) -> None:
     family = FAMILIES[recipe.family]
     method = recipe.pruning.method
     if family.default_method == "none" and method != "none":
-        raise ValueError(f"family {family.name!r} does not combine with weight pruning: set pruning.method = "
-                         "'none' (or drop the pruning section)")
+        raise key_error("pruning.method", method, f"prunes, family {family.name!r} does not",
+                        'pruning={method="none"}')
     if family.default_method != "none" and method == "none":
-        raise ValueError(f"family {family.name!r} needs a pruning.method (e.g. {family.default_method!r})")
+        raise key_error("pruning.method", method, f"does not prune, family {family.name!r} does",
+                        f"pruning.method={family.default_method}")
     family.check(recipe)
 
 
@@ -149,11 +155,15 @@ class EarlyPruning(FamilyRecord):
     def check(cls, recipe: Recipe) -> None:
         p = recipe.pruning
         if p.freeze_epoch >= recipe.epochs:
-            raise ValueError("early_pruning needs pruning.freeze_epoch between 1 and epochs - 1")
-        pgh = getattr(p, "schedule", None) == "pgh" and getattr(p, "beta", 1.0) < 1
-        if p.control == "threshold" and p.target_sparsity is None and not pgh:
-            raise ValueError(f"early_pruning uses method {p.method!r} with schedule 'pgh' and beta < 1, or with "
-                             "pruning.target_sparsity (reached at freeze_epoch)")
+            raise key_error("pruning.freeze_epoch", p.freeze_epoch, "must be between 1 and epochs - 1 in family "
+                            f"'early_pruning' (epochs={recipe.epochs})",
+                            *inner_epoch_fix("pruning.freeze_epoch", recipe.epochs))
+        schedule, beta = getattr(p, "schedule", None), getattr(p, "beta", 1.0)
+        if p.control == "threshold" and p.target_sparsity is None and not (schedule == "pgh" and beta < 1):
+            key, value, fixes = ("pruning.beta", beta, ["pruning.beta=0.1"]) if schedule == "pgh" else \
+                ("pruning.schedule", schedule, ["pruning.schedule=pgh"] + ["pruning.beta=0.1"] * (beta >= 1))
+            raise key_error(key, value, "does not prune early: family 'early_pruning' takes schedule 'pgh' with "
+                            "beta < 1, or pruning.target_sparsity (reached at freeze_epoch)", *fixes)
 
 
 class PruningAtInitialization(FamilyRecord):
@@ -176,10 +186,12 @@ class PruningAtInitialization(FamilyRecord):
     def check(cls, recipe: Recipe) -> None:
         p = recipe.pruning
         if p.control == "learned":
-            raise ValueError(f"pruning_at_initialization sets a mask at step 0: method {p.method!r} learns its own")
-        if getattr(p, "final_threshold", None) is not None or getattr(p, "l1", None) is not None:
-            raise ValueError("pruning_at_initialization sets the threshold from pruning.target_sparsity: "
-                             "drop pruning.final_threshold / pruning.l1")
+            raise key_error("pruning.method", p.method, "learns its own mask: family 'pruning_at_initialization' "
+                            "sets one at step 0", "pruning.method=soft_threshold")
+        for key in ("final_threshold", "l1"):
+            if getattr(p, key, None) is not None:
+                raise key_error(f"pruning.{key}", getattr(p, key), "is not used by pruning_at_initialization, which "
+                                "sets the threshold from pruning.target_sparsity: drop it from the recipe")
 
 
 class ChannelPruningConfig(FamilyKeys):
@@ -211,9 +223,11 @@ class ChannelPruningConfig(FamilyKeys):
     @model_validator(mode="after")
     def _criterion_keys(self) -> Any:
         if self.criterion == "slimming" and self.percent is None:
-            raise ValueError("channels.criterion = 'slimming' needs channels.percent (the fraction of channels to cut)")
+            raise key_error("channels.criterion", self.criterion, "needs channels.percent (the fraction of channels "
+                            "to cut)", "channels.percent=0.4")
         if self.criterion == "optimal" and self.percent is not None:
-            raise ValueError("channels.percent goes with channels.criterion = 'slimming' (optimal uses channels.delta)")
+            raise key_error("channels.percent", self.percent, "goes with channels.criterion='slimming' (optimal "
+                            "uses channels.delta)", "channels.criterion=slimming")
         return self
 
 
@@ -229,9 +243,13 @@ class ChannelPruning(FamilyRecord):
 
     @classmethod
     def check(cls, recipe: Recipe) -> None:
-        c = recipe.channels
-        if c.prune_epoch >= recipe.epochs:
-            raise ValueError("channels.prune_epoch must be smaller than epochs (fine-tuning follows the cut)")
-        if c.restart_lr and recipe.lr_schedule.warmup_epochs >= min(c.prune_epoch, recipe.epochs - c.prune_epoch):
-            raise ValueError("with channels.restart_lr each phase warms up: lr_schedule.warmup_epochs must be "
-                             "smaller than channels.prune_epoch and than the fine-tuning epochs")
+        c, epochs = recipe.channels, recipe.epochs
+        if c.prune_epoch >= epochs:
+            raise key_error("channels.prune_epoch", c.prune_epoch, f"must be smaller than epochs={epochs} "
+                            "(fine-tuning follows the cut)", *inner_epoch_fix("channels.prune_epoch", epochs))
+        shortest = min(c.prune_epoch, epochs - c.prune_epoch)
+        if c.restart_lr and recipe.lr_schedule.warmup_epochs >= shortest:
+            raise key_error("lr_schedule.warmup_epochs", recipe.lr_schedule.warmup_epochs, "must be smaller than "
+                            f"each phase with channels.restart_lr (channels.prune_epoch={c.prune_epoch}, then "
+                            f"{epochs - c.prune_epoch} epochs of fine-tuning)",
+                            f"lr_schedule.warmup_epochs={shortest - 1}")

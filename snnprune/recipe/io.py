@@ -16,15 +16,19 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import shlex
 import sys
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from .._validation import did_you_mean, shown
 from .families import FAMILIES
 from .schema import Recipe, family_sections, migrate, pruning_config
+from .smoke import smoke_settings
 
 __all__ = ["RecipeError", "load_recipe", "recipe_dir", "list_recipes", "parse_override", "RECIPE_DIR"]
 
@@ -89,12 +93,14 @@ def _resolve_path(spec: str | Path) -> Path:
     raise RecipeError(f"no recipe file or shipped recipe named {str(spec)!r}{extra}")
 
 
-def load_recipe(spec: str | Path | dict, overrides: list[str] = ()) -> Recipe:
+def load_recipe(spec: str | Path | dict, overrides: list[str] = (), *, smoke: bool = False) -> Recipe:
     """Read a recipe (a .toml or .json path, the name of a shipped recipe, or a dict), apply ``key=value``
     overrides, validate. Raises :class:`RecipeError` with a one-line message.
 
     A table value replaces the whole section (``pruning={method="str"}`` switches the method
-    without the old method's keys)."""
+    without the old method's keys). ``smoke=True`` makes it the recipe's smoke version first
+    (:func:`~snnprune.recipe.smoke.smoke_settings`: each phase one epoch of a few small batches);
+    the overrides apply after it."""
     if isinstance(spec, dict):
         data = spec
     else:
@@ -109,7 +115,7 @@ def load_recipe(spec: str | Path | dict, overrides: list[str] = ()) -> Recipe:
             raise RecipeError(f"recipe {path} is not valid {kind}: {exc}") from None
         if not isinstance(data, dict):
             raise RecipeError(f"recipe {path} is not a table of settings")
-    data = _deep_copy(data)
+    data = _deep_copy(smoke_settings(data) if smoke else data)
     for text in overrides:
         keys, value = parse_override(text)
         node = data
@@ -163,9 +169,43 @@ def _walk(loc: tuple, data: dict) -> tuple[tuple[str, ...], type[BaseModel] | No
     return tuple(shown), model
 
 
+def _section_keys(model: type[BaseModel], prefix: str) -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            keys += _section_keys(field.annotation, f"{prefix}{name}.")
+        else:
+            keys.append(prefix + name)
+    return keys
+
+
+def recipe_keys() -> list[str]:
+    """Every dotted key a recipe may hold: the fixed sections', every registered method's and
+    family's (a key once, whichever methods share it).
+
+    Returns:
+        The keys, ``"optim.lr"``-style.
+
+    Example::
+
+        >>> keys = recipe_keys()
+        >>> "optim.lr" in keys and "data.T" in keys and "pruning.final_threshold" in keys
+        True
+    """
+    from ..reparam import METHODS
+
+    keys = [k for k in _section_keys(Recipe, "") if k != "pruning"]
+    models = [pruning_config(name) for name in METHODS]
+    models += [f.Config for f in FAMILIES.values() if f.section == "pruning" and f.Config is not None]
+    keys += [f"pruning.{k}" for m in models for k in m.model_fields]
+    keys += [k for section, f in family_sections().items() for k in _section_keys(f.Config, section + ".")]
+    return list(dict.fromkeys(keys))
+
+
 def _unknown_key(loc: tuple[str, ...], data: dict) -> str:
     """"unknown key 'a.b'" with the closest key of the same section, or, in the pruning section,
-    the methods and families the key belongs to."""
+    the methods and families the key belongs to, or a key of another section that ends so (``lr``:
+    ``optim.lr``)."""
     _, parent = _walk(loc[:-1], data)
     fields = list(parent.model_fields) if parent is not None else []
     if parent is Recipe:
@@ -174,8 +214,9 @@ def _unknown_key(loc: tuple[str, ...], data: dict) -> str:
     hint = difflib.get_close_matches(loc[-1], fields, n=1)
     if hint:
         return message + f" (did you mean {'.'.join(loc[:-1] + (hint[0],))!r}?)"
+    elsewhere = did_you_mean(loc[-1], [k for k in recipe_keys() if "." in k])
     if loc[:-1] != ("pruning",) or parent is None:
-        return message
+        return message + elsewhere
     from ..reparam import METHODS
 
     method = parent.model_fields["method"].default
@@ -186,7 +227,34 @@ def _unknown_key(loc: tuple[str, ...], data: dict) -> str:
                if f.section == "pruning" and f.Config is not None and loc[-1] in f.Config.model_fields]
     if owners:
         return message + f" ({loc[-1]} is a key of {' / '.join(owners)})"
+    if elsewhere:
+        return message + elsewhere
     return message + f" (its keys: {', '.join(k for k in fields if k != 'method')})"
+
+
+def _choices(annotation) -> list:
+    """The values a ``Literal`` annotation (possibly inside ``X | None``) allows."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return list(typing.get_args(annotation))
+    return [c for arg in typing.get_args(annotation) for c in _choices(arg)]
+
+
+def _fix(loc: tuple[str, ...], ctx: dict, value, data: dict) -> Any:
+    """A value that passes where ``value`` failed: the closest allowed name, the bound itself
+    (``>= 1``: 1), else the key's default; None when there is none to suggest."""
+    _, parent = _walk(loc[:-1], data)
+    field = parent.model_fields.get(loc[-1]) if parent is not None else None
+    if field is None:
+        return None
+    choices = _choices(field.annotation)
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    if close:
+        return close[0]
+    for bound in ("ge", "le"):
+        if bound in ctx:
+            return ctx[bound]
+    default = field.get_default(call_default_factory=True)
+    return default if isinstance(default, (str, int, float, bool)) else None
 
 
 def _one_line(exc: ValidationError, data: dict) -> str:
@@ -201,7 +269,12 @@ def _one_line(exc: ValidationError, data: dict) -> str:
     elif first["type"] == "value_error":
         message = first["msg"].removeprefix("Value error, ")
     else:
-        message = f"{key}: {first['msg'][0].lower()}{first['msg'][1:]} (got {first.get('input')!r})"
+        value, msg = first.get("input"), first["msg"][0].lower() + first["msg"][1:]
+        fix = _fix(loc, first.get("ctx") or {}, value, data)
+        shown_value = shown(value) if isinstance(value, (str, int, float, bool)) else repr(value)
+        message = f"{key}={shown_value}: {msg}"
+        if fix is not None:
+            message += f": add --set {shlex.quote(f'{key}={str(fix).lower() if isinstance(fix, bool) else fix}')}"
     more = len(errors) - 1
     return "bad recipe: " + message + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
 

@@ -27,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import re
 import typing
@@ -43,7 +44,7 @@ from pydantic import (
     model_validator,
 )
 
-from .._validation import did_you_mean, normalise_name
+from .._validation import key_error, normalise_name
 
 if TYPE_CHECKING:
     from .schema import Recipe
@@ -209,17 +210,20 @@ class ThresholdConfig(_TargetConfig):
         value = _normalised(value)
         known = threshold_schedules()
         if isinstance(value, str) and value not in known:
-            raise ValueError(f"unknown pruning.schedule {value!r}{did_you_mean(value, known)}; known: "
-                             f"{', '.join(known)}")
+            close = difflib.get_close_matches(value, list(known), n=1)
+            raise key_error("pruning.schedule", value, f"is not a threshold schedule (known: {', '.join(known)})",
+                            *(f"pruning.schedule={name}" for name in close))
         return value
 
     @model_validator(mode="after")
     def _one_form(self):
         given = [key for key in ("final_threshold", "l1", "target_sparsity") if getattr(self, key) is not None]
         if "final_threshold" in given and "l1" in given:
-            raise ValueError("give one of pruning.final_threshold (D) or pruning.l1 (λ), not both")
+            raise key_error("pruning.l1", self.l1, f"and pruning.final_threshold={self.final_threshold} are two forms "
+                            "of one threshold (λ and D): keep one of them in the recipe")
         if self.l1 is not None and self.schedule != "lats":
-            raise ValueError("pruning.l1 (λ-form) goes with pruning.schedule = 'lats'")
+            raise key_error("pruning.schedule", self.schedule, f"does not take pruning.l1={self.l1} (the λ-form is "
+                            "LATS's)", "pruning.schedule=lats")
         return self
 
     def make_schedule(self, ctx: BuildContext) -> Any:
@@ -241,12 +245,17 @@ class ThresholdConfig(_TargetConfig):
 
     def check(self, recipe: Recipe) -> None:
         if self.target_during_training() is not None:
-            if self.final_threshold is not None or self.l1 is not None or self.schedule != "lats":
-                raise ValueError("pruning.target_sparsity sets LATS's λ by itself: drop pruning.final_threshold / "
-                                 "pruning.l1 (and keep pruning.schedule = 'lats')")
+            if self.schedule != "lats":
+                raise key_error("pruning.schedule", self.schedule, f"cannot reach pruning.target_sparsity="
+                                f"{self.target_sparsity} (it sets LATS's λ)", "pruning.schedule=lats")
+            if self.final_threshold is not None or self.l1 is not None:
+                key, value = ("pruning.l1", self.l1) if self.final_threshold is None else \
+                    ("pruning.final_threshold", self.final_threshold)
+                raise key_error(key, value, f"and pruning.target_sparsity={self.target_sparsity} both set the "
+                                "threshold: keep one of them in the recipe")
         elif self.final_threshold is None and self.l1 is None and self.target_sparsity is None:
-            raise ValueError(f"{self.method} needs exactly one of pruning.final_threshold (D), pruning.l1 (λ) or "
-                             "pruning.target_sparsity (S, reached at the last step)")
+            raise ValueError(f"pruning.method={self.method!r} needs one of pruning.final_threshold (D), pruning.l1 "
+                             "(λ) or pruning.target_sparsity: add e.g. --set pruning.final_threshold=0.02")
 
 
 class LearnedConfig(_TargetConfig):
@@ -276,7 +285,8 @@ class OneShotConfig(PruningMethodConfig):
 
     def check(self, recipe: Recipe) -> None:
         if self.prune_epoch >= recipe.epochs:
-            raise ValueError("pruning.prune_epoch must be smaller than epochs")
+            raise key_error("pruning.prune_epoch", self.prune_epoch, f"must be smaller than epochs={recipe.epochs}",
+                            f"pruning.prune_epoch={recipe.epochs - 1}")
 
 
 class CubicConfig(PruningMethodConfig):
@@ -294,9 +304,11 @@ class CubicConfig(PruningMethodConfig):
     @model_validator(mode="after")
     def _ordered(self):
         if self.initial_sparsity > self.final_sparsity:
-            raise ValueError("pruning.initial_sparsity must not exceed pruning.final_sparsity")
+            raise key_error("pruning.initial_sparsity", self.initial_sparsity, "must not exceed "
+                            f"pruning.final_sparsity={self.final_sparsity}", "pruning.initial_sparsity=0.0")
         if self.end_epoch is not None and self.end_epoch <= self.start_epoch:
-            raise ValueError("pruning.end_epoch must come after pruning.start_epoch")
+            raise key_error("pruning.end_epoch", self.end_epoch, f"must come after pruning.start_epoch="
+                            f"{self.start_epoch}", f"pruning.start_epoch={self.end_epoch - 1}")
         return self
 
     def make_schedule(self, ctx: BuildContext) -> Any:
@@ -310,10 +322,12 @@ class CubicConfig(PruningMethodConfig):
         return f"{self.method} / cubic"
 
     def check(self, recipe: Recipe) -> None:
-        if self.end_epoch is not None and self.end_epoch > recipe.epochs:
-            raise ValueError("pruning.end_epoch must not exceed epochs")
-        if self.start_epoch >= recipe.epochs:
-            raise ValueError("pruning.start_epoch must be smaller than epochs")
+        epochs, start_fix = recipe.epochs, f"pruning.start_epoch={recipe.epochs - 1}"
+        if self.end_epoch is not None and self.end_epoch > epochs:
+            raise key_error("pruning.end_epoch", self.end_epoch, f"must not exceed epochs={epochs}",
+                            f"pruning.end_epoch={epochs}", *([start_fix] if self.start_epoch >= epochs else []))
+        if self.start_epoch >= epochs:
+            raise key_error("pruning.start_epoch", self.start_epoch, f"must be smaller than epochs={epochs}", start_fix)
 
 
 #: control kind -> the config a method of that kind gets unless its class names another

@@ -38,7 +38,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails
 
-from .._validation import normalise_name
+from .._validation import key_error, normalise_name
 from .families import FAMILIES, FamilyRecord, check_family, get_family_record
 from .methods import (
     CONTROL_CONFIGS,
@@ -315,7 +315,8 @@ class Recipe(_Section):
             except ValidationError as exc:
                 raise _errors(exc.errors(), family.section) from None
         if self.lr_schedule.warmup_epochs >= self.epochs and self.lr_schedule.warmup_epochs > 0:
-            raise ValueError("lr_schedule.warmup_epochs must be smaller than epochs")
+            raise key_error("lr_schedule.warmup_epochs", self.lr_schedule.warmup_epochs, "must be smaller than "
+                            f"epochs={self.epochs}", f"lr_schedule.warmup_epochs={self.epochs - 1}")
         check_family(self)
         self.pruning.check(self)
         return self

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -120,16 +121,39 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
+    if not _written_by_torch_save(path):
+        raise CheckpointError(f"{path} is not a checkpoint (not a file torch.save writes): give a run folder or one "
+                              "of its .pt files")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for a corrupt file
-        raise CheckpointError(f"cannot read checkpoint {path}: {first_line(exc)}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {_load_failure(exc)}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"cannot read checkpoint {path}: not a snnprune checkpoint")
     if CHECKSUM in state and state[CHECKSUM] != content_checksum(state):
         raise CheckpointError(f"checkpoint {path} was changed or damaged after it was written (its checksum "
                               "does not match): use another copy")
     return state
+
+
+def _written_by_torch_save(path: Path) -> bool:
+    """A zip archive (torch.save's format) or a pickle (its legacy format, protocol 2 and up):
+    anything else (a JSON file, text, an image) is no checkpoint at all."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head.startswith((b"PK\x03\x04", b"\x80"))
+
+
+def _load_failure(exc: Exception) -> str:
+    """Why torch.load(weights_only=True) refused a file, in one line: for an object it will not
+    unpickle, the object (torch's own message is a page of advice on loading unsafely)."""
+    text = str(exc)
+    if "Weights only load failed" in text:
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        what = f" ({refused.group(1)})" if refused else ""
+        return f"it holds an object{what} that torch.load(weights_only=True) does not load: snnprune runs no " \
+               "code from a file"
+    return first_line(exc)
 
 
 #: what a run checkpoint (last.pt, best.pt) holds, and the type of each entry
