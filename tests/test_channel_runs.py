@@ -219,12 +219,14 @@ BASE = {"name": "x", "family": "channel_pruning", "epochs": 3, "batch_size": 8, 
 
 @pytest.mark.parametrize("change, message", [
     ({"channels": None}, "needs a channels section"),
-    ({"pruning": {"method": "soft_threshold", "final_threshold": 0.1}}, "does not combine with family"),
+    ({"pruning": {"method": "soft_threshold", "final_threshold": 0.1}},
+     "pruning.method='soft_threshold' prunes, family 'channel_pruning' does not"),
     ({"channels": {"prune_epoch": 3}}, "channels.prune_epoch=3 must be smaller than epochs=3 .* add --set "
                                        "channels.prune_epoch=2"),
     ({"channels": {"prune_epoch": 1, "criterion": "slimming"}}, "needs channels.percent"),
     ({"channels": {"prune_epoch": 1, "percent": 0.5}}, "goes with channels.criterion='slimming'"),
-    ({"family": "dense", "pruning": {"method": "none"}}, "does not take a channels section"),
+    ({"family": "dense", "pruning": {"method": "none"}},
+     "the channels section belongs to family 'channel_pruning', not 'dense'"),
     ({"channels": {"prune_epoch": 2, "restart_lr": True}, "lr_schedule": {"warmup_epochs": 1}},
      "than each phase with channels.restart_lr"),
 ])
@@ -240,7 +242,8 @@ def test_recipe_rules_of_the_channel_family(change, message):
 def test_weight_pruning_on_the_channel_family_is_one_line_from_the_command_line(capsys):
     code = main(["train", "digits_snn_channels", "--set", "pruning={method='soft_threshold', final_threshold=0.1}"])
     err = capsys.readouterr().err
-    assert code == 2 and "pruning.method = 'none'" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "family 'channel_pruning' does not" in err and "add --set 'pruning={method=\"none\"}'" in err
     with pytest.raises(RecipeError):
         load_recipe("digits_snn_channels", ["channels.prune_epoch=12"])
 
