@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import re
 import signal
+import warnings
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from pathlib import Path
@@ -534,7 +535,9 @@ def _nonfinite_step(run: Run, out, problem: str, buffers: list | None):
         if broken is None:
             run.optimizer.zero_grad(set_to_none=True)
             if run.pruner is not None:  # the threshold keeps to its schedule (it follows the LR)
-                run.pruner.step(run.optimizer)
+                with warnings.catch_warnings():  # a step without an optimizer step, on purpose here
+                    warnings.filterwarnings("ignore", message=r"pruner\.step")
+                    run.pruner.step(run.optimizer)
             run.scheduler.step()
             run.emit("skipped_batch", epoch=epoch, step=step, problem=problem)
             return out, None
