@@ -295,8 +295,9 @@ class Pruner:
     def prune_to(self, sparsity: float, *, shift: bool = True) -> float | None:
         """Make the pruned layers ``sparsity`` sparse now (pruning at initialization, one-shot
         magnitude pruning): over all pruned weights together (``scope="global"``) or each layer on its
-        own (``"layer"``). Kept weights do not move (with ``shift=True`` for the soft threshold, whose
-        survivors' latent weights are moved out by the threshold, which then stays fixed).
+        own (``"layer"``). Kept weights do not move: bit for bit under a mask; under the soft
+        threshold (``shift=True``: the survivors' latent weights are moved out by the threshold,
+        which then stays fixed) to one float ulp, as ``(w + d) − d`` rounds.
 
         Args:
             sparsity: the fraction of the pruned layers' weights to prune, in ``[0, 1)``.
