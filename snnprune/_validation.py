@@ -9,8 +9,8 @@ import numbers
 import shlex
 
 __all__ = [
-    "check_nonnegative", "check_positive_int", "check_fraction", "did_you_mean", "normalise_name", "resolve_name",
-    "first_line", "key_error", "shown",
+    "check_nonnegative", "check_positive_int", "check_fraction", "closest", "did_you_mean", "normalise_name",
+    "resolve_name", "first_line", "key_error", "shown",
 ]
 
 
@@ -71,12 +71,50 @@ def normalise_name(name: str) -> str:
     return str(name).strip().lower().replace("-", "_")
 
 
-def did_you_mean(word: str, choices) -> str:
-    """``" (did you mean 'x'?)"`` for the closest of ``choices``, else ``""``.
+def closest(word: str, choices) -> list[str]:
+    """The entries of ``choices`` that ``word`` most likely meant, best first (empty if none).
 
-    A dotted choice also matches by its last part, so a key given without its section finds it:
-    ``lr`` finds ``optim.lr``. Every choice ending so is named (``T`` may be ``data.T`` or
-    ``model.kwargs.T``); otherwise the closest last part is.
+    A choice is compared by its last dotted part (``optim.lr`` by ``lr``), and so is ``word``. In
+    order, the first rule that finds anything decides:
+
+    1. the last parts are equal (every such choice: ``T`` may be ``data.T`` or ``model.kwargs.T``);
+    2. one last part begins with the other, the shorter of three letters or more (``warmup``:
+       ``lr_schedule.warmup_epochs``; ``threshold_regularization``: ``threshold_reg``);
+    3. ``word``'s last part, of three letters or more, is inside a choice's (``decay``: ``weight_decay``);
+    4. the last parts are alike by :mod:`difflib`'s similarity (``optim.lrr``: ``optim.lr``).
+
+    Rules 2-4 give the one choice whose last part is most like ``word``'s (on a tie, one in
+    ``word``'s own section).
+
+    Example::
+
+        >>> closest("warmup", ["amp", "lr_schedule.warmup_epochs", "lr_schedule.warmup_start_factor"])
+        ['lr_schedule.warmup_epochs']
+        >>> closest("T", ["data.T", "model.kwargs.T", "seed"]), closest("xyz", ["epochs"])
+        (['data.T', 'model.kwargs.T'], [])
+    """
+    word = str(word)
+    section, _, tail = word.rpartition(".")
+    last = {c: c.rsplit(".", 1)[-1] for c in dict.fromkeys(str(c) for c in choices) if c != word}
+
+    def similarity(c: str) -> tuple[float, bool]:
+        return difflib.SequenceMatcher(None, tail, last[c]).ratio(), c.rpartition(".")[0] == section
+
+    rules = (
+        lambda p: p == tail,
+        lambda p: min(len(p), len(tail)) >= 3 and (p.startswith(tail) or tail.startswith(p)),
+        lambda p: len(tail) >= 3 and tail in p,
+        lambda p: difflib.SequenceMatcher(None, tail, p).ratio() >= 0.6,  # difflib.get_close_matches' cutoff
+    )
+    for i, rule in enumerate(rules):
+        found = [c for c, p in last.items() if rule(p)]
+        if found:
+            return found if i == 0 else [max(found, key=similarity)]
+    return []
+
+
+def did_you_mean(word: str, choices) -> str:
+    """``" (did you mean 'x'?)"`` for the choices :func:`closest` finds, else ``""``.
 
     Example::
 
@@ -85,14 +123,7 @@ def did_you_mean(word: str, choices) -> str:
         >>> did_you_mean("epoch", ["epochs", "optim.lr"]), did_you_mean("xyz", ["epochs"])
         (" (did you mean 'epochs'?)", '')
     """
-    choices, word = [str(c) for c in choices], str(word)
-    hints = difflib.get_close_matches(word, choices, n=1)
-    if not hints:
-        last, tail = {c: c.rsplit(".", 1)[-1] for c in choices if "." in c}, word.rsplit(".", 1)[-1]
-        hints = [c for c, part in last.items() if part == tail]
-        if not hints:
-            close = difflib.get_close_matches(tail, sorted(set(last.values())), n=1)
-            hints = [c for c, part in last.items() if close and part == close[0]][:1]
+    hints = closest(word, choices)
     if not hints:
         return ""
     return f" (did you mean {' or '.join(map(repr, hints))}?)"

@@ -197,6 +197,36 @@ def test_torchvision_resnet18_prunes_dead_channels_exactly(tmp_path):
     assert net.layer4[1].bn2.num_features == 384
 
 
+def test_option_a_resnet_streams_are_cut_on_both_sides_of_the_zero_padding_shortcut(tmp_path):
+    """The option-A shortcut zero-pads 16 channels to 32: it is no element-wise op, so the 16- and
+    32-channel streams are separate groups, and a 32-channel stream channel that carries a live
+    16-channel one through the shortcut stays even when the BNs after the shortcut are dead."""
+    torch.manual_seed(0)
+    net, x = create_model("cifar_resnet20").eval(), torch.rand(2, 3, 32, 32)
+    _randomise_bn(net, 0)
+    dead = {"bn1": [3], "layer2.0.bn1": [5]}  # stage-1 stream channel 3 (fed to 8 + 3 = 11 by the pad)
+    dead.update({f"layer1.{i}.bn2": [3] for i in range(3)})
+    dead.update({f"layer2.{i}.bn2": [2, 11, 12] for i in range(3)})  # 2: a padded zero; 12 carries live 4
+    modules = dict(net.named_modules())
+    for bn, idx in dead.items():
+        with torch.no_grad():
+            modules[bn].weight[idx] = 0
+            modules[bn].bias[idx] = 0
+    ref = _run(net, x)
+    keep = {bn: ~torch.isin(torch.arange(modules[bn].num_features), torch.tensor(idx)) for bn, idx in dead.items()}
+    net, spec = prune_channels_by_mask(net, x, keep)
+    torch.testing.assert_close(_run(net, x), ref, atol=1e-5, rtol=1e-5)
+    assert net.layer1[0].conv1.in_channels == 15 and net.layer2[0].bn1.num_features == 31
+    assert spec.removed("layer2.0.bn2") == [2, 11]  # 12 stays: its shortcut brings stage-1 channel 4
+    assert net.layer3[0].shortcut.in_channels == 30 and len(net.layer3[0].shortcut.sources) == 64
+
+    torch.save({"model": net.state_dict(), "channels": spec.to_state()}, tmp_path / "pruned.pt")
+    ckpt = torch.load(tmp_path / "pruned.pt", weights_only=True)
+    fresh = ChannelSpec.from_state(ckpt["channels"]).apply(create_model("cifar_resnet20"))
+    fresh.load_state_dict(ckpt["model"], strict=True)
+    torch.testing.assert_close(_run(fresh.eval(), x), ref, atol=1e-5, rtol=1e-5)
+
+
 def test_torchvision_mobilenet_v2_prunes_dead_channels_exactly_depthwise_included(tmp_path):
     torch.manual_seed(0)
     net, spec = _check_prune_is_exact(torchvision.models.mobilenet_v2(num_classes=10),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from snnprune._validation import closest
 from snnprune.cli import main
 from snnprune.engine import train
 from snnprune.recipe import load_recipe
@@ -94,15 +95,29 @@ def test_a_torch_file_holding_code_is_refused_naming_the_object_not_torchs_advic
 
 
 # -- did you mean ------------------------------------------------------------------------------
+@pytest.mark.parametrize("recipe", ["digits_snn_lats", "cifar10_resnet56_channels"])
 @pytest.mark.parametrize("key, hint", [
     ("lr", "optim.lr"), ("T", "data.T"), ("momentum", "optim.momentum"), ("data.lr", "optim.lr"),
-    ("pruning.lr", "optim.lr"), ("epoch", "epochs"), ("optim.lrr", "optim.lr"), ("final_threshold",
-                                                                              "pruning.final_threshold"),
+    ("pruning.lr", "optim.lr"), ("epoch", "epochs"), ("optim.epochs", "epochs"), ("optim.lrr", "optim.lr"),
+    ("final_threshold", "pruning.final_threshold"), ("warmup", "lr_schedule.warmup_epochs"),
+    ("warmup_epochs", "lr_schedule.warmup_epochs"), ("milestone", "lr_schedule.milestones"),
+    ("decay", "optim.weight_decay"),
 ])
-def test_set_of_a_key_without_its_section_suggests_the_dotted_key(key, hint, tmp_path, capsys):
-    code, line = one_line(capsys, "train", "digits_snn_lats", "--set", f"{key}=0.1", "--out", tmp_path / "run")
+def test_set_of_a_key_without_its_section_suggests_the_dotted_key(recipe, key, hint, tmp_path, capsys):
+    code, line = one_line(capsys, "train", recipe, "--set", f"{key}=0.1", "--out", tmp_path / "run")
     assert code == 2 and f"unknown key {key!r}" in line and f"did you mean {hint!r}?" in line
     assert not (tmp_path / "run").exists()
+
+
+def test_did_you_mean_prefers_the_last_part_of_a_dotted_key_over_a_close_spelling():
+    keys = ["amp", "epochs", "optim.lr", "data.T", "model.kwargs.T", "lr_schedule.warmup_epochs",
+            "lr_schedule.warmup_start_factor", "pruning.threshold_reg"]
+    assert closest("warmup", keys) == ["lr_schedule.warmup_epochs"]  # not "amp", two edits away
+    assert closest("T", keys) == ["data.T", "model.kwargs.T"]  # every key that ends so
+    assert closest("lr", keys) == ["optim.lr"] and closest("pruning.lr", keys) == ["optim.lr"]
+    assert closest("epoch", keys) == ["epochs"] and closest("optim.epochs", keys) == ["epochs"]
+    assert closest("threshold_regularization", keys) == ["pruning.threshold_reg"]
+    assert closest("ampp", keys) == ["amp"] and closest("xyz", keys) == []
 
 
 # -- output piped into a reader that stops early --------------------------------------------------

@@ -17,14 +17,7 @@ from snnprune.recipe.smoke import SMOKE_BATCH_SIZE, SMOKE_BATCHES, smoke_setting
 SLOW = {"imagenet_resnet50_channels", "imagenet_resnet50_gmp", "imagenet_resnet50_lats", "imagenet_resnet50_ltp",
         "imagenet_resnet50_str", "imagenet_sew_resnet18_channels", "imagenet_sew_resnet18_lats",
         "imagenet_mobilenet_v1_lats", "cifar10_resnet56_channels"}
-#: recipes whose smoke run finds a bug not fixed yet: recipe -> the bug
-KNOWN_BUGS = {
-    "cifar10_resnet56_channels": "prune_channels on cifar_resnet56: a channel group's batch-norm indices run past the "
-                                 "mask (IndexError in channels.surgery._group_keep) at the cut",
-}
-RECIPES = [pytest.param(p, id=p.stem, marks=([pytest.mark.slow, pytest.mark.smoke_heavy] if p.stem in SLOW else [])
-                        + ([pytest.mark.xfail(reason=KNOWN_BUGS[p.stem], raises=IndexError, strict=True)]
-                           if p.stem in KNOWN_BUGS else []))
+RECIPES = [pytest.param(p, id=p.stem, marks=[pytest.mark.slow, pytest.mark.smoke_heavy] if p.stem in SLOW else [])
            for p in list_recipes()]
 
 

@@ -21,15 +21,43 @@ from torch import nn
 from torch_pruning import ops
 from torch_pruning.pruner import function as tp_function
 
-__all__ = ["ChannelSpec", "layer_pruner"]
+from ..models.cifar_resnet import PadShortcut
+
+__all__ = ["ChannelSpec", "layer_pruner", "CUSTOM_PRUNERS"]
 
 _FORMAT = 1
 DIMS = ("out", "in")
 
 
+class _PadShortcutPruner(tp_function.BasePruningFunc):
+    """An option-A shortcut as a layer of its own: its inputs belong to the channel group before it,
+    its outputs to the group after it (Torch-Pruning would otherwise take the channel padding for
+    an element-wise op and couple a 16-channel stream to a 32-channel one index by index)."""
+
+    TARGET_MODULES = (PadShortcut,)
+
+    def prune_out_channels(self, layer: PadShortcut, idxs) -> PadShortcut:
+        layer.prune_outputs(idxs)
+        return layer
+
+    def prune_in_channels(self, layer: PadShortcut, idxs) -> PadShortcut:
+        layer.prune_inputs(idxs)
+        return layer
+
+    def get_out_channels(self, layer: PadShortcut) -> int:
+        return len(layer.sources)
+
+    def get_in_channels(self, layer: PadShortcut) -> int:
+        return layer.in_channels
+
+
+#: layer type -> its channel pruning functions, for the layers Torch-Pruning does not know
+CUSTOM_PRUNERS = {PadShortcut: _PadShortcutPruner()}
+
+
 def layer_pruner(module: nn.Module):
     """Torch-Pruning's per-layer pruning functions for ``module`` (conv, depthwise conv, BN, linear, ...)."""
-    pruner = tp_function.PrunerBox.get(ops.module2type(module))
+    pruner = CUSTOM_PRUNERS.get(type(module)) or tp_function.PrunerBox.get(ops.module2type(module))
     if pruner is None:
         raise TypeError(f"Torch-Pruning has no channel pruning function for {type(module).__name__}")
     return pruner

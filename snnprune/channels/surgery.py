@@ -15,7 +15,9 @@ conv, a flatten into the classifier) and cuts them together. This module adds wh
    *every* BN of its coupled group marks it removable (under SEW ADD/IAND the identity path passes a
    channel whose branch is dead; under AND a live source still feeds the next block), and each
    group keeps at least one channel. Per-BN masks are aligned on the group's root channels through
-   Torch-Pruning's ``root_idxs``, never position by position.
+   Torch-Pruning's ``root_idxs``, never position by position. An option-A shortcut (a CIFAR ResNet's zero
+   padding to more channels) joins two groups, the stream before it and the stream after it; a
+   channel it carries leaves the stream after it only if it has left the stream before it.
 3. **A record of the cut** (:class:`~snnprune.channels.spec.ChannelSpec`) so that a checkpoint of the
    smaller model can be loaded into a freshly built one.
 
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch_pruning as tp
@@ -40,7 +42,7 @@ from torch.nn.utils import parametrize
 
 from ..selection import BATCH_NORMS
 from .criteria import channels_to_keep, optimal_threshold, slimming_threshold
-from .spec import DIMS, ChannelSpec, layer_pruner
+from .spec import CUSTOM_PRUNERS, DIMS, ChannelSpec, layer_pruner
 
 __all__ = ["ChannelGroup", "channel_groups", "batchnorm_gammas", "prune_channels", "prune_channels_by_mask"]
 
@@ -57,12 +59,17 @@ class ChannelGroup:
         root_idxs: the root BN's channel indices this group covers.
         bns: ``bn name -> (local channel idxs, matching positions in root_idxs)`` for every BN of the group.
         layers: names of every layer the group cuts.
+        shortcuts_in: ``name -> (local input idxs, positions)`` of every option-A shortcut the group
+            feeds (the stream before the shortcut).
+        shortcuts_out: the same for the shortcut outputs in the group (the stream after it).
     """
 
     root: str
     root_idxs: list[int]
     bns: dict[str, tuple[list[int], list[int]]]
     layers: list[str]
+    shortcuts_in: dict[str, tuple[list[int], list[int]]] = field(default_factory=dict)
+    shortcuts_out: dict[str, tuple[list[int], list[int]]] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -160,7 +167,8 @@ def _first_line(exc: BaseException) -> str:
 def _build_graph(target: nn.Module, example_input: torch.Tensor) -> tp.DependencyGraph:
     try:
         with torch.enable_grad():
-            return tp.DependencyGraph().build_dependency(target, example_inputs=example_input)
+            return tp.DependencyGraph().build_dependency(target, example_inputs=example_input,
+                                                         customized_pruners=CUSTOM_PRUNERS)
     except Exception as exc:  # the model's forward on the example: any error it raises
         raise _TraceError(str(exc)) from exc
 
@@ -178,6 +186,7 @@ def _groups(dg: tp.DependencyGraph, target: nn.Module, prefix: str, ignored: set
         group = dg.get_pruning_group(root, tp.prune_batchnorm_out_channels, idxs)
         position = {r: p for p, r in enumerate(idxs)}
         bns: dict[str, tuple[list[int], list[int]]] = {}
+        shortcuts: dict[bool, dict[str, tuple[list[int], list[int]]]] = {True: {}, False: {}}
         layers: list[str] = []
         touches_ignored = False
         for item in group:
@@ -190,9 +199,14 @@ def _groups(dg: tp.DependencyGraph, target: nn.Module, prefix: str, ignored: set
             if isinstance(module, BATCH_NORMS):
                 bns[prefix + names[module]] = (list(item.idxs), [position[int(r)] for r in item.root_idxs])
                 covered.setdefault(module, set()).update(int(i) for i in item.idxs)
+            elif type(module) in CUSTOM_PRUNERS:
+                out = dg.is_out_channel_pruning_fn(item.dep.handler)
+                shortcuts[out][prefix + names[module]] = (
+                    [int(i) for i in item.idxs], [position[int(r)] for r in item.root_idxs])
         if touches_ignored:
             continue
-        yield ChannelGroup(prefix + root_name, idxs, bns, list(dict.fromkeys(layers)))
+        yield ChannelGroup(prefix + root_name, idxs, bns, list(dict.fromkeys(layers)),
+                           shortcuts[False], shortcuts[True])
 
 
 def channel_groups(
@@ -313,6 +327,21 @@ def _group_keep(group: ChannelGroup, keep: Mapping[str, torch.Tensor], gammas: M
     return keep_root
 
 
+def _keep_carried(group: ChannelGroup, keep_root: torch.Tensor, modules: Mapping[str, nn.Module],
+                  inputs_gone: dict[str, set[int]]) -> None:
+    """Veto the removal of a shortcut output that carries a channel the stream before the shortcut
+    keeps: the group's BNs do not see that channel. Groups come in forward order, so the group
+    before a shortcut has decided (``inputs_gone``) when the group after it is decided; an input not
+    decided yet counts as kept. Records the inputs this group removes."""
+    for name, (local, pos) in group.shortcuts_out.items():
+        sources, gone = modules[name].sources, inputs_gone.get(name, set())
+        for j, p in zip(local, pos):
+            if sources[j] is not None and sources[j] not in gone:
+                keep_root[p] = True
+    for name, (local, pos) in group.shortcuts_in.items():
+        inputs_gone.setdefault(name, set()).update(i for i, p in zip(local, pos) if not keep_root[p])
+
+
 def prune_channels_by_mask(
     model: nn.Module,
     example_input: torch.Tensor,
@@ -353,13 +382,16 @@ def prune_channels_by_mask(
         raise KeyError(f"not affine batch norms of the model: {sorted(unknown)}")
     ignored = _resolve(model, ignored_layers)
     names = {m: prefix + n for n, m in target.named_modules()}
+    modules_by_name = dict(model.named_modules())
     kept: dict[tuple[str, str], list[int]] = {}
     sizes: dict[tuple[str, str], int] = {}
     with _all_or_nothing(model):
         with _traced(target, example_input) as (dg, single_step):
             plans = []
+            shortcut_inputs_gone: dict[str, set[int]] = {}
             for group in _groups(dg, target, prefix, ignored):
                 keep_root = _group_keep(group, keep, gammas, round_to)
+                _keep_carried(group, keep_root, modules_by_name, shortcut_inputs_gone)
                 if not keep_root.all():
                     plans.append((dict(target.named_modules())[group.root[len(prefix):]],
                                   [group.root_idxs[int(p)] for p in torch.where(~keep_root)[0]]))

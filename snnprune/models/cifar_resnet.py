@@ -23,15 +23,40 @@ __all__ = ["CifarResNet", "cifar_resnet20", "cifar_resnet32", "cifar_resnet56"]
 
 
 class PadShortcut(nn.Module):
-    """Option-A shortcut: stride-``stride`` subsampling, then zero channels up to ``out_channels``."""
+    """Option-A shortcut: stride-``stride`` subsampling, then zero channels up to ``out_channels``.
+
+    ``sources[j]`` is the input channel that output channel ``j`` carries, or None for a zero
+    channel; built, the input sits in the middle with the zeros split around it. Channel pruning
+    edits the map (:meth:`prune_inputs`, :meth:`prune_outputs`), so a cut stream on either side of
+    the shortcut keeps every remaining channel where it was.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
         super().__init__()
-        self.extra, self.stride = out_channels - in_channels, stride
+        before = (out_channels - in_channels) // 2
+        self.stride, self.in_channels = stride, in_channels
+        self.sources: list[int | None] = (
+            [None] * before + list(range(in_channels)) + [None] * (out_channels - in_channels - before)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x[:, :, :: self.stride, :: self.stride]
-        return F.pad(x, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
+        out = x.new_zeros(x.shape[0], len(self.sources), *x.shape[2:])
+        carried = [j for j, s in enumerate(self.sources) if s is not None]
+        out[:, carried] = x[:, [self.sources[j] for j in carried]]
+        return out
+
+    def prune_inputs(self, idxs) -> None:
+        """Remove input channels ``idxs``; the output channels they fed become zero channels."""
+        gone = {int(i) for i in idxs}
+        renumber = {old: new for new, old in enumerate(i for i in range(self.in_channels) if i not in gone)}
+        self.sources = [None if s is None else renumber.get(s) for s in self.sources]
+        self.in_channels = len(renumber)
+
+    def prune_outputs(self, idxs) -> None:
+        """Remove output channels ``idxs`` (zero or carrying an input)."""
+        gone = {int(i) for i in idxs}
+        self.sources = [s for j, s in enumerate(self.sources) if j not in gone]
 
 
 class BasicBlock(nn.Module):

@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .._validation import did_you_mean, shown
+from .._validation import closest, did_you_mean, shown
 from .families import FAMILIES
 from .schema import Recipe, family_sections, migrate, pruning_config
 from .smoke import smoke_settings
@@ -203,20 +203,21 @@ def recipe_keys() -> list[str]:
 
 
 def _unknown_key(loc: tuple[str, ...], data: dict) -> str:
-    """"unknown key 'a.b'" with the closest key of the same section, or, in the pruning section,
-    the methods and families the key belongs to, or a key of another section that ends so (``lr``:
-    ``optim.lr``)."""
+    """"unknown key 'a.b'" with, in the pruning section, the methods and families the key belongs
+    to, else the key it most likely meant (:func:`~snnprune._validation.closest`) among its own
+    section's keys and every other key of a recipe (``warmup``: ``lr_schedule.warmup_epochs``)."""
     _, parent = _walk(loc[:-1], data)
     fields = list(parent.model_fields) if parent is not None else []
     if parent is Recipe:
         fields += list(family_sections())
     message = f"unknown key {'.'.join(loc)!r}"
-    hint = difflib.get_close_matches(loc[-1], fields, n=1)
-    if hint:
-        return message + f" (did you mean {'.'.join(loc[:-1] + (hint[0],))!r}?)"
-    elsewhere = did_you_mean(loc[-1], [k for k in recipe_keys() if "." in k])
-    if loc[:-1] != ("pruning",) or parent is None:
-        return message + elsewhere
+    pruning = loc[:-1] == ("pruning",) and parent is not None
+    own = [".".join(loc[:-1] + (f,)) for f in fields]
+    # another method's pruning key would be refused for this method too: those are named as owners
+    others = [k for k in recipe_keys() if not (pruning and k.startswith("pruning."))]
+    hints, hint = closest(".".join(loc), own + others), did_you_mean(".".join(loc), own + others)
+    if not pruning or (hints and set(hints) <= set(own)):  # a key of this method: no owners to name
+        return message + hint
     from ..reparam import METHODS
 
     method = parent.model_fields["method"].default
@@ -227,8 +228,8 @@ def _unknown_key(loc: tuple[str, ...], data: dict) -> str:
                if f.section == "pruning" and f.Config is not None and loc[-1] in f.Config.model_fields]
     if owners:
         return message + f" ({loc[-1]} is a key of {' / '.join(owners)})"
-    if elsewhere:
-        return message + elsewhere
+    if hint:
+        return message + hint
     return message + f" (its keys: {', '.join(k for k in fields if k != 'method')})"
 
 
