@@ -37,6 +37,7 @@ from torch.nn.utils import parametrize
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from ._validation import check_fraction, did_you_mean
+from .allocation import check_allocation, layer_sparsities
 from .control import Control, Layers, make_control
 from .metrics.sparsity import SparsityReport, regrowth, sparsity
 from .reparam import METHODS, Reparameterization, get_method
@@ -53,13 +54,15 @@ from .selection import (
 )
 
 __all__ = ["Pruner", "SparsityReport", "prune", "bake", "plain_state_dict", "prunable_layers", "sparsity",
-           "regrowth", "default_floor", "DEFAULT_FLOOR_CAP", "METHODS", "PRUNABLE_TYPES"]
+           "regrowth", "default_floor", "DEFAULT_FLOOR_CAP", "METHODS", "PRUNABLE_TYPES", "DEFAULT_REACH", "MAX_JUMP"]
 
 _PRUNER_KEYWORDS = ("include", "exclude", "scope", "keep_first", "keep_last", "total_steps", "method_kwargs",
-                    "target_sparsity", "min_weights", "reach")
+                    "target_sparsity", "min_weights", "reach", "allocation")
 
-#: the most of the pruned weights a target's landing step may remove at once without a warning
-MAX_JUMP = 0.01
+#: the fraction of ``total_steps`` at which a target is reached and the mask frozen by default
+DEFAULT_REACH = 0.75
+#: the most of the weights surviving before it that the reach step may remove without a warning
+MAX_JUMP = 0.1
 
 
 class Pruner:
@@ -91,9 +94,17 @@ class Pruner:
             instead of giving a schedule (:mod:`snnprune.control` says how, per method).
         min_weights: keep at least this many weights in every pruned layer, counted in the
             budget. Default: with a target, :func:`~snnprune.selection.default_floor`; else 0.
-        reach: with a target, reach it at ``round(reach·total_steps)`` instead of the last step,
-            then freeze the mask so the kept weights recover; a landing step that removes more than
-            :data:`MAX_JUMP` of the weights warns. Default ``None``: at ``total_steps``.
+        reach: with a target, reach it at ``round(reach·total_steps)``, then freeze the mask so the
+            kept weights recover for the rest of the run. Default :data:`DEFAULT_REACH` (0.75);
+            ``reach=1.0`` reaches the target at the last step. The controllers follow a plan that
+            ends at that step (:doc:`/training-loops`), and a reach step that removes more than
+            :data:`MAX_JUMP` of the surviving weights warns.
+        allocation: how the target (and :meth:`prune_to`'s sparsity, GMP's schedule) is shared among
+            the layers: ``"global"`` (one ranking), ``"uniform"`` (every layer the same sparsity),
+            ``"erk"`` (RigL's Erdős–Rényi-Kernel), ``{name glob: sparsity}`` (the rest make up the
+            target) or ``"sensitivity:PATH"`` (:mod:`snnprune.allocation`). It supersedes ``scope``
+            for that; default ``None``: as ``scope`` says (``"global"``: one ranking, ``"layer"``:
+            uniform).
 
     Call :meth:`step` once per optimizer step, right after ``optimizer.step()`` (before
     ``scheduler.step()``). Tied weights (one tensor in two layers) are refused.
@@ -111,7 +122,7 @@ class Pruner:
                  exclude: Selector = None, scope: str | None = None, keep_first: bool = False, keep_last: bool = False,
                  total_steps: int | None = None, method_kwargs: dict | None = None,
                  target_sparsity: float | None = None, min_weights: int | None = None, reach: float | None = None,
-                 **unknown) -> None:
+                 allocation: str | dict | None = None, **unknown) -> None:
         if unknown:
             key = next(iter(unknown))
             raise TypeError(f"Pruner got an unexpected keyword {key!r}{did_you_mean(key, _PRUNER_KEYWORDS)}; "
@@ -119,20 +130,29 @@ class Pruner:
         # Everything is checked and built before the model is touched: a failing Pruner(...)
         # leaves the model as it was.
         prototype, self.method_name = _prototype(method, method_kwargs)
+        if allocation is not None:
+            if scope is not None:
+                raise ValueError("give allocation= or scope=, not both: allocation supersedes scope for how the "
+                                 "sparsity is shared among the layers")
+            allocation = check_allocation(allocation)
+            scope = "layer" if allocation == "uniform" else "global"
         scope = getattr(type(prototype), "default_scope", "global") if scope is None else scope
         if scope not in ("global", "layer"):
             raise ValueError(f"unknown scope {scope!r}: use 'global' or 'layer'")
         self.control = type(prototype).control
+        if reach is None and target_sparsity is not None and total_steps is not None:
+            reach = DEFAULT_REACH
         #: the step a target is reached at and the mask frozen from (``reach`` of ``total_steps``)
         self.reach_step = None if reach is None else _reach_step(reach, target_sparsity, total_steps)
+        self.allocation = allocation
         self.regime: Control = make_control(self.control, self.method_name, schedule, target_sparsity,
                                             total_steps if self.reach_step is None else self.reach_step, scope)
         selected = select_tensors(model, include, exclude, keep_first, keep_last)
         check_attachable(model, selected, Reparameterization)
         target = self.regime.target if self.regime.target is not None else target_sparsity
         if min_weights is None:  # masks made per layer keep each layer's share: a floor of 1
-            min_weights = default_floor(target, [getattr(m, t).numel() for _, m, t in selected],
-                                        per_layer=scope == "layer" and self.control != "threshold")
+            per_layer = allocation not in (None, "global") or (scope == "layer" and self.control != "threshold")
+            min_weights = default_floor(target, [getattr(m, t).numel() for _, m, t in selected], per_layer=per_layer)
         self.min_weights = int(min_weights)
         if self.min_weights < 0 or self.min_weights != min_weights:
             raise ValueError(f"min_weights must be an integer >= 0, got {min_weights!r}")
@@ -140,7 +160,10 @@ class Pruner:
         self.layer_names = [name for name, _, _ in selected]
         self._targets = [(module, tensor) for _, module, tensor in selected]
         self._reparams: list[Reparameterization] = [copy.deepcopy(prototype) for _ in selected]
-        self._layers = Layers(self.layer_names, self._targets, self._reparams, scope, self.min_weights)
+        self._layers = Layers(self.layer_names, self._targets, self._reparams, scope, self.min_weights, allocation)
+        if target is not None and allocation is not None:  # a bad allocation fails before the model is touched
+            layer_sparsities(allocation, target, [tuple(getattr(m, t).shape) for _, m, t in selected],
+                             self.layer_names)
         try:
             for (module, tensor), reparam in zip(self._targets, self._reparams):
                 parametrize.register_parametrization(module, tensor, reparam, unsafe=True)
@@ -156,6 +179,8 @@ class Pruner:
         self._frozen_threshold: float | None = None
         self._optimizer_steps = _OptimizerSteps(self._layers.latent(0))
         _warn_if_unreachable(target, self.min_weights, [w.numel() for w in self._layers.latents()])
+        # reached before the last step: the threshold follows the plan to the reach step
+        self.regime.follow_plan = self.reach_step is not None and self.reach_step < int(total_steps)
         self.regime.attach(self._layers)
 
     @property
@@ -283,13 +308,37 @@ class Pruner:
             r.on_step(self.steps, step_lr)
 
     def _land(self, before: float) -> None:
-        """At ``reach``: freeze the mask; warn when this step removed more than :data:`MAX_JUMP`."""
+        """At ``reach``: freeze the mask; warn when this step removed more than :data:`MAX_JUMP` of
+        the weights that survived before it."""
         self.freeze()
-        jump = self._layers.sparsity() - before
+        after = self._layers.sparsity()
+        jump = (after - before) / max(1.0 - before, 1e-12)
         if jump > MAX_JUMP:
-            warnings.warn(f"step {self.steps} removed {jump:.2%} of the pruned weights at once to reach the target "
-                          f"(from {before:.2%}): the controller was behind its plan; the mask is frozen for the "
-                          "remaining steps to recover", stacklevel=3)
+            warnings.warn(f"step {self.steps} removed {jump:.0%} of the surviving weights at once to reach the target "
+                          f"(sparsity {before:.2%} -> {after:.2%}, more than MAX_JUMP={MAX_JUMP:g}): the controller "
+                          "was behind its plan; the mask is frozen for the remaining steps to recover", stacklevel=3)
+
+    def layer_targets(self) -> dict[str, float] | None:
+        """The sparsity each layer is to reach under the target and the allocation.
+
+        Returns:
+            ``{layer name: sparsity}``, or ``None`` without a target or where one ranking over all
+            layers decides (``allocation="global"``).
+
+        Example::
+
+            >>> from torch import nn
+            >>> net = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+            >>> Pruner(net, "gmp", target_sparsity=0.5, total_steps=10, allocation="uniform").layer_targets()
+            {'0': 0.5, '1': 0.5}
+        """
+        target = self.regime.target
+        split = None if target is None else self._layers.split(target)
+        return None if split is None else dict(zip(self.layer_names, split))
+
+    def layer_sparsity(self) -> dict[str, float]:
+        """The pruned fraction of each pruned layer's weight now (what :meth:`masks` cut)."""
+        return self._layers.per_layer_sparsity()
 
     @torch.no_grad()
     def prune_to(self, sparsity: float, *, shift: bool = True) -> float | None:
@@ -363,7 +412,8 @@ class Pruner:
             >>> torch.save({"model": model.state_dict(), "pruner": pruner.state_dict()}, path)  # doctest: +SKIP
         """
         return {"method": self.method_name, "layers": list(self.layer_names), "scope": self.scope,
-                "steps": self.steps, "groups": list(self._layers.groups), "frozen_threshold": self._frozen_threshold,
+                "reach_step": self.reach_step, "steps": self.steps, "groups": list(self._layers.groups),
+                "frozen_threshold": self._frozen_threshold,
                 "controller": None, "schedule": None, **self.regime.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
@@ -382,6 +432,14 @@ class Pruner:
             warnings.warn(f"the checkpoint's scope={state['scope']!r} is used where this Pruner was built with "
                           f"scope={self.scope!r}", stacklevel=2)
             self.scope = self._layers.scope = self.regime.scope = state["scope"]
+        if "reach_step" in state:
+            self.reach_step = state["reach_step"]
+        elif self.reach_step is not None:  # a run from before reach=: its plan ends at its last step, no freeze
+            self.reach_step, self.regime.follow_plan = None, False
+            saved = state.get("schedule") or {}
+            for key in ("total_steps", "end"):
+                if saved.get(key) is not None and hasattr(self.regime.schedule, key):
+                    setattr(self.regime.schedule, key, saved[key])
         self.steps = int(state["steps"])
         self._layers.groups = [int(v) for v in state.get("groups", self._layers.groups)]
         self._frozen_threshold = state.get("frozen_threshold")

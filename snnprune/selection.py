@@ -42,6 +42,7 @@ __all__ = [
     "with_floor",
     "kth_magnitude",
     "floored_masks",
+    "layer_masks",
     "threshold_caps",
     "default_floor",
     "DEFAULT_FLOOR_CAP",
@@ -214,6 +215,20 @@ def floored_masks(scores: Sequence[torch.Tensor], sparsity: float, scope: str, m
             score.view(-1)[torch.topk(score.flatten(), min(min_kept, score.numel())).indices] = math.inf
             ranked.append(score)
     return with_floor(magnitude_masks(ranked, sparsity, scope), scores, min_kept)
+
+
+def layer_masks(scores: Sequence[torch.Tensor], sparsities: Sequence[float], min_kept: int) -> list[torch.Tensor]:
+    """Keep-masks pruning each tensor on its own to its own sparsity (``round(s·n)`` lowest scores,
+    ties broken as :func:`magnitude_masks` breaks them), every tensor keeping at least ``min_kept``.
+
+    Example::
+
+        >>> import torch
+        >>> [m.tolist() for m in layer_masks([torch.tensor([1., 2.]), torch.tensor([5., 6., 7., 8.])], [0.5, 0.75], 0)]
+        [[False, True], [False, False, False, True]]
+    """
+    keeps = [magnitude_masks([score], s, "layer")[0] for score, s in zip(scores, sparsities)]
+    return with_floor(keeps, scores, min_kept) if min_kept else keeps
 
 
 @torch.no_grad()

@@ -22,8 +22,10 @@ import weakref
 import torch
 from torch import nn
 
+from ..allocation import layer_sparsities
 from ..reparam import Reparameterization, zero_optimizer_state
 from ..schedules import Constant
+from ..selection import floored_masks, layer_masks
 
 __all__ = ["Control", "Layers", "schedule_from_state", "BOTH_GIVEN"]
 
@@ -39,14 +41,17 @@ class Layers:
         reparams: the method instance attached to each layer.
         scope: ``"global"`` (one threshold or ranking for all layers) or ``"layer"``.
         min_weights: the weights every layer keeps at least.
+        allocation: how a sparsity is shared among the layers (:mod:`snnprune.allocation`), or
+            ``None``: as ``scope`` says (one ranking for ``"global"``, the same sparsity per layer
+            for ``"layer"``).
         groups: the optimizer's parameter group of each layer's weight (set at the first step).
         has_regularization: whether the methods add a penalty to the loss.
     """
 
     def __init__(self, names: list[str], targets: list[tuple[nn.Module, str]], reparams: list, scope: str,
-                 min_weights: int) -> None:
+                 min_weights: int, allocation=None) -> None:
         self.names, self.targets, self.reparams = names, targets, reparams
-        self.scope, self.min_weights = scope, min_weights
+        self.scope, self.min_weights, self.allocation = scope, min_weights, allocation
         self.groups = [0] * len(reparams)
         self.has_regularization = any(
             type(r).regularization is not Reparameterization.regularization for r in reparams)
@@ -93,6 +98,27 @@ class Layers:
         for latent, keep in zip(self.latents(), keeps if optimizer is not None else []):
             zero_optimizer_state(optimizer, latent, keep)
 
+    def split(self, sparsity: float) -> list[float] | None:
+        """The sparsity of each layer when the layers together are to be ``sparsity`` sparse, or
+        ``None`` where one ranking over all layers decides."""
+        if self.allocation is None:
+            return None if self.scope == "global" else [sparsity] * len(self)
+        return layer_sparsities(self.allocation, sparsity, [tuple(w.shape) for w in self.latents()], self.names)
+
+    def masks_at(self, scores: list[torch.Tensor], sparsity: float) -> list[torch.Tensor]:
+        """Keep-masks of the highest ``scores`` at ``sparsity``, shared among the layers as
+        :meth:`split` says, every layer keeping at least ``min_weights``."""
+        split = self.split(sparsity)
+        if split is None:
+            return floored_masks(scores, sparsity, "global", self.min_weights)
+        return layer_masks(scores, split, self.min_weights)
+
+    @torch.no_grad()
+    def per_layer_sparsity(self) -> dict[str, float]:
+        """The pruned fraction of each layer's weight."""
+        return {name: 1.0 - float(r.kept(w).float().mean()) for name, r, w in zip(self.names, self.reparams,
+                                                                                 self.latents())}
+
     @torch.no_grad()
     def sparsity(self) -> float:
         """The pruned fraction of the weights of these layers (``Pruner.sparsity().pruned``)."""
@@ -109,6 +135,8 @@ class Control:
     schedule = None
     #: the feedback on a learned method's regulariser (``Pruner.controller``)
     controller = None
+    #: whether a threshold controller keeps up with its plan (``reach < 1``)
+    follow_plan = False
 
     def attach(self, layers: Layers) -> None:
         """Take the attached layers and apply the control of step 0."""

@@ -5,7 +5,7 @@ Without a target nothing is moved from outside. Under ``target_sparsity=`` a
 regulariser toward a planned ramp, measuring the sparsity every ``every`` steps
 (``max(1, total_steps // 100)``), and the last step projects onto the target: each method ranks its
 weights (:meth:`~snnprune.reparam.Reparameterization.projection`) and the layers are frozen at the
-best ones (:func:`~snnprune.selection.floored_masks`).
+best ones, shared among the layers as the Pruner's ``allocation`` says.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import torch
 
 from .._validation import check_fraction
 from ..schedules import RegularizationFeedback
-from ..selection import floored_masks
 from .base import Control
 
 __all__ = ["LearnedControl"]
@@ -89,7 +88,7 @@ class LearnedControl(Control):
         self.controller.history.append((step, target, measured, self.controller.gain))
         reparams, latents = self.layers.reparams, self.layers.latents()
         scores, weights = zip(*(r.projection(w) for r, w in zip(reparams, latents)))
-        keeps = floored_masks(list(scores), target, self.scope, self.layers.min_weights)
+        keeps = self.layers.masks_at(list(scores), target)
         kept = sum(int((k & (w != 0)).sum()) for k, w in zip(keeps, weights))
         reached = 1.0 - kept / max(sum(k.numel() for k in keeps), 1)
         if reached > target + 0.005:

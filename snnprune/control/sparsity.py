@@ -3,8 +3,10 @@
 The masks keep the highest scores of the method (:meth:`~snnprune.reparam.HardMask.score`,
 ``|w|`` for magnitude and GMP) at the schedule's update steps, or once through
 ``Pruner.prune_to``; every layer keeps at least ``min_weights``
-(:func:`~snnprune.selection.floored_masks`). ``scope="layer"`` prunes every layer to the same
-sparsity (Zhu & Gupta's GMP, the default of ``"gmp"``), ``"global"`` ranks all layers together.
+(:func:`~snnprune.selection.floored_masks`). How the sparsity is shared among the layers is the
+Pruner's ``allocation`` (:mod:`snnprune.allocation`); without one, ``scope="layer"`` prunes every
+layer to the same sparsity (Zhu & Gupta's GMP, the default of ``"gmp"``), ``"global"`` ranks all
+layers together.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import torch
 
 from .._validation import check_fraction
 from ..schedules import Cubic, OneShot, SparsitySchedule, TargetSparsity
-from ..selection import floored_masks
 from .base import BOTH_GIVEN, Control
 
 __all__ = ["SparsityControl"]
@@ -49,7 +50,7 @@ class SparsityControl(Control):
         """Keep the highest-scoring weights so that ``sparsity`` of them go."""
         reparams = self.layers.reparams
         scores = [r.score(w) for r, w in zip(reparams, self.layers.latents())]
-        keeps = floored_masks(scores, sparsity, self.scope, self.layers.min_weights)
+        keeps = self.layers.masks_at(scores, sparsity)
         for r, keep in zip(reparams, keeps):
             r.set_mask(keep)
         self.layers.rest_optimizer_state(keeps)

@@ -23,7 +23,8 @@ import torch
 
 from .._validation import check_fraction
 from ..schedules import Constant, TargetSparsity, ThresholdSchedule
-from ..selection import floored_threshold, magnitude_threshold, threshold_caps
+from ..schedules.sparsity import cubic
+from ..selection import floored_threshold, kth_magnitude, magnitude_threshold, threshold_caps
 from .base import BOTH_GIVEN, Control, Layers
 
 __all__ = ["ThresholdControl"]
@@ -46,6 +47,9 @@ class ThresholdControl(Control):
         self.schedule = copy.copy(schedule)  # the caller's object stays as it was (one schedule, many pruners)
         self.schedule.bind(total_steps)
         self.target = self.schedule.target if isinstance(self.schedule, TargetSparsity) else None
+        #: whether the threshold is kept at least at the plan's (the Pruner sets it when the target
+        #: is reached before the last step, ``reach < 1``)
+        self.follow_plan = False
         self._warned: set[str] = set()
         self._planned: list[list[float]] | None = None
 
@@ -55,12 +59,28 @@ class ThresholdControl(Control):
         self.scales = [1.0] * len(layers)
         if self.scope == "layer":
             self.scales = [float(w.detach().pow(2).mean().sqrt()) or 1.0 for w in latents]
+        #: the schedule of each layer: one shared, or under an allocation one TargetSparsity per layer
+        self.schedules = [self.schedule] * len(layers)
+        split = layers.split(self.target) if self.target is not None and layers.allocation is not None else None
+        if split is not None:
+            self.schedules = []
+            for sparsity in split:
+                own = copy.copy(self.schedule)
+                own.target, own.history = sparsity, []
+                self.schedules.append(own)
         self._last_lr: float | None = None
         self._checked_model = False
         super().attach(layers)
 
+    @property
+    def per_layer(self) -> bool:
+        """Whether each layer has its own target (an allocation other than ``"global"``)."""
+        return len(self.schedules) > 1 and self.schedules[0] is not self.schedules[1]
+
     # -- the thresholds --------------------------------------------------------------------
-    def threshold(self, step: int) -> float:
+    def threshold(self, step: int) -> float | None:
+        if self.per_layer:
+            return None
         return self.schedule(step, self.lr_sums[0], self.layers.groups[0])
 
     def apply(self, step: int, *, retarget: bool = True) -> None:
@@ -73,8 +93,8 @@ class ThresholdControl(Control):
         if update or not retarget:
             self.caps = threshold_caps(self.layers.latents(), self.layers.min_weights)
         #: the thresholds set last (the stale-model check compares the model's with them)
-        self.held = [min(self.schedule(step, lr_sum, group) * scale, cap) for lr_sum, group, scale, cap
-                     in zip(self.lr_sums, self.layers.groups, self.scales, self.caps)]
+        self.held = [min(schedule(step, lr_sum, group) * scale, cap) for schedule, lr_sum, group, scale, cap
+                     in zip(self.schedules, self.lr_sums, self.layers.groups, self.scales, self.caps)]
         for r, d in zip(self.layers.reparams, self.held):
             r.set_threshold(d)
 
@@ -150,34 +170,43 @@ class ThresholdControl(Control):
     @torch.no_grad()
     def _retarget(self, step: int) -> None:
         """Feedback for :class:`~snnprune.schedules.TargetSparsity`: ``D̂`` is the (scale-relative)
-        magnitude below which the target fraction of the latent weights lies now."""
+        magnitude below which the target fraction of the latent weights lies now; the threshold is
+        raised (with :attr:`follow_plan`) to at least the one that prunes the plan's fraction
+        (:func:`~snnprune.schedules.sparsity.cubic` of the progress times the target) now, so the
+        reach step has little left to do."""
         ratios = [w.detach().abs().flatten() / (scale or 1.0) for w, scale in zip(self.layers.latents(), self.scales)]
-        estimate = max(floored_threshold(ratios, self.schedule.target, self.layers.min_weights), 0.0)
-        self.schedule.retarget(step, self.lr_sums[0], estimate, self._last_lr)
+        plan = cubic(step / self.schedule.total_steps) if self.follow_plan else 0.0
+        groups = [[r] for r in ratios] if self.per_layer else [ratios]
+        for schedule, group, lr_sum in zip(self.schedules if self.per_layer else [self.schedule], groups, self.lr_sums):
+            estimate = max(floored_threshold(group, schedule.target, self.layers.min_weights), 0.0)
+            planned = max(floored_threshold(group, schedule.target * plan, self.layers.min_weights), 0.0)
+            schedule.retarget(step, lr_sum, estimate, self._last_lr, at_least=min(planned, estimate))
         if step >= self.schedule.total_steps:
-            reached = self.sparsity_after_retarget(estimate)
-            if abs(reached - self.schedule.target) > 0.005:
+            reached = self.sparsity_after_retarget(None if self.per_layer else estimate)
+            if abs(reached - self.target) > 0.005:
                 floor = f"min_weights={self.layers.min_weights} per layer keeps more than the budget, or "
                 warnings.warn(
-                    f"target sparsity {self.schedule.target:.2%} not reached: {reached:.2%} of the pruned weights are "
+                    f"target sparsity {self.target:.2%} not reached: {reached:.2%} of the pruned weights are "
                     f"at or below the final threshold ({floor if self.layers.min_weights else ''}many latent weights "
                     "tie at one magnitude, e.g. exact zeros)",
                     stacklevel=5,
                 )
 
     @torch.no_grad()
-    def sparsity_after_retarget(self, estimate: float) -> float:
+    def sparsity_after_retarget(self, estimate: float | None) -> float:
         """The pruned fraction a threshold of ``estimate`` (scale-relative, capped by the floors)
-        gives the current latent weights."""
+        gives the current latent weights (``None``: each layer's own final threshold)."""
         latents = self.layers.latents()
         caps = threshold_caps(latents, self.layers.min_weights)
-        zeros = sum(int((w.detach().abs() <= min(estimate * s, cap)).sum())
-                    for w, s, cap in zip(latents, self.scales, caps))
+        ends = [estimate if estimate is not None else schedule.final_d or 0.0 for schedule in self.schedules]
+        zeros = sum(int((w.detach().abs() <= min(end * s, cap)).sum())
+                    for w, s, cap, end in zip(latents, self.scales, caps, ends))
         return zeros / max(sum(w.numel() for w in latents), 1)
 
     def metrics(self) -> dict[str, float]:
         if isinstance(self.schedule, TargetSparsity):
-            return {"target_lambda": self.schedule.l1, "target_lambda_updates": len(self.schedule.history)}
+            l1 = sum(s.l1 for s in self.schedules) / len(self.schedules)  # the mean over the layers' own
+            return {"target_lambda": l1, "target_lambda_updates": len(self.schedules[0].history)}
         return {}
 
     # -- one-shot ------------------------------------------------------------------------------
@@ -190,15 +219,19 @@ class ThresholdControl(Control):
         reparams, latents = self.layers.reparams, self.layers.latents()
         weights = [r.finished_weight(w) for r, w in zip(reparams, latents)]
         magnitudes = [w.abs() for w in weights]
-        if self.scope == "global" and self.layers.min_weights:
+        split = self.layers.split(sparsity)
+        if split is None and self.layers.min_weights:
             cuts = [max(floored_threshold(magnitudes, sparsity, self.layers.min_weights), 0.0)]
+        elif split is None:
+            cuts = [max(t, 0.0) for t in magnitude_threshold(magnitudes, sparsity, "global")]
         else:
-            cuts = [max(t, 0.0) for t in magnitude_threshold(magnitudes, sparsity, self.scope)]
-        if self.scope == "global":
+            cuts = [max(kth_magnitude(m, s), 0.0) for m, s in zip(magnitudes, split)]
+        if split is None:
             d, self.scales = cuts[0], [1.0] * len(weights)
         else:
             d, self.scales = 1.0, list(cuts)
         self.schedule = Constant(d)
+        self.schedules = [self.schedule] * len(weights)
         caps = threshold_caps(weights, self.layers.min_weights)
         for r, latent, w, scale, cap in zip(reparams, latents, weights, self.scales, caps):
             layer_d = min(d * scale, cap)
@@ -209,12 +242,19 @@ class ThresholdControl(Control):
         return d
 
     def state_dict(self) -> dict:
-        return {"lr_sums": list(self.lr_sums), "scales": list(self.scales), **super().state_dict()}
+        own = [{"type": "TargetSparsity", **s.state_dict()} for s in self.schedules] if self.per_layer else None
+        return {"lr_sums": list(self.lr_sums), "scales": list(self.scales), "layer_schedules": own,
+                **super().state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.lr_sums = [float(v) for v in state["lr_sums"]]
         self.scales = [float(v) for v in state["scales"]]
         super().load_state_dict(state)
+        if self.per_layer and state.get("layer_schedules"):
+            for schedule, saved in zip(self.schedules, state["layer_schedules"]):
+                schedule.load_state_dict(saved)
+        elif not self.per_layer:
+            self.schedules = [self.schedule] * len(self.schedules)
 
 
 def _target_schedule(schedule, target: float, total_steps: int | None) -> TargetSparsity:

@@ -20,7 +20,14 @@ from __future__ import annotations
 
 from .._validation import check_fraction, check_positive_int
 
-__all__ = ["SparsitySchedule", "Cubic", "OneShot"]
+__all__ = ["SparsitySchedule", "Cubic", "OneShot", "cubic"]
+
+
+def cubic(x: float) -> float:
+    """Zhu & Gupta's ramp ``1 − (1 − x)³`` at progress ``x`` in ``[0, 1]`` (clipped): the fraction of
+    the final sparsity planned after ``x`` of the ramp."""
+    x = min(max(x, 0.0), 1.0)
+    return 1.0 - (1.0 - x) ** 3
 
 
 class SparsitySchedule:
@@ -90,7 +97,7 @@ class Cubic(SparsitySchedule):
     steps between ``start`` and ``end``."""
 
     def shape(self, x: float) -> float:
-        return 1.0 - (1.0 - x) ** 3
+        return cubic(x)
 
 
 class OneShot(SparsitySchedule):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 
 from .._validation import check_fraction, check_positive_int
+from .sparsity import cubic
 from .threshold import ThresholdSchedule, _is_plateau, _resolve_lrs
 
 __all__ = ["TargetSparsity", "RegularizationFeedback"]
@@ -75,9 +76,12 @@ class TargetSparsity(ThresholdSchedule):
             return math.fsum(self.trajectory[step:])
         return (last_lr or 0.0) * max(self.total_steps - step, 0)
 
-    def retarget(self, step: int, lr_sum: float, estimate: float, last_lr: float | None = None) -> None:
-        """Re-aim the rest of the run at the threshold ``estimate`` (the Pruner's ``D̂``)."""
-        d_now = self(step, lr_sum)
+    def retarget(self, step: int, lr_sum: float, estimate: float, last_lr: float | None = None,
+                 at_least: float = 0.0) -> None:
+        """Re-aim the rest of the run at the threshold ``estimate`` (the Pruner's ``D̂``), the
+        threshold raised now to ``at_least`` if it is below (the Pruner's plan: see
+        :mod:`snnprune.control.threshold`)."""
+        d_now = max(self(step, lr_sum), at_least)
         if step >= self.total_steps:
             self.final_d = max(estimate, 0.0)
             self.history.append((step, self.l1, estimate))
@@ -156,8 +160,7 @@ class RegularizationFeedback:
         self.history: list[tuple[int, float, float, float]] = []
 
     def planned(self, step: int) -> float:
-        x = min(step / (self.ramp * self.total_steps), 1.0)
-        return self.target * (1.0 - (1.0 - x) ** 3)
+        return self.target * cubic(step / (self.ramp * self.total_steps))
 
     def updates_at(self, step: int) -> bool:
         return step >= self.total_steps or step % self.every == 0

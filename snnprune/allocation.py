@@ -1,0 +1,172 @@
+"""Per-layer allocation: how a global target sparsity is shared among the pruned layers.
+
+``Pruner(..., allocation=...)`` takes one of:
+
+* ``"global"`` -- one ranking (one threshold) over every pruned layer: each layer ends wherever the
+  ranking puts it;
+* ``"uniform"`` -- every layer pruned to the target itself;
+* ``"erk"`` -- RigL's Erdős–Rényi-Kernel (Evci et al. 2020): layer ``l`` keeps a density
+  ``ε·(Σ dims)/(Π dims)`` of its weights, ``ε`` chosen so that the layers together keep what the
+  target leaves; a layer whose density would exceed 1 is kept dense and ``ε`` is found again for
+  the others (as RigL's ``sparse_utils.get_sparsities_erdos_renyi`` does);
+* ``{glob: sparsity}`` -- the layers whose name matches a glob (the first that matches) get that
+  sparsity, the others one common sparsity that makes up the global target;
+* ``"sensitivity:PATH"`` -- per-layer sparsities from a sensitivity analysis
+  (:func:`snnprune.sensitivity.allocation_from_file`).
+
+Example::
+
+    >>> [round(s, 4) for s in layer_sparsities("erk", 0.8, [(16, 1, 3, 3), (64, 1024)], ["conv", "fc"])]
+    [0.0, 0.8017]
+    >>> layer_sparsities("uniform", 0.5, [(4, 4), (8, 8)], ["a", "b"])
+    [0.5, 0.5]
+    >>> [round(s, 4) for s in layer_sparsities({"fc": 0.5}, 0.6, [(10, 10), (10, 10)], ["conv", "fc"])]
+    [0.7, 0.5]
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Sequence
+
+from ._validation import check_fraction, did_you_mean
+
+__all__ = ["ALLOCATIONS", "SENSITIVITY_PREFIX", "check_allocation", "layer_sparsities", "erk_sparsities"]
+
+#: the named allocations (a dict of globs and ``"sensitivity:PATH"`` are the other forms)
+ALLOCATIONS = ("global", "uniform", "erk")
+#: the prefix of an allocation read from a sensitivity analysis's JSON
+SENSITIVITY_PREFIX = "sensitivity:"
+
+Allocation = str | dict
+
+
+def check_allocation(allocation) -> Allocation:
+    """``allocation`` if it is one of the forms above, else a ValueError in one line.
+
+    Example::
+
+        >>> check_allocation("erk"), check_allocation({"fc*": 0.5})
+        ('erk', {'fc*': 0.5})
+    """
+    if isinstance(allocation, str):
+        if allocation in ALLOCATIONS or (allocation.startswith(SENSITIVITY_PREFIX)
+                                         and len(allocation) > len(SENSITIVITY_PREFIX)):
+            return allocation
+        raise ValueError(f"unknown allocation {allocation!r}{did_you_mean(allocation, ALLOCATIONS)}: use "
+                         f"{', '.join(map(repr, ALLOCATIONS))}, 'sensitivity:PATH' or a dict {{name glob: sparsity}}")
+    if isinstance(allocation, dict) and allocation:
+        out = {}
+        for glob, value in allocation.items():
+            if not isinstance(glob, str):
+                raise ValueError(f"allocation keys are layer name globs (str), got {glob!r}")
+            out[glob] = check_fraction(f"allocation[{glob!r}]", value)
+        return out
+    raise ValueError(f"allocation must be {', '.join(map(repr, ALLOCATIONS))}, 'sensitivity:PATH' or a non-empty "
+                     f"dict {{name glob: sparsity}}, got {allocation!r}")
+
+
+def erk_sparsities(target: float, shapes: Sequence[Sequence[int]]) -> list[float]:
+    """RigL's Erdős–Rényi-Kernel sparsities (``erk_power_scale=1``) meeting ``target`` over ``shapes``.
+
+    Density of layer ``l``: ``ε·(Σ dims)/(Π dims)``; layers whose density would exceed 1 are kept
+    dense (the one with the largest raw density first, as RigL does) and ``ε`` is found again so
+    that the layers keep ``Σ (n_l − floor(n_l·target))`` weights in all.
+
+    Args:
+        target: the global sparsity, in ``[0, 1)``.
+        shapes: the shape of each layer's weight.
+
+    Returns:
+        The sparsity of each layer.
+
+    Example::
+
+        >>> [round(s, 4) for s in erk_sparsities(0.99, [(16, 1, 3, 3), (10, 128)])]
+        [0.9851, 0.99]
+    """
+    sizes = [math.prod(s) for s in shapes]
+    raw = [sum(s) / n for s, n in zip(shapes, sizes)]
+    dense: set[int] = set()
+    while True:
+        rhs, divisor = 0.0, 0.0
+        for i, n in enumerate(sizes):
+            zeros = math.floor(n * target)
+            if i in dense:
+                rhs -= zeros
+            else:
+                rhs += n - zeros
+                divisor += raw[i] * n
+        if divisor <= 0:  # every layer dense: nothing can be pruned
+            return [0.0] * len(sizes)
+        eps = rhs / divisor
+        free = [raw[i] for i in range(len(sizes)) if i not in dense]
+        top = max(free)
+        if top * eps <= 1.0:
+            break
+        dense |= {i for i in range(len(sizes)) if i not in dense and raw[i] == top}
+    return [0.0 if i in dense else max(0.0, 1.0 - eps * raw[i]) for i in range(len(sizes))]
+
+
+def _fill(target: float, sizes: list[int], fixed: dict[int, float]) -> list[float]:
+    """The fixed layers at their sparsity, the others at one sparsity making up ``target``."""
+    total = sum(sizes)
+    rest = [i for i in range(len(sizes)) if i not in fixed]
+    pruned_fixed = sum(fixed[i] * sizes[i] for i in fixed)
+    if not rest:
+        return [fixed[i] for i in range(len(sizes))]
+    n_rest = sum(sizes[i] for i in rest)
+    common = (target * total - pruned_fixed) / n_rest
+    if not 0.0 <= common < 1.0:
+        kept = 1 - pruned_fixed / max(sum(sizes[i] for i in fixed), 1)
+        raise ValueError(f"allocation: the layers given keep {kept:.2%} of their weights, so the other layers "
+                         f"would need sparsity {common:.2%} to make up the target {target:.2%}: change the dict's "
+                         "sparsities or the target")
+    return [fixed.get(i, common) for i in range(len(sizes))]
+
+
+def layer_sparsities(allocation: Allocation, target: float, shapes: Sequence[Sequence[int]],
+                     names: Sequence[str]) -> list[float] | None:
+    """The sparsity each layer is pruned to under ``allocation`` for the global ``target``.
+
+    Args:
+        allocation: a form of the module docstring (checked by :func:`check_allocation`).
+        target: the sparsity over all the layers together.
+        shapes: the weight shape of each layer.
+        names: the layer names (for a dict's globs and the sensitivity file).
+
+    Returns:
+        One sparsity per layer, or ``None`` for ``"global"`` (one ranking decides).
+    """
+    allocation = check_allocation(allocation)
+    target = check_fraction("target sparsity", target)
+    sizes = [math.prod(s) for s in shapes]
+    if allocation == "global":
+        return None
+    if allocation == "uniform":
+        return [target] * len(sizes)
+    if allocation == "erk":
+        return erk_sparsities(target, shapes)
+    if isinstance(allocation, dict):
+        fixed = {}
+        for i, name in enumerate(names):
+            glob = next((g for g in allocation if fnmatch.fnmatchcase(name, g)), None)
+            if glob is not None:
+                fixed[i] = allocation[glob]
+        unused = [g for g in allocation if not any(fnmatch.fnmatchcase(n, g) for n in names)]
+        if unused:
+            raise ValueError(f"allocation glob {unused[0]!r} matches no pruned layer{did_you_mean(unused[0], names)}; "
+                             f"the pruned layers: {', '.join(names[:6])}{', ...' if len(names) > 6 else ''}")
+        return _fill(target, sizes, fixed)
+    path = allocation[len(SENSITIVITY_PREFIX):]
+    try:
+        from .sensitivity import allocation_from_file
+    except ImportError:
+        raise ValueError(f"allocation {allocation!r} needs snnprune.sensitivity.allocation_from_file, which this "
+                         "snnprune does not have: use 'global', 'uniform', 'erk' or a dict") from None
+    found = allocation_from_file(path, target, dict(zip(names, sizes)))
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise ValueError(f"the sensitivity file {path} has no sparsity for layer {missing[0]!r}: analyse this model")
+    return [check_fraction(f"sensitivity sparsity of {n!r}", found[n]) for n in names]
