@@ -220,4 +220,5 @@ def build_pruner(recipe: Recipe, model: nn.Module, *, steps_per_epoch: int, tota
 
     call_with_kwargs("pruning.method", get_method, spec.method)
     return call_with_kwargs("pruning", Pruner, model, spec.method, spec.schedule, total_steps=total,
-                            method_kwargs=spec.kwargs, target_sparsity=spec.target_sparsity, **p.selection())
+                            method_kwargs=spec.kwargs, target_sparsity=spec.target_sparsity, activity=p.activity,
+                            **p.selection())

@@ -37,6 +37,7 @@ from torch.nn.utils import parametrize
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from ._validation import check_fraction, did_you_mean
+from .activity import ActivityRegularizer
 from .allocation import check_allocation, layer_sparsities
 from .control import Control, Layers, make_control
 from .metrics.sparsity import SparsityReport, regrowth, sparsity
@@ -57,7 +58,7 @@ __all__ = ["Pruner", "SparsityReport", "prune", "bake", "plain_state_dict", "pru
            "regrowth", "default_floor", "DEFAULT_FLOOR_CAP", "METHODS", "PRUNABLE_TYPES", "DEFAULT_REACH", "MAX_JUMP"]
 
 _PRUNER_KEYWORDS = ("include", "exclude", "scope", "keep_first", "keep_last", "total_steps", "method_kwargs",
-                    "target_sparsity", "min_weights", "reach", "allocation")
+                    "target_sparsity", "min_weights", "reach", "allocation", "activity")
 
 #: the fraction of ``total_steps`` at which a target is reached and the mask frozen by default
 DEFAULT_REACH = 0.75
@@ -105,6 +106,9 @@ class Pruner:
             target) or ``"sensitivity:PATH"`` (:mod:`snnprune.allocation`). It supersedes ``scope``
             for that; default ``None``: as ``scope`` says (``"global"``: one ranking, ``"layer"``:
             uniform).
+        activity: a firing-rate penalty in :meth:`regularization` (spiking nets): a coefficient
+            for every spiking neuron layer or ``{name glob: coefficient}``
+            (:class:`~snnprune.activity.ActivityRegularizer`). Default ``None``: none.
 
     Call :meth:`step` once per optimizer step, right after ``optimizer.step()`` (before
     ``scheduler.step()``). Tied weights (one tensor in two layers) are refused.
@@ -122,7 +126,7 @@ class Pruner:
                  exclude: Selector = None, scope: str | None = None, keep_first: bool = False, keep_last: bool = False,
                  total_steps: int | None = None, method_kwargs: dict | None = None,
                  target_sparsity: float | None = None, min_weights: int | None = None, reach: float | None = None,
-                 allocation: str | dict | None = None, **unknown) -> None:
+                 allocation: str | dict | None = None, activity: float | dict | None = None, **unknown) -> None:
         if unknown:
             key = next(iter(unknown))
             raise TypeError(f"Pruner got an unexpected keyword {key!r}{did_you_mean(key, _PRUNER_KEYWORDS)}; "
@@ -169,11 +173,13 @@ class Pruner:
                 parametrize.register_parametrization(module, tensor, reparam, unsafe=True)
             for i, reparam in enumerate(self._reparams):
                 reparam.setup(self._layers.latent(i))
+            #: the firing-rate penalty (``activity=``), or None
+            self.activity = ActivityRegularizer(model, activity) if activity else None
         except BaseException:
             _detach(self._targets)
             raise
         #: whether :meth:`regularization` contributes anything (skip the call when it does not)
-        self.has_regularization = self._layers.has_regularization
+        self.has_regularization = self._layers.has_regularization or self.activity is not None
         self.steps = 0
         self._finalized = False
         self._frozen_threshold: float | None = None
@@ -251,14 +257,16 @@ class Pruner:
         """The methods' differentiable penalty, to add to the loss.
 
         Returns:
-            A scalar tensor: 0 for methods without one; under a target, times the controller's gain.
+            A scalar tensor: 0 for methods without one; under a target, times the controller's gain;
+            plus the ``activity`` penalty of the forwards since the last call.
 
         Example::
 
             >>> loss = task_loss + pruner.regularization()  # doctest: +SKIP
         """
         total = torch.stack([r.regularization(self._layers.latent(i)) for i, r in enumerate(self._reparams)]).sum()
-        return total * self.regime.gain if self.regime.controller is not None else total
+        total = total * self.regime.gain if self.regime.controller is not None else total
+        return total + self.activity.penalty() if self.activity is not None else total
 
     # -- the training loop -----------------------------------------------------------------
     def step(self, optimizer: torch.optim.Optimizer | None = None, *, lr: float | None = None, scaler=None) -> None:
@@ -457,6 +465,8 @@ class Pruner:
         self._check_alive()
         self._finalized = True
         self._optimizer_steps.remove()
+        if self.activity is not None:
+            self.activity.remove()
         return bake(self.model)
 
     def _check_alive(self) -> None:

@@ -124,7 +124,9 @@ class Operations(Callback):
 
 def pruner_metrics(run: Run) -> dict:
     """Threshold, regrowth since the last epoch, a target's controller (λ or gain and how often it
-    was set: :meth:`~snnprune.Pruner.target_metrics`); under torchrun, every rank's threshold and
+    was set: :meth:`~snnprune.Pruner.target_metrics`), the activity penalty's mean over the epoch's
+    steps and the training firing rate per neuron layer (``activity_penalty``, ``activity_rates``,
+    with ``pruning.activity``); under torchrun, every rank's threshold and
     sparsity (the ranks must agree; recorded so that a divergence shows). Moves
     ``run.previous_masks`` to this epoch's masks."""
     if run.pruner is None:
@@ -132,6 +134,8 @@ def pruner_metrics(run: Run) -> dict:
     masks = run.pruner.masks()
     out = {"threshold": run.pruner.threshold, "regrowth": regrowth(run.previous_masks, masks),
            **run.pruner.target_metrics()}
+    if run.pruner.activity is not None:  # the epoch's firing-rate penalty and rates
+        out.update(run.pruner.activity.metrics())
     run.previous_masks = masks
     if run.ctx.distributed:
         out["threshold_per_rank"] = run.ctx.all_gather(out["threshold"])

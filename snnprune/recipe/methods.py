@@ -119,6 +119,12 @@ class PruningMethodConfig(_Section):
         description="write a finalized model (trail/sparsity_<percent>.pt, listed in trail.json) each time the "
         "sparsity over the pruned layers passes a new 5% step; a method's default (on for ltp)",
     )
+    activity: float | dict[str, float] | None = Field(
+        default=None,
+        description="a firing-rate penalty added to the loss (spiking nets): a coefficient for every spiking neuron "
+        "layer, or {name glob = coefficient}; the penalty is coefficient x mean spikes per neuron per step, per layer "
+        "(snnprune.activity)",
+    )
 
     #: "threshold" | "sparsity" | "learned": who moves the method (the registered class's)
     control: ClassVar[str | None] = None
