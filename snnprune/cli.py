@@ -6,6 +6,7 @@
     snnprune report RUN_DIR|CHECKPOINT [--json|--markdown] [--plot [DIR]]
     snnprune compare RUN_DIR ... [--json|--markdown] [--plot FILE.png]
     snnprune export RUN_DIR|CHECKPOINT --format state_dict|sparse|onnx|nir --out FILE
+    snnprune sensitivity RUN_DIR|CHECKPOINT|RECIPE [--out DIR] [--sparsities S ...] [--batches N] [--smoke]
 
 Bad input (unknown recipe key, wrong type, value out of range, missing data folder, unreadable
 checkpoint, a run folder that already holds a run) prints one line on stderr and exits with code 2;
@@ -79,6 +80,21 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", required=True, choices=("state_dict", "sparse", "onnx", "nir"))
     export.add_argument("--out", type=Path, required=True, help="the file to write")
     export.add_argument("--fuse-bn", action="store_true", help="NIR: fold batch norm into the convolutions first")
+
+    sens = sub.add_parser("sensitivity", help="accuracy as each layer alone is pruned (one-shot magnitude)",
+                          description="Prune one layer at a time over a grid of sparsities (one-shot magnitude, no "
+                                      "training) and measure the accuracy on a validation split carved from the "
+                                      "training data; writes sensitivity.json and sensitivity.png "
+                                      "(Pruner(allocation='sensitivity:PATH') reads the JSON).")
+    sens.add_argument("source", help="a run folder or one of its .pt files (its final, else best, else last model), "
+                                     "or a recipe file or shipped recipe name (its model as initialised)")
+    sens.add_argument("--out", type=Path, default=None,
+                      help="folder to write into (default: the run folder; runs/sensitivity/<recipe> for a recipe)")
+    sens.add_argument("--sparsities", type=float, nargs="+", default=None, metavar="S",
+                      help="the grid, each in (0, 1) (default 0.3 0.5 0.7 0.8 0.9 0.95 0.98 0.99)")
+    sens.add_argument("--batches", type=int, default=None, help="measure on the first N validation batches only")
+    sens.add_argument("--smoke", action="store_true",
+                      help="a quick check: the recipe's smoke version, the grid 0.5 0.9 (unless given), 2 batches")
 
     demo = sub.add_parser("demo", help="the digits SNN and its ANN twin, dense and LATS-pruned, compared",
                           description="Train the embedded-digits SNN and its ANN twin, dense and with LATS; compare.")
@@ -338,10 +354,65 @@ def _export(args) -> int:
     return 0
 
 
+def _sensitivity(args) -> int:
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from .recipe import load_recipe
+    from .report import make_console
+    from .runs import CheckpointError, load_run_model
+    from .sensitivity import DEFAULT_SPARSITIES, recipe_model, sensitivity, validation_loader
+
+    grid = args.sparsities or ((0.5, 0.9) if args.smoke else DEFAULT_SPARSITIES)
+    bad = next((s for s in grid if not 0.0 < s < 1.0), None)
+    if bad is not None:
+        raise UsageError(f"--sparsities {bad}: each sparsity must be in (0, 1), e.g. --sparsities 0.5 0.9 0.99")
+    if args.batches is not None and args.batches < 1:
+        raise UsageError(f"--batches {args.batches}: give a number of batches >= 1")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a file: name a folder to write sensitivity.json and .png into")
+    source = Path(args.source)
+    if source.is_dir() or (source.suffix == ".pt" and source.exists()):
+        model, info = load_run_model(source)
+        recipe = info["recipe"]
+        if recipe is None:
+            raise CheckpointError(f"{source}: no recipe saved with the run, so its data is unknown")
+        what, out = f"run {info['path']}", args.out or (source if source.is_dir() else source.parent)
+    else:
+        recipe = load_recipe(args.source, smoke=args.smoke)
+        if args.smoke:
+            recipe = _smoke_data(recipe)
+        model = recipe_model(recipe)
+        what, out = f"recipe {recipe.name} (untrained)", args.out or Path("runs") / "sensitivity" / recipe.name
+    batches = args.batches if args.batches is not None else (2 if args.smoke else None)
+    loader, samples = validation_loader(recipe)
+    console = make_console()
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task("probing layers", total=None)
+        result = sensitivity(model, loader, sparsities=grid, batches=batches, out=out,
+                             title=f"sensitivity of {recipe.name} ({what})",
+                             progress=lambda name, done, total: bar.update(task, completed=done, total=total,
+                                                                           description=name))
+    shown = min(samples, batches * recipe.batch_size) if batches else samples
+    table = Table(title=f"{what}: accuracy with one layer pruned (validation split, {shown} "
+                        f"sample{'s' * (shown != 1)}; unpruned {result['baseline']:.2%})")
+    table.add_column("layer")
+    table.add_column("weights", justify="right")
+    for s in result["sparsities"]:
+        table.add_column(f"{s:.0%}" if 100 * s == int(100 * s) else f"{s:.1%}", justify="right")
+    for name, row in result["layers"].items():
+        cells = [f"{a:.2%}" if result["baseline"] - a <= 0.01 else f"[red]{a:.2%}[/red]" for a in row["accuracy"]]
+        table.add_row(name, f"{row['numel']:,}", *cells)
+    table.caption = "red: more than 1 point below the unpruned accuracy"
+    console.print(table)
+    console.print(f"wrote {Path(out) / 'sensitivity.json'}, {Path(out) / 'sensitivity.png'}")
+    return 0
+
+
 _SUFFIXES = {"state_dict": ".pt", "sparse": ".sparse.pt", "onnx": ".onnx", "nir": ".nir"}  # file-name examples
 
 _COMMANDS = {"train": _train, "recipes": _recipes, "demo": _demo, "report": _report, "compare": _compare,
-             "export": _export}
+             "export": _export, "sensitivity": _sensitivity}
 
 
 if __name__ == "__main__":  # pragma: no cover

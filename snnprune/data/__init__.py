@@ -18,6 +18,7 @@ from .errors import DatasetNotFoundError
 from .framing import EventFrames, Framing
 from .loader import collate_time_major, first_samples, make_loader
 from .registry import DATASETS, DatasetInfo, create_dataset, dataset_info, default_root, list_datasets, register_dataset
+from .splits import VALIDATION_FRACTION, validation_split
 
 # the shipped data sets register themselves when their modules load
 from . import digits, digits_dvs, images, neuromorphic  # noqa: E402, F401  isort: skip
@@ -36,4 +37,6 @@ __all__ = [
     "list_datasets",
     "make_loader",
     "register_dataset",
+    "VALIDATION_FRACTION",
+    "validation_split",
 ]

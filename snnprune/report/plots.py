@@ -6,6 +6,7 @@
   layer of the model, with its number of weights;
 * :func:`plot_compare` — runs side by side: accuracy against sparsity, SOPs/MACs per sample and
   energy per sample (SNNs against ANNs);
+* :func:`plot_sensitivity` — ``sensitivity.png``: accuracy against sparsity, each layer pruned alone;
 * :func:`write_run_plots` — the two pictures of one run folder (``snnprune report RUN --plot``);
 * :class:`PlotSink` — a sink of :func:`snnprune.engine.train` that redraws the curves after every
   epoch (a killed run has them up to its last epoch) and draws the layers at the end
@@ -32,7 +33,7 @@ import warnings
 from pathlib import Path
 
 __all__ = ["CURVES_PNG", "LAYERS_PNG", "PlotSink", "history_by_epoch", "layer_rows", "plot_compare",
-           "plot_layer_sparsity", "plot_training", "write_run_plots"]
+           "plot_layer_sparsity", "plot_sensitivity", "plot_training", "write_run_plots"]
 
 #: file names inside a run folder
 CURVES_PNG, LAYERS_PNG = "training_curves.png", "layer_sparsity.png"
@@ -198,6 +199,36 @@ def plot_layer_sparsity(layers: list[dict], out: str | Path, title: str = "") ->
     ax.set_xlim(0, 100)
     ax.set_xlabel(f"zero weights in the layer (%); dashed line: {total:.1f}% of all {sum(sizes):,} weights")
     ax.grid(axis="x", alpha=0.3)
+    return _save(fig, out)
+
+
+def plot_sensitivity(result: dict, out: str | Path, title: str = "") -> Path:
+    """Accuracy against sparsity, one line per layer, of a
+    :func:`snnprune.sensitivity.sensitivity` result; the unpruned accuracy dotted. The sparsity axis
+    is ``-log10(1 - s)`` (90%, 99% equally spaced), so the high end, where layers part, is readable."""
+    import numpy as np
+
+    fig = _figure(9, 5.2)
+    ax = fig.subplots()
+    ax.set_title(title or "sensitivity: each layer pruned alone (one-shot magnitude)", fontsize=11)
+    grid = np.asarray(result["sparsities"], dtype=float)
+    layers = result["layers"]
+    if not layers:
+        _empty(ax, "no layer probed")
+        return _save(fig, out)
+    x = -np.log10(1 - grid)
+    colors = [f"C{i % 10}" for i in range(len(layers))]
+    styles = ["-", "--", ":", "-."]
+    for i, (name, row) in enumerate(layers.items()):
+        ax.plot(x, 100 * np.asarray(row["accuracy"]), marker="o", markersize=3, color=colors[i],
+                linestyle=styles[(i // 10) % len(styles)], label=f"{name} ({row['numel']:,})")
+    ax.axhline(100 * result["baseline"], color="0.3", linestyle=":", linewidth=1,
+               label=f"unpruned {100 * result['baseline']:.2f}%")
+    ax.set_xticks(x, [f"{100 * s:g}" for s in grid], fontsize=8)
+    ax.set_xlabel("sparsity of the probed layer (%), the other layers unpruned")
+    ax.set_ylabel(f"held-out {result.get('metric', 'accuracy')} (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left", ncol=1 + len(layers) // 12)
     return _save(fig, out)
 
 

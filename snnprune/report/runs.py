@@ -10,13 +10,14 @@ from the 45 nm table by default.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
 
 from .plots import plot_compare
 
-__all__ = ["run_report", "compare_runs", "report_table", "compare_table", "plot_compare", "to_markdown"]
+__all__ = ["run_report", "compare_runs", "sops_split", "report_table", "compare_table", "plot_compare", "to_markdown"]
 
 
 def _held_out(recipe, model_kwargs: dict, batch: int) -> tuple[torch.Tensor, str]:
@@ -69,21 +70,65 @@ def run_report(path: str | Path, *, batch: int = 32, table: str = "45nm") -> dic
         "spiking": ops.sops > 0,
         "test_acc": info["test_acc"] if info.get("test_acc") is not None else last.get("test_acc"),
         "sparsity": report.total,
-        "nonzero_params": nonzero, "sops": ops.sops / per_sample, "macs": ops.macs / per_sample,
+        "nonzero_params": nonzero, "sops": ops.sops / per_sample, "dense_sops": ops.dense_sops / per_sample,
+        "macs": ops.macs / per_sample,
         "dense_macs": ops.dense_macs / per_sample, "energy_pj": e.total_pj / per_sample,
         "firing_rate": ops.mean_firing_rate, "measured_on": source, "energy_table": table, "layers": layers,
     }
 
 
 def compare_runs(paths, *, batch: int = 32, table: str = "45nm") -> list[dict]:
-    """:func:`run_report` of each run, with ratios to the first (energy, operations, parameters)."""
+    """:func:`run_report` of each run, with ratios to the first (energy, operations, parameters)
+    and the SOP ratio split into its spike and weight parts (:func:`sops_split`)."""
     rows = [run_report(p, batch=batch, table=table) for p in paths]
     base = rows[0]
     for row in rows:
         row.pop("layers")
         for key in ("energy_pj", "nonzero_params", "sops", "macs"):
             row[f"{key}_ratio"] = row[key] / base[key] if base[key] else None
+        row.update(sops_split(base, row))
     return rows
+
+
+def sops_split(base: dict, row: dict) -> dict:
+    """The SOP ratio of ``row`` to ``base`` as the product of a spike part and a weight part.
+
+    SOPs are events times the kept synapses each event reaches; ``dense_sops`` are the same events
+    times every synapse (all weights kept). So ``SOPs = dense_sops x (SOPs / dense_sops)``: the
+    events weighted by their fan-out, times the share of the synapses the events meet that
+    survive. Between two runs
+
+        sops_ratio = spike_ratio x weight_ratio
+        spike_ratio  = dense_sops(row) / dense_sops(base)          (the spikes alone changed)
+        weight_ratio = [SOPs/dense_sops](row) / [SOPs/dense_sops](base)   (the kept synapses the
+                       events meet)
+
+    exactly, and in logarithms the two parts add up to the whole: ``log sops_ratio = log
+    spike_ratio + log weight_ratio``; ``sops_spike_share`` is the spike part's share of that log
+    (of the reduction, when SOPs fell). A net without SOPs on either side (an ANN) has no split.
+
+    Args:
+        base: the run the ratios are to (a :func:`run_report` dict).
+        row: the other run.
+
+    Returns:
+        ``{"sops_spike_ratio", "sops_weight_ratio", "sops_spike_share"}`` (each None where there is
+        no split; the share None when the SOPs did not change).
+
+    Example::
+
+        >>> r = sops_split({"sops": 100.0, "dense_sops": 1000.0}, {"sops": 5.0, "dense_sops": 500.0})
+        >>> [round(r[k], 4) for k in ("sops_spike_ratio", "sops_weight_ratio", "sops_spike_share")]  # 0.5 x 0.1
+        [0.5, 0.1, 0.2314]
+    """
+    none = {"sops_spike_ratio": None, "sops_weight_ratio": None, "sops_spike_share": None}
+    if not all(d.get(k) for d in (base, row) for k in ("sops", "dense_sops")):
+        return none
+    spike = row["dense_sops"] / base["dense_sops"]
+    weight = (row["sops"] / row["dense_sops"]) / (base["sops"] / base["dense_sops"])
+    total = math.log(spike) + math.log(weight)
+    share = math.log(spike) / total if abs(total) > 1e-12 else None
+    return {"sops_spike_ratio": spike, "sops_weight_ratio": weight, "sops_spike_share": share}
 
 
 def _fmt(value, kind: str = "") -> str:
@@ -114,7 +159,8 @@ def report_table(report: dict):
 
 _COMPARE_COLUMNS = [("recipe", ""), ("model", ""), ("test_acc", "pct"), ("sparsity", "pct"),
                     ("nonzero_params", ""), ("sops", ""), ("macs", ""), ("energy_pj", ""), ("energy_pj_ratio", ""),
-                    ("nonzero_params_ratio", "")]
+                    ("nonzero_params_ratio", ""), ("sops_ratio", ""), ("sops_spike_ratio", ""),
+                    ("sops_weight_ratio", "")]
 
 
 def compare_table(rows: list[dict]):
