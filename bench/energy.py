@@ -62,6 +62,8 @@ def main(argv=None) -> None:
     parser.add_argument("--recipe", default="digits_snn_energy100")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--runs", type=Path, default=Path("/tmp/snnprune-energy"))
+    parser.add_argument("--dense", type=Path, default=None,
+                        help="a finished run folder of the dense twin to use (default: trained, or read back, under --runs)")
     parser.add_argument("--name", default=None, help="results file stem (default: the recipe's name)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -69,7 +71,7 @@ def main(argv=None) -> None:
     recipe = load_recipe(args.recipe, args.overrides)
     dense = dense_twin(recipe)
     tag = "-".join(o.replace("=", "_").replace("/", "_") for o in args.overrides)
-    dense_dir, dense_s = run(dense, args.runs / dense.name)
+    dense_dir, dense_s = (args.dense, 0.0) if args.dense else run(dense, args.runs / dense.name)
     pruned_dir, pruned_s = run(recipe, args.runs / (recipe.name + (f"-{tag}" if tag else "")))
     base, row = compare_runs([dense_dir, pruned_dir], batch=TEST_SAMPLES)
     result = {

@@ -111,3 +111,32 @@ def test_a_recipe_with_pruning_activity_logs_the_penalty_and_rates_per_epoch(tmp
     rates = epoch["activity_rates"]
     assert rates and all(0 <= r <= 1 for r in rates.values())
     assert epoch["activity_penalty"] == pytest.approx(0.5 * sum(rates.values()), rel=0.5)
+
+
+def test_the_compare_split_multiplies_to_the_sop_ratio_and_names_its_parts():
+    from snnprune.metrics import count_ops
+    from snnprune.report.runs import sops_split
+
+    torch.manual_seed(0)
+    fc = nn.Linear(16, 8, bias=False)
+    pruned = nn.Linear(16, 8, bias=False)
+    with torch.no_grad():
+        pruned.weight.copy_(fc.weight * (fc.weight.abs() > 0.15))
+    many = (torch.rand(32, 16) < 0.4).float()
+    few = many * (torch.rand(32, 16) < 0.5).float()
+
+    def row(model, x):
+        r = count_ops(model, x, spiking=True)
+        return {"sops": r.sops, "dense_sops": r.dense_sops}
+
+    base = row(fc, many)
+    weights_only, spikes_only, both = row(pruned, many), row(fc, few), row(pruned, few)
+    split = sops_split(base, weights_only)
+    assert split["sops_spike_ratio"] == 1.0 and split["sops_spike_share"] == pytest.approx(0.0, abs=1e-12)
+    assert split["sops_weight_ratio"] == pytest.approx(weights_only["sops"] / base["sops"])
+    split = sops_split(base, spikes_only)
+    assert split["sops_weight_ratio"] == pytest.approx(1.0) and split["sops_spike_share"] == pytest.approx(1.0)
+    split = sops_split(base, both)
+    assert split["sops_spike_ratio"] * split["sops_weight_ratio"] == pytest.approx(both["sops"] / base["sops"])
+    assert 0 < split["sops_spike_share"] < 1
+    assert sops_split({"sops": 0, "dense_sops": 0}, both)["sops_spike_ratio"] is None  # an ANN: no split

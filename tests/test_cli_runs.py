@@ -45,6 +45,8 @@ def test_compare_gives_ratios_to_the_first_run_and_a_picture(runs, capsys, tmp_p
     rows = json.loads(out)
     assert code == 0 and len(rows) == 2
     assert rows[1]["energy_pj_ratio"] == pytest.approx(rows[1]["energy_pj"] / rows[0]["energy_pj"])
+    assert rows[0]["sops_spike_ratio"] == rows[0]["sops_weight_ratio"] == 1.0  # the SNN against itself
+    assert rows[1]["sops_spike_ratio"] is None  # an ANN has no SOPs to split
     import matplotlib.image
 
     image = matplotlib.image.imread(png)
