@@ -63,7 +63,7 @@ def main(argv=None) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--runs", type=Path, default=Path("/tmp/snnprune-energy"))
     parser.add_argument("--dense", type=Path, default=None,
-                        help="a finished run folder of the dense twin to use (default: trained, or read back, under --runs)")
+                        help="a finished run folder of the dense twin (default: trained, or read back, under --runs)")
     parser.add_argument("--name", default=None, help="results file stem (default: the recipe's name)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
