@@ -26,7 +26,7 @@ import torch
 from snnprune.engine import train
 from snnprune.recipe import load_recipe
 from snnprune.report.runs import compare_runs
-from snnprune.runs import FINAL, run_status
+from snnprune.runs import FINAL, read_recipe, run_status
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 try:
@@ -72,6 +72,13 @@ def main(argv=None) -> None:
     dense = dense_twin(recipe)
     tag = "-".join(o.replace("=", "_").replace("/", "_") for o in args.overrides)
     dense_dir, dense_s = (args.dense, 0.0) if args.dense else run(dense, args.runs / dense.name)
+    if args.dense:  # another recipe's dense twin: it must be this one's, but for its name
+        saved = read_recipe(args.dense)
+        mine, theirs = dense.model_dump(mode="json"), saved.model_dump(mode="json") if saved else {}
+        for d in (mine, theirs):
+            d.pop("name", None), d.pop("description", None)
+        if mine != theirs:
+            raise SystemExit(f"--dense {args.dense}: not a run of this recipe's dense twin")
     pruned_dir, pruned_s = run(recipe, args.runs / (recipe.name + (f"-{tag}" if tag else "")))
     base, row = compare_runs([dense_dir, pruned_dir], batch=TEST_SAMPLES)
     result = {
@@ -81,7 +88,7 @@ def main(argv=None) -> None:
                     "threads": torch.get_num_threads()},
         "recipe": recipe.model_dump(mode="json"),
         "seconds": {"dense": dense_s, "pruned": pruned_s},
-        "dense": base, "pruned": row,
+        "dense_run": str(dense_dir), "dense": base, "pruned": row,
         "energy_reduction": 1 / row["energy_pj_ratio"],
         "sops_reduction": 1 / row["sops_ratio"] if row["sops_ratio"] else None,
         "accuracy_drop_points": 100 * (base["test_acc"] - row["test_acc"]),
@@ -115,7 +122,7 @@ def markdown(r: dict) -> str:
         "",
         "| run | test acc. (%) | sparsity (%) | non-zero weights | MACs | SOPs | firing rate | energy (nJ) |",
         "|---|---|---|---|---|---|---|---|",
-        line("dense", d),
+        line(f"dense ({d['recipe']})", d),
         line(r["recipe"]["name"], p),
         "",
         f"**Energy {r['energy_reduction']:.1f}x lower** at {r['accuracy_drop_points']:+.2f} points of accuracy "

@@ -29,7 +29,7 @@ Example::
     >>> reg = ActivityRegularizer(net, coef=0.1)
     >>> out = net(torch.ones(2, 4))
     >>> penalty = reg.penalty()            # 0.1 x the rate of layer "1"
-    >>> penalty.requires_grad, round(float(penalty), 6) == round(0.1 * reg.last_rates["1"], 6)
+    >>> penalty.requires_grad, round(float(penalty.detach()), 6) == round(0.1 * reg.last_rates["1"], 6)
     (True, True)
 """
 

@@ -70,7 +70,7 @@ def built_site(tmp_path_factory):
 
 @pytest.mark.slow
 def test_the_docs_build_without_warnings_and_have_every_page(built_site):
-    pages = ["getting-started", "methods", "recipes", "metrics", "channels", "export", "training-loops",
+    pages = ["getting-started", "methods", "recipes", "metrics", "sensitivity", "channels", "export", "training-loops",
              "reliability", "benchmarks", "extending", "api/index"]
     for page in pages:
         assert (built_site / f"{page}.html").is_file(), page
