@@ -167,6 +167,14 @@ def test_sensitivity_of_a_run_writes_json_and_png_and_feeds_the_allocation(tiny_
     sizes = {n: m.weight.numel() for n, m, _ in prunable_tensors(model)}
     alloc = allocation_from_file(tmp_path / "sensitivity.json", 0.8, sizes)
     assert sum(sizes[n] * s for n, s in alloc.items()) == pytest.approx(0.8 * sum(sizes.values()))
+    # the Pruner reads the file: each layer pruned to its share, the target met over the pruned weights
+    from snnprune import Pruner
+
+    pruner = Pruner(model, "magnitude", allocation=f"sensitivity:{tmp_path / 'sensitivity.json'}")
+    pruner.prune_to(0.8)
+    assert pruner.sparsity().pruned == pytest.approx(0.8, abs=1e-3)
+    reached = {name: float((~mask).float().mean()) for name, mask in pruner.masks().items()}
+    assert reached == pytest.approx(alloc, abs=2 / min(sizes.values()))
 
 
 def test_sensitivity_of_a_recipe_smoke(capsys, tmp_path):
