@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, default=None, help="run folder (default runs/<recipe name>)")
     train.add_argument("--resume", action="store_true", help="continue the run saved in the run folder")
     train.add_argument("--smoke", action="store_true",
-                       help="a smoke test: each phase of the recipe one epoch of 2 batches of 4 (default run folder "
+                       help="a smoke test: each phase of the recipe one epoch of one small batch (default run folder "
                             "runs/smoke/<recipe>, replaced each time); a data set not on this machine is replaced "
                             "by a small random stand-in in its layout")
 
@@ -182,20 +182,21 @@ def _train(args) -> int:
 
 
 def _smoke_data(recipe):
-    """The data of a smoke run. Images larger than 64x64 are cut to 32x32 where the recipe does
-    not set their size (``data.kwargs.image_size``: the image nets pool adaptively; event frames
-    keep theirs, which the event nets' fixed poolings need), and a data set this machine does not
-    have is replaced by its stand-in (:mod:`snnprune.data.standin`: random samples in the real
-    layout, read by the real loader), said in one line."""
+    """The data of a smoke run: large images cut small (:func:`~snnprune.recipe.smoke.smoke_image_size`),
+    and a data set this machine does not have replaced by its stand-in
+    (:mod:`snnprune.data.standin`: random samples in the real layout, read by the real loader),
+    said in one line."""
     from .build import call_with_kwargs
     from .data import DatasetNotFoundError, create_dataset, dataset_info, default_root
     from .data.standin import STANDINS, write_standin
+    from .recipe.smoke import smoke_image_size
 
     d = recipe.data
     info = call_with_kwargs("data.name", dataset_info, d.name)  # an unknown name: one line
     update = {}
-    if not info.events and min(info.sample_shape[1:]) > 64 and "image_size" not in d.kwargs:
-        update["kwargs"] = {**d.kwargs, "image_size": 32}
+    size = smoke_image_size(info.sample_shape, info.events, d.kwargs)
+    if size is not None:
+        update["kwargs"] = {**d.kwargs, "image_size": size}
     if d.name in STANDINS:
         try:
             create_dataset(d.name, d.root, "test")

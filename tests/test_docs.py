@@ -84,6 +84,9 @@ def test_the_api_reference_lists_the_pruner_and_every_registered_method(built_si
     from snnprune.reparam import METHODS
 
     assert 'id="snnprune.Pruner"' in (built_site / "api" / "pruner.html").read_text()
+    lightning = (built_site / "api" / "integrations.html").read_text()
+    assert 'id="snnprune.integrations.lightning.PruningCallback"' in lightning
+    assert 'href="integrations.html"' in (built_site / "api" / "index.html").read_text()
     methods = (built_site / "api" / "methods.html").read_text()
     # the site is built in a fresh process: it lists the package's methods, not those a test
     # module registered in this one

@@ -12,8 +12,8 @@ from snnprune.cli import main
 from snnprune.recipe import list_recipes, load_recipe
 from snnprune.recipe.smoke import SMOKE_BATCH_SIZE, SMOKE_BATCHES, smoke_settings
 
-#: ResNet-50, SEW-ResNet-18, MobileNet and ResNet-56: a few seconds each even at 32x32 and batch 4; marked
-#: smoke_heavy too, so that a quick run can leave them out (-m "not smoke_heavy")
+#: ResNet-50, SEW-ResNet-18, MobileNet and ResNet-56: the slowest smoke runs (every epoch saves and checks
+#: the large net); make test runs them, -m "not smoke_heavy" leaves them out of a quick run
 SLOW = {"imagenet_resnet50_channels", "imagenet_resnet50_gmp", "imagenet_resnet50_lats", "imagenet_resnet50_ltp",
         "imagenet_resnet50_str", "imagenet_sew_resnet18_channels", "imagenet_sew_resnet18_lats",
         "imagenet_mobilenet_v1_lats", "cifar10_resnet56_channels"}
@@ -55,7 +55,8 @@ def test_the_smoke_version_keeps_every_phase_for_one_epoch_each(path):
 
 def test_the_smoke_version_of_a_run_without_phases_is_one_epoch_and_overrides_come_after():
     r = load_recipe("digits_snn_lats", ["batch_size=2"], smoke=True)
-    assert (r.epochs, r.batch_size, r.data.limit, r.data.workers) == (1, 2, 8, 0)  # limit set before the override
+    limit = SMOKE_BATCHES * SMOKE_BATCH_SIZE  # set before the override
+    assert (r.epochs, r.batch_size, r.data.limit, r.data.workers) == (1, 2, limit, 0)
     assert load_recipe("digits_snn_lats", ["epochs=3"], smoke=True).epochs == 3
 
 

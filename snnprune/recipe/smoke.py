@@ -19,18 +19,38 @@ Example::
     ...      "pruning": {"method": "gmp", "start_epoch": 1, "end_epoch": 9}}
     >>> s = smoke_settings(r)
     >>> s["epochs"], s["pruning"]["start_epoch"], s["pruning"]["end_epoch"], s["batch_size"], s["data"]["limit"]
-    (3, 1, 2, 4, 8)
+    (3, 1, 2, 4, 4)
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["smoke_settings", "SMOKE_BATCHES", "SMOKE_BATCH_SIZE", "SMOKE_MAX_T"]
+__all__ = ["smoke_settings", "smoke_image_size", "SMOKE_BATCHES", "SMOKE_BATCH_SIZE", "SMOKE_MAX_T",
+           "SMOKE_IMAGE_SIZE"]
 
-SMOKE_BATCHES = 2  #: training batches per epoch, and evaluation batches
+# Each epoch is one step: what a phase changes (a mask, a cut, an LR) shows in the step after it,
+# and a large net's smoke run stays within seconds per phase.
+SMOKE_BATCHES = 1  #: training batches per epoch, and evaluation batches
 SMOKE_BATCH_SIZE = 4  #: at most this many samples a batch (2 is the least batch norm trains on)
 SMOKE_MAX_T = 4  #: at most this many time steps (the default of data.T)
+SMOKE_IMAGE_SIZE = 32  #: the side images larger than twice this are cut to (see smoke_image_size)
+
+
+def smoke_image_size(sample_shape: tuple[int, ...], events: bool, kwargs: dict) -> int | None:
+    """The ``data.kwargs.image_size`` of a smoke run, or None to keep the data set's own: images
+    larger than ``2 * SMOKE_IMAGE_SIZE`` on their shorter side are cut to :data:`SMOKE_IMAGE_SIZE`
+    (the image nets pool adaptively) unless the recipe sets a size; event frames keep theirs, which
+    the event nets' fixed poolings need.
+
+    Example::
+
+        >>> smoke_image_size((3, 224, 224), False, {}), smoke_image_size((3, 32, 32), False, {})
+        (32, None)
+    """
+    if events or "image_size" in kwargs or min(sample_shape[1:]) <= 2 * SMOKE_IMAGE_SIZE:
+        return None
+    return SMOKE_IMAGE_SIZE
 
 
 def _is_epoch_key(key: str) -> bool:
