@@ -147,3 +147,16 @@ def test_recipes_pass_reach_and_allocation_to_the_pruner():
     with pytest.raises(RecipeError) as info:
         pruner_of(["pruning.allocation=erx"])
     assert "unknown allocation 'erx'" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_report_gives_each_layers_target_under_the_recipes_allocation():
+    from snnprune.models import create_model
+    from snnprune.recipe import load_recipe
+    from snnprune.report.runs import layer_targets
+
+    model = create_model("sew_digits", T=2)
+    lats = "pruning={method='soft_threshold', target_sparsity=0.9}"
+    erk = load_recipe("digits_snn_lats", [lats, "pruning.allocation=erk"])
+    shapes = [tuple(m.weight.shape) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert list(layer_targets(erk, model).values()) == erk_sparsities(0.9, shapes)
+    assert layer_targets(load_recipe("digits_snn_lats", [lats]), model) == {}  # one global ranking
