@@ -32,7 +32,8 @@ from collections.abc import Sequence
 
 from ._validation import check_fraction, did_you_mean
 
-__all__ = ["ALLOCATIONS", "SENSITIVITY_PREFIX", "check_allocation", "layer_sparsities", "erk_sparsities"]
+__all__ = ["ALLOCATIONS", "SENSITIVITY_PREFIX", "check_allocation", "effective_allocation", "layer_sparsities",
+           "erk_sparsities"]
 
 #: the named allocations (a dict of globs and ``"sensitivity:PATH"`` are the other forms)
 ALLOCATIONS = ("global", "uniform", "erk")
@@ -65,6 +66,20 @@ def check_allocation(allocation) -> Allocation:
         return out
     raise ValueError(f"allocation must be {', '.join(map(repr, ALLOCATIONS))}, 'sensitivity:PATH' or a non-empty "
                      f"dict {{name glob: sparsity}}, got {allocation!r}")
+
+
+def effective_allocation(allocation: Allocation | None, scope: str) -> Allocation:
+    """The allocation in force: ``allocation``, or without one what ``scope`` means for a sparsity
+    (``"global"``: one ranking, ``"layer"``: every layer the same sparsity).
+
+    Example::
+
+        >>> effective_allocation(None, "layer"), effective_allocation("erk", "global")
+        ('uniform', 'erk')
+    """
+    if allocation is not None:
+        return allocation
+    return "uniform" if scope == "layer" else "global"
 
 
 def erk_sparsities(target: float, shapes: Sequence[Sequence[int]]) -> list[float]:

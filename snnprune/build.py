@@ -30,6 +30,7 @@ from . import models as snn_models
 from . import schedules
 from .pruner import Pruner
 from .recipe import Recipe, RecipeError
+from .recipe.families import get_family_record
 
 __all__ = ["build_datasets", "model_kwargs", "build_model", "build_optimizer", "build_scheduler", "build_pruner",
            "call_with_kwargs"]
@@ -219,6 +220,15 @@ def build_pruner(recipe: Recipe, model: nn.Module, *, steps_per_epoch: int, tota
     from .reparam import get_method
 
     call_with_kwargs("pruning.method", get_method, spec.method)
+    selection = p.selection()
+    if spec.target_sparsity is None:  # reach goes with a target
+        selection.pop("reach", None)
+    elif selection.get("reach") is None:
+        selection["reach"] = get_family_record(recipe.family).default_reach
     return call_with_kwargs("pruning", Pruner, model, spec.method, spec.schedule, total_steps=total,
+<<<<<<< HEAD
                             method_kwargs=spec.kwargs, target_sparsity=spec.target_sparsity, activity=p.activity,
                             **p.selection())
+=======
+                            method_kwargs=spec.kwargs, target_sparsity=spec.target_sparsity, **selection)
+>>>>>>> alloc

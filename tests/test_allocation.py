@@ -123,3 +123,40 @@ def test_sensitivity_allocation_without_the_module_says_so_or_dispatches():
     except ImportError:
         with pytest.raises(ValueError, match="snnprune.sensitivity.allocation_from_file"):
             Pruner(model, "gmp", target_sparsity=0.8, total_steps=10, allocation="sensitivity:/nonexistent.json")
+
+
+def test_recipes_pass_reach_and_allocation_to_the_pruner():
+    from snnprune.build import build_pruner
+    from snnprune.models import create_model
+    from snnprune.pruner import DEFAULT_REACH
+    from snnprune.recipe import RecipeError, load_recipe
+
+    def pruner_of(overrides):
+        recipe = load_recipe("digits_snn_lats", ["pruning={method='soft_threshold', target_sparsity=0.9}", *overrides])
+        return build_pruner(recipe, create_model("sew_digits", T=2), steps_per_epoch=10, total_steps=100,
+                            lr=[0.1] * 100)
+
+    assert pruner_of([]).reach_step == round(DEFAULT_REACH * 100)
+    erk = pruner_of(["pruning.allocation=erk", "pruning.reach=0.5"])
+    assert erk.reach_step == 50 and erk.allocation == "erk"
+    shapes = [tuple(m.weight.shape) for _, m, _ in erk.layers()]
+    assert list(erk.layer_targets().values()) == erk_sparsities(0.9, shapes)
+    early = load_recipe("digits_snn_target99")
+    assert build_pruner(early, create_model("sew_digits", T=2), steps_per_epoch=10, total_steps=60,
+                        lr=[0.1] * 60).reach_step == 60  # early_pruning: its freeze_epoch is the reach
+    with pytest.raises(RecipeError) as info:
+        pruner_of(["pruning.allocation=erx"])
+    assert "unknown allocation 'erx'" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_report_gives_each_layers_target_under_the_recipes_allocation():
+    from snnprune.models import create_model
+    from snnprune.recipe import load_recipe
+    from snnprune.report.runs import layer_targets
+
+    model = create_model("sew_digits", T=2)
+    lats = "pruning={method='soft_threshold', target_sparsity=0.9}"
+    erk = load_recipe("digits_snn_lats", [lats, "pruning.allocation=erk"])
+    shapes = [tuple(m.weight.shape) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert list(layer_targets(erk, model).values()) == erk_sparsities(0.9, shapes)
+    assert layer_targets(load_recipe("digits_snn_lats", [lats]), model) == {}  # one global ranking

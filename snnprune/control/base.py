@@ -22,7 +22,7 @@ import weakref
 import torch
 from torch import nn
 
-from ..allocation import layer_sparsities
+from ..allocation import effective_allocation, layer_sparsities
 from ..reparam import Reparameterization, zero_optimizer_state
 from ..schedules import Constant
 from ..selection import floored_masks, layer_masks
@@ -101,9 +101,8 @@ class Layers:
     def split(self, sparsity: float) -> list[float] | None:
         """The sparsity of each layer when the layers together are to be ``sparsity`` sparse, or
         ``None`` where one ranking over all layers decides."""
-        if self.allocation is None:
-            return None if self.scope == "global" else [sparsity] * len(self)
-        return layer_sparsities(self.allocation, sparsity, [tuple(w.shape) for w in self.latents()], self.names)
+        return layer_sparsities(effective_allocation(self.allocation, self.scope), sparsity,
+                                [tuple(w.shape) for w in self.latents()], self.names)
 
     def masks_at(self, scores: list[torch.Tensor], sparsity: float) -> list[torch.Tensor]:
         """Keep-masks of the highest ``scores`` at ``sparsity``, shared among the layers as

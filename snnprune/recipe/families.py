@@ -66,6 +66,8 @@ class FamilyRecord:
     section: ClassVar[str] = "pruning"
     #: the pruning method of a recipe that has no pruning section ("none": the family prunes no weights)
     default_method: ClassVar[str] = "soft_threshold"
+    #: ``Pruner(reach=...)`` when the recipe gives no ``pruning.reach`` (None: the Pruner's default)
+    default_reach: ClassVar[float | None] = None
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -147,6 +149,8 @@ class EarlyPruning(FamilyRecord):
     the run is sparse fine-tuning."""
 
     name = "early_pruning"
+    #: the schedule already ends where this family freezes the mask (freeze_epoch)
+    default_reach = 1.0
 
     class Config(FamilyKeys):
         freeze_epoch: int = Field(ge=1, description="the epoch at whose start the mask is frozen")

@@ -182,11 +182,36 @@ class _TargetConfig(PruningMethodConfig):
         "target, min(32, budget / (2 x layers)), else 0",
     )
 
+    reach: float | None = Field(
+        default=None, gt=0, le=1,
+        description="the fraction of the pruning schedule's steps at which the target is reached and the mask "
+        "frozen (the Pruner's reach=); default: the family's (early_pruning: 1, freeze_epoch is its reach), else the "
+        "Pruner's DEFAULT_REACH (0.75)",
+    )
+    allocation: str | dict[str, float] | None = Field(
+        default=None,
+        description="how the target is shared among the layers (the Pruner's allocation=): global, uniform, erk, "
+        "sensitivity:PATH or a table {name glob = sparsity}; supersedes scope; default: as scope says",
+    )
+
     #: False where a family reads ``target_sparsity`` as something else (a mask set at step 0)
     target_at_end: ClassVar[bool] = True
 
+    @field_validator("allocation")
+    @classmethod
+    def _check_allocation(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        from ..allocation import check_allocation
+
+        return check_allocation(value)
+
     def selection(self) -> dict[str, Any]:
-        return {**super().selection(), "min_weights": self.min_weights}
+        chosen = {**super().selection(), "min_weights": self.min_weights, "reach": self.reach}
+        if self.allocation is not None:  # it supersedes scope
+            chosen.pop("scope")
+            chosen["allocation"] = self.allocation
+        return chosen
 
     def target_during_training(self, ctx: BuildContext | None = None) -> float | None:
         return self.target_sparsity if self.target_at_end else None

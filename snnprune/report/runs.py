@@ -17,7 +17,8 @@ import torch
 
 from .plots import plot_compare
 
-__all__ = ["run_report", "compare_runs", "sops_split", "report_table", "compare_table", "plot_compare", "to_markdown"]
+__all__ = ["run_report", "layer_targets", "compare_runs", "sops_split", "report_table", "compare_table",
+           "plot_compare", "to_markdown"]
 
 
 def _held_out(recipe, model_kwargs: dict, batch: int) -> tuple[torch.Tensor, str]:
@@ -34,6 +35,23 @@ def _held_out(recipe, model_kwargs: dict, batch: int) -> tuple[torch.Tensor, str
         return example_input(recipe, model_kwargs), "a random sample shaped like the data (data not found)"
 
 
+def layer_targets(recipe, model: torch.nn.Module) -> dict[str, float]:
+    """The sparsity each pruned layer of ``model`` was to reach under the recipe's target and
+    ``pruning.allocation`` (``{}`` without a target, or where one ranking over all layers decided)."""
+    from ..allocation import effective_allocation, layer_sparsities
+    from ..selection import select_tensors
+
+    p = recipe.pruning
+    target = getattr(p, "target_sparsity", None)
+    if target is None or not hasattr(p, "include"):
+        return {}
+    selected = select_tensors(model, p.include, p.exclude, p.keep_first, p.keep_last)
+    names = [name for name, _, _ in selected]
+    split = layer_sparsities(effective_allocation(getattr(p, "allocation", None), p.scope), target,
+                             [tuple(getattr(m, t).shape) for _, m, t in selected], names)
+    return {} if split is None else dict(zip(names, split))
+
+
 def run_report(path: str | Path, *, batch: int = 32, table: str = "45nm") -> dict:
     """Per-layer and summary measurements of the model at ``path`` (a run folder or a file)."""
     from ..metrics import count_ops, energy, sparsity
@@ -48,12 +66,14 @@ def run_report(path: str | Path, *, batch: int = 32, table: str = "45nm") -> dic
     report = sparsity(model)
     per_sample = max(ops.batch_size or 1, 1)
     layers = []
+    targets = layer_targets(recipe, model)
     for name, module in model.named_modules():
         lo = ops.layers.get(name)
         if lo is None:
             continue
         layers.append({
-            "name": name, "shape": list(module.weight.shape), "sparsity": report.layers.get(name, 0.0),
+            "name": name, "shape": list(module.weight.shape), "target": targets.get(name),
+            "sparsity": report.layers.get(name, 0.0),
             "kind": lo.kind, "sops": lo.sops / per_sample, "macs": lo.macs / per_sample,
             "dense_macs": lo.dense_macs / per_sample,
             "input_rate": lo.input_rate if lo.kind != "mac" else None,
@@ -145,10 +165,11 @@ def report_table(report: dict):
     from rich.table import Table
 
     table = Table(title=f"{report['recipe']}: {report['model']} ({report['measured_on']}, per sample)")
-    for column in ("layer", "shape", "sparsity", "kind", "SOPs", "MACs", "input firing rate"):
+    for column in ("layer", "shape", "target", "sparsity", "kind", "SOPs", "MACs", "input firing rate"):
         table.add_column(column, justify="left" if column in ("layer", "shape", "kind") else "right")
     for row in report["layers"]:
-        table.add_row(row["name"], "x".join(map(str, row["shape"])), _fmt(row["sparsity"], "pct"), row["kind"],
+        table.add_row(row["name"], "x".join(map(str, row["shape"])), _fmt(row.get("target"), "pct"),
+                      _fmt(row["sparsity"], "pct"), row["kind"],
                       _fmt(row["sops"]), _fmt(row["macs"]), _fmt(row["input_rate"]))
     table.caption = (f"test acc {_fmt(report['test_acc'], 'pct')} · sparsity {report['sparsity']:.2%} · "
                      f"non-zero params {report['nonzero_params']} · SOPs {report['sops']:.4g} · "
