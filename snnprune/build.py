@@ -226,9 +226,5 @@ def build_pruner(recipe: Recipe, model: nn.Module, *, steps_per_epoch: int, tota
     elif selection.get("reach") is None:
         selection["reach"] = get_family_record(recipe.family).default_reach
     return call_with_kwargs("pruning", Pruner, model, spec.method, spec.schedule, total_steps=total,
-<<<<<<< HEAD
                             method_kwargs=spec.kwargs, target_sparsity=spec.target_sparsity, activity=p.activity,
-                            **p.selection())
-=======
-                            method_kwargs=spec.kwargs, target_sparsity=spec.target_sparsity, **selection)
->>>>>>> alloc
+                            **selection)
