@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reach", type=float, default=None, help="Pruner(reach=...); default: the Pruner's own")
     parser.add_argument("--quick", action="store_true", help="1 epoch, 256 samples, ann, seed 0; writes nothing")
     parser.add_argument("--name", default="plain99")
+    parser.add_argument("--note", default="", help="a paragraph added to the markdown (what else was measured)")
     parser.add_argument("--out", default=None, help="folder for the results (default bench/results)")
     args = parser.parse_args(argv)
     limit = None
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         {"command": command.strip(), "machine": machine, "target": args.target, "reach": args.reach,
          "summary": summary, "runs": rows}, indent=1) + "\n")
     lines = [f"# The plain loop at {args.target:.0%} with the Pruner's defaults (`bench/plain99.py`)", "",
-             f"Command: `{command.strip()}`", "", f"Machine: {machine}", "",
+             f"Command: `{command.strip()}`", "", f"Machine: {machine}", "", *([args.note, ""] if args.note else []),
              "| net | seeds | accuracy mean (min-max) | sparsity |", "|---|---|---|---|"]
     for net in args.nets:
         s = summary[net]

@@ -175,12 +175,17 @@ class ThresholdControl(Control):
         (:func:`~snnprune.schedules.sparsity.cubic` of the progress times the target) now, so the
         reach step has little left to do."""
         ratios = [w.detach().abs().flatten() / (scale or 1.0) for w, scale in zip(self.layers.latents(), self.scales)]
-        plan = cubic(step / self.schedule.total_steps) if self.follow_plan else 0.0
+        total, every = self.schedule.total_steps, self.schedule.every
         groups = [[r] for r in ratios] if self.per_layer else [ratios]
         for schedule, group, lr_sum in zip(self.schedules if self.per_layer else [self.schedule], groups, self.lr_sums):
             estimate = max(floored_threshold(group, schedule.target, self.layers.min_weights), 0.0)
-            planned = max(floored_threshold(group, schedule.target * plan, self.layers.min_weights), 0.0)
-            schedule.retarget(step, lr_sum, estimate, self._last_lr, at_least=min(planned, estimate))
+            if not self.follow_plan:
+                schedule.retarget(step, lr_sum, estimate, self._last_lr)
+                continue
+            now, ahead = (max(floored_threshold(group, schedule.target * cubic(t / total), self.layers.min_weights),
+                              0.0) for t in (step, step + every))
+            schedule.retarget(step, lr_sum, estimate, self._last_lr, at_least=min(now, estimate),
+                              aim=min(ahead, estimate))
         if step >= self.schedule.total_steps:
             reached = self.sparsity_after_retarget(None if self.per_layer else estimate)
             if abs(reached - self.target) > 0.005:

@@ -71,22 +71,28 @@ class TargetSparsity(ThresholdSchedule):
         """Whether ``D̂`` is re-estimated after ``step`` steps."""
         return step >= self.total_steps or step % self.every == 0
 
-    def remaining_lr_sum(self, step: int, last_lr: float | None) -> float:
+    def remaining_lr_sum(self, step: int, last_lr: float | None, steps: int | None = None) -> float:
+        """The learning rates of the ``steps`` steps after ``step`` summed (``None``: to the end)."""
+        end = self.total_steps if steps is None else min(step + steps, self.total_steps)
         if self.trajectory:
-            return math.fsum(self.trajectory[step:])
-        return (last_lr or 0.0) * max(self.total_steps - step, 0)
+            return math.fsum(self.trajectory[step:end])
+        return (last_lr or 0.0) * max(end - step, 0)
 
     def retarget(self, step: int, lr_sum: float, estimate: float, last_lr: float | None = None,
-                 at_least: float = 0.0) -> None:
-        """Re-aim the rest of the run at the threshold ``estimate`` (the Pruner's ``D̂``), the
-        threshold raised now to ``at_least`` if it is below (the Pruner's plan: see
-        :mod:`snnprune.control.threshold`)."""
+                 at_least: float = 0.0, aim: float | None = None) -> None:
+        """Re-aim the rest of the run at the threshold ``estimate`` (the Pruner's ``D̂``). With a
+        plan (see :mod:`snnprune.control.threshold`): the threshold is raised now to ``at_least``
+        if it is below, and λ aims at ``aim``, the plan's threshold at the next update, over the
+        learning rates of the ``every`` steps to it (read from the last one when ``lr=`` is not
+        given: a short horizon, over which a decaying learning rate changes little)."""
         d_now = max(self(step, lr_sum), at_least)
         if step >= self.total_steps:
             self.final_d = max(estimate, 0.0)
             self.history.append((step, self.l1, estimate))
             return
-        remaining = self.remaining_lr_sum(step, last_lr)
+        remaining = self.remaining_lr_sum(step, last_lr, None if aim is None else self.every)
+        if aim is not None:
+            estimate = aim
         # Under the straight-through gradient the surviving latent weights ride on the threshold
         # (θ = w + d·sign w), so D̂ itself drifts up as d rises: D̂ moves by about c·Δd. The
         # drift c is measured between retargets (smoothed), and λ aims at the fixed point
