@@ -116,15 +116,6 @@ def test_bad_allocations_fail_in_one_line_and_leave_the_model_alone():
     assert set(ALLOCATIONS) == {"global", "uniform", "erk"}
 
 
-def test_sensitivity_allocation_without_the_module_says_so_or_dispatches():
-    model = net()
-    try:
-        import snnprune.sensitivity  # noqa: F401
-    except ImportError:
-        with pytest.raises(ValueError, match="snnprune.sensitivity.allocation_from_file"):
-            Pruner(model, "gmp", target_sparsity=0.8, total_steps=10, allocation="sensitivity:/nonexistent.json")
-
-
 def test_recipes_pass_reach_and_allocation_to_the_pruner():
     from snnprune.build import build_pruner
     from snnprune.models import create_model
