@@ -188,14 +188,14 @@ def build_pruner(model, method: str, target: float, reach: int, floor, lrs: list
     floor = floor_for(model, target, floor)
     if method == "lats":
         return Pruner(model, "soft_threshold", S.TargetSparsity(target, lr=lrs[:reach]), target_sparsity=target,
-                      total_steps=reach, min_weights=floor)
+                      total_steps=reach, min_weights=floor, reach=1.0)  # total_steps is this protocol's reach
     if method in SHAPES:
         extra = {"beta": 0.1} if method == "pgh" else {}
         return Pruner(model, "soft_threshold", getattr(S, SHAPES[method])(final=final_threshold, **extra),
                       total_steps=reach, min_weights=floor)
     if method == "magnitude":
         return Pruner(model, "magnitude", S.OneShot(target, at=reach), min_weights=floor)
-    return Pruner(model, method, target_sparsity=target, total_steps=reach, min_weights=floor)
+    return Pruner(model, method, target_sparsity=target, total_steps=reach, min_weights=floor, reach=1.0)
 
 
 def run_one(task: dict) -> dict:

@@ -59,7 +59,7 @@ def run(a) -> dict:
     pruner = None
     if a.target > 0:
         pruner = Pruner(model, "soft_threshold", TargetSparsity(a.target, lr=lrs[:reach]), target_sparsity=a.target,
-                        total_steps=reach, min_weights=a.min_weights, scope=a.scope)
+                        total_steps=reach, min_weights=a.min_weights, scope=a.scope, reach=1.0)
     opt = (torch.optim.SGD(model.parameters(), lr=a.lr, momentum=0.9) if a.opt == "sgd"
            else torch.optim.Adam(model.parameters(), lr=a.lr))
     gen = torch.Generator().manual_seed(a.seed)
