@@ -11,7 +11,10 @@ rotates every round) so that the noise of a shared machine hits all alike:
   ``smooth_threshold`` (default options), ``magnitude``/``random`` (``prune_to(0.5)``), ``gmp``
   (a cubic to 90% updating every 100 steps);
 * ``<method>@0.8`` — ``Pruner(model, method, target_sparsity=0.8, total_steps=...)``, what users
-  write: the target controllers' per-step work is part of the step.
+  write: the target controllers' per-step work is part of the step;
+* ``<variant>:reference`` / ``<variant>:fast`` (``--variants`` only) — the variant with the
+  operators of :mod:`snnprune._ops` in their reference or fast form, switched around each of its
+  steps: an A/B of the fast forms in one run, e.g. ``--variants str:reference,str:fast``.
 
 Each round times one step per variant; a variant's ratio is the median over rounds of its step
 time over dense's in the same round. Rows:
@@ -45,7 +48,7 @@ from spikingjelly.activation_based import functional, neuron, surrogate
 from spikingjelly.activation_based.model import sew_resnet
 from torch import nn
 
-from snnprune import LATS, Pruner, prunable_layers
+from snnprune import LATS, Pruner, _ops, prunable_layers
 from snnprune.schedules import Cubic
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -70,6 +73,7 @@ def make_variant(kind: str):
     torch.manual_seed(0)
     model = build_snn()
     pruner = None
+    kind = kind.partition(":")[0]
     method, _, target = kind.partition("@")
     if kind == "torch_prune":
         params = [(m, "weight") for _, m in prunable_layers(model)]
@@ -109,6 +113,24 @@ def make_step(size: str, model, optimizer, pruner):
     return step
 
 
+def with_form(kind: str, step):
+    """``step`` run with the operators' form a ``<variant>:<form>`` kind names (as set, without one)."""
+    form = kind.partition(":")[2]
+    if not form:
+        return step
+    if form not in ("reference", "fast"):
+        raise SystemExit(f"variant {kind!r}: the form after ':' is 'reference' or 'fast'")
+
+    def switched() -> None:
+        previous = _ops.use_fast(form == "fast")
+        try:
+            step()
+        finally:
+            _ops.use_fast(previous)
+
+    return switched
+
+
 def copy_unit(model: nn.Module):
     """One copy of all prunable weights (``torch.cat``): the unit of the small row's extra time."""
     weights = [m.weight.detach() for _, m in prunable_layers(model)]
@@ -128,7 +150,7 @@ def time_interleaved(steps: dict, reps: int) -> dict[str, list[float]]:
 
 
 def steady_row(size: str, kinds: list[str], reps: int, with_unit: bool) -> dict:
-    steps = {k: make_step(size, *make_variant(k)) for k in kinds}
+    steps = {k: with_form(k, make_step(size, *make_variant(k))) for k in kinds}
     if with_unit:
         steps["copy"] = copy_unit(make_variant("dense")[0])
     for step in steps.values():  # warm-up
@@ -151,7 +173,7 @@ def first_steps(kinds: list[str]) -> dict[str, float]:
     warm()
     out = {}
     for k in kinds:
-        step = make_step("bench", *make_variant(k))
+        step = with_form(k, make_step("bench", *make_variant(k)))
         t0 = time.perf_counter()
         step()
         out[k] = time.perf_counter() - t0

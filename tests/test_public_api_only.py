@@ -31,7 +31,8 @@ def _files() -> list[Path]:
 
 
 def _own_private_names(trees: dict[Path, ast.AST]) -> set[str]:
-    names = {path.stem for path in trees}  # snnprune's own private modules (_validation, export/_common)
+    # snnprune's own private modules and packages (_validation, export/_common, _ops)
+    names = {path.stem for path in trees} | {p.name for path in trees for p in path.relative_to(PACKAGE).parents}
     for tree in trees.values():
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):

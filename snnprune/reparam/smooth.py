@@ -19,38 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._ops import smooth_threshold
 from .._validation import check_nonnegative
 from .base import LearnedThreshold
 
 __all__ = ["SmoothThreshold", "smooth_threshold"]
-
-
-def smooth_threshold(x: Tensor, t: Tensor, beta: float) -> Tensor:
-    """The differentiable pruning function of Manessi et al. (2018):
-    ``v(x) = ReLU(x − t) + t·σ(β(x − t)) − ReLU(−x − t) − t·σ(β(−x − t))``.
-
-    Odd and non-decreasing in ``x``; ``≈ x`` for ``|x| ≫ t``, ``≈ 0`` for ``|x| < t`` when
-    ``β·t`` is large; ``v(0) = 0``. Differentiable in ``x`` and ``t`` (plain autograd).
-
-    Written with ``ReLU(x − t) − ReLU(−x − t) = x − clamp(x, −t, t)`` and ``β(±x − t) = ±βx − βt``:
-    the same function and the same gradients in ``x`` and ``t``, in fewer elementwise passes.
-
-    Args:
-        x: the latent weights.
-        t: the threshold (a number or a tensor, differentiable).
-        beta: the sharpness (a number or a tensor).
-
-    Returns:
-        ``v(x)``, shaped like ``x``.
-
-    Example::
-
-        >>> import torch
-        >>> smooth_threshold(torch.tensor([-2.0, 0.0, 2.0]), torch.tensor(0.5), beta=100.0)   # ≈ x far from t
-        tensor([-2.,  0.,  2.])
-    """
-    bx, bt = beta * x, beta * t
-    return x - x.clamp(-t, t) + t * (torch.sigmoid(bx - bt) - torch.sigmoid(-bx - bt))
 
 
 class SmoothThreshold(LearnedThreshold):
@@ -58,6 +31,10 @@ class SmoothThreshold(LearnedThreshold):
 
     ``v = ReLU(w − t) + t·σ(β(w − t)) − ReLU(−w − t) − t·σ(β(−w − t))`` (:func:`smooth_threshold`)
     with the true gradient in ``w`` and in ``t``: weights and thresholds are optimised jointly.
+    The formula and its gradient are :func:`snnprune._ops.smooth_threshold`: the formula under
+    autograd (reference form), or by default the same values and gradients with a hand-written
+    backward in fewer passes; ``snnprune._ops.use_fast(False)`` chooses the reference (needed
+    for a double backward through the weights).
     Pruned: ``|w| ≤ t`` (the hard mask). Finalize writes ``v(w)`` where ``|w| > t`` (the function
     the network was trained with) and 0 elsewhere.
 

@@ -18,29 +18,14 @@ Example::
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._ops import soft_threshold_ste, str_threshold
 from .._validation import check_nonnegative
 from ..recipe.methods import ThresholdConfig
 from .base import Reparameterization, threshold_projection
 
 __all__ = ["SoftThreshold", "STR", "soft_threshold", "check_nonnegative"]
-
-
-class _SoftThresholdSTE(torch.autograd.Function):
-    """``softshrink`` forward (one kernel), identity backward (straight-through: no kernel)."""
-
-    # classic ctx-first style: the setup_context style binds its arguments with inspect on every
-    # call, several times the cost of the kernel for a small layer; torch.func transforms, which
-    # need that style, take the tensor form in SoftThreshold.transform instead
-    @staticmethod
-    def forward(ctx, latent: Tensor, threshold: float) -> Tensor:
-        return F.softshrink(latent, threshold)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        return grad, None
 
 
 def soft_threshold(latent: Tensor, threshold: float, straight_through: bool = True) -> Tensor:
@@ -56,10 +41,8 @@ def soft_threshold(latent: Tensor, threshold: float, straight_through: bool = Tr
         >>> soft_threshold(torch.tensor([-0.3, 0.05, 0.2]), 0.1)
         tensor([-0.2000,  0.0000,  0.1000])
     """
-    threshold = check_nonnegative("threshold", threshold)
-    if straight_through:
-        return _SoftThresholdSTE.apply(latent, threshold)
-    return torch.sign(latent) * F.relu(latent.abs() - threshold)
+    d = latent.new_tensor(check_nonnegative("threshold", threshold))
+    return soft_threshold_ste(latent, d) if straight_through else str_threshold(latent, d)
 
 
 class SoftThreshold(Reparameterization):
@@ -72,13 +55,12 @@ class SoftThreshold(Reparameterization):
     2023, eq. 5), one SGD step on ``θ`` followed by raising ``d`` by ``λ·η`` is one
     proximal-gradient step on ``L(w) + λ‖w‖₁``.
 
-    The forward is one ``softshrink`` kernel and the backward none (an ``autograd.Function``
-    whose gradient is the incoming one). The ``threshold`` buffer is the one source of truth
+    Computed as ``θ − clamp(θ, −d, d)`` with the clamp of a detached ``θ``
+    (:func:`snnprune._ops.soft_threshold_ste`): the values of ``F.softshrink`` bit for bit, the
+    incoming gradient handed on unchanged. The ``threshold`` buffer is the one source of truth
     (``state_dict``, EMA copies with ``use_buffers=True``, ``functional_call`` and
-    ``threshold.fill_`` all act through it); ``softshrink`` takes it as a number, read from the
-    buffer in every forward. Under ``torch.compile`` and ``torch.func`` transforms the same
-    formula is written in tensor ops (``θ − clamp(θ, −d, d)`` with the clamp detached: gradient 1),
-    which they trace without a graph break.
+    ``threshold.fill_`` all act through it) and is read as a tensor inside the kernel, never as a
+    Python number: the forward does not wait for the device.
 
     Args:
         threshold: the initial threshold ``d ≥ 0`` (the Pruner's schedule sets it from then on).
@@ -117,13 +99,7 @@ class SoftThreshold(Reparameterization):
         return float(self.threshold)
 
     def transform(self, latent: Tensor) -> Tensor:
-        if not torch.compiler.is_compiling():
-            try:
-                return _SoftThresholdSTE.apply(latent, float(self.threshold))
-            except RuntimeError:  # under torch.func transforms (grad, vmap): the tensor form below
-                pass
-        d = self.threshold.to(latent.dtype)
-        return latent - latent.clamp(-d, d).detach()
+        return soft_threshold_ste(latent, self.threshold)
 
     def hard_mask(self, latent: Tensor) -> Tensor:
         return latent.abs() > self.threshold.to(latent.dtype)
@@ -151,9 +127,10 @@ class STR(Reparameterization):
     ``s`` is a parameter of the model (``...parametrizations.weight.0.s``): build the optimizer
     after attaching the pruner, or add ``pruner.parameters()`` to it.
 
-    The formula is written ``θ − clamp(θ, −d, d)``: the same values and the same gradients in
-    ``θ`` (1 where ``|θ| > d``, else 0) and in ``d`` (``−sign(θ)`` where ``|θ| > d``) as
-    ``sign(θ)·ReLU(|θ| − d)``, in two elementwise passes instead of five.
+    The formula and its gradient are :func:`snnprune._ops.str_threshold`: the formula under
+    autograd (reference form), or by default the same values and gradients with a hand-written
+    backward (``∂w/∂θ = 1[|θ| > d]``, ``∂w/∂d = −sign(θ)·1[|θ| > d]``) in fewer passes over the
+    weights; ``snnprune._ops.use_fast(False)`` chooses the reference.
 
     Args:
         s_init: initial ``s`` (finite); ``d = sigmoid(s)``.
@@ -186,8 +163,7 @@ class STR(Reparameterization):
         return float(torch.sigmoid(self.s.detach()))
 
     def transform(self, latent: Tensor) -> Tensor:
-        d = torch.sigmoid(self.s).to(latent.dtype)
-        return latent - latent.clamp(-d, d)
+        return str_threshold(latent, torch.sigmoid(self.s).to(latent.dtype))
 
     def hard_mask(self, latent: Tensor) -> Tensor:
         return latent.abs() > torch.sigmoid(self.s.detach()).to(latent.dtype)
