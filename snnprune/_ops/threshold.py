@@ -77,7 +77,8 @@ class _STRThreshold(torch.autograd.Function):
 
     @staticmethod
     def forward(latent: Tensor, d: Tensor) -> Tensor:
-        return latent - _clamp(latent, d)
+        w = _clamp(latent, d)
+        return torch.sub(latent, w, out=w)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
@@ -88,7 +89,7 @@ class _STRThreshold(torch.autograd.Function):
         (w,) = ctx.saved_tensors
         s = w.sign()  # float arithmetic on signs: boolean masks take slower kernels on CPU
         grad_d = -torch.dot(grad.reshape(-1), s.reshape(-1)) if ctx.needs_input_grad[1] else None
-        grad_latent = grad * s.abs() if ctx.needs_input_grad[0] else None
+        grad_latent = s.abs().mul_(grad) if ctx.needs_input_grad[0] else None
         return grad_latent, grad_d
 
 
@@ -144,8 +145,9 @@ class _SmoothThreshold(torch.autograd.Function):
         c = t * beta
         a = torch.sub(u, c).sigmoid_()
         b = u.add_(c).neg_().sigmoid_()  # σ(β(−x − t)), written as −(βx + βt): v stays exactly odd in x
-        r = x - _clamp(x, t)
-        return torch.addcmul(r, t, a - b), a, b, r
+        r = _clamp(x, t)
+        torch.sub(x, r, out=r)
+        return torch.sub(a, b).mul_(t).add_(r), a, b, r
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
@@ -163,15 +165,18 @@ class _SmoothThreshold(torch.autograd.Function):
         if torch.is_grad_enabled():  # create_graph=True: a gradient that is itself differentiable
             return (*_formula_grads(ctx, x, t, grad), None)
         tb = t * ctx.beta
+        # every temporary is written in place where it can be: a fresh tensor shaped like the
+        # weights is one more allocation per layer and step
         p = torch.addcmul(a, a, a, value=-1.0)  # a(1 − a) = σ' of the first sigmoid
         q = torch.addcmul(b, b, b, value=-1.0)
         s = r.sign()
+        slope_x = torch.add(p, q) if ctx.needs_input_grad[0] else None
         grad_x = grad_t = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.add(p, q).mul_(tb).add_(s.abs()).mul_(grad)
         if ctx.needs_input_grad[1]:
             slope_t = torch.sub(a, b).sub_(s).addcmul_(p.sub_(q), tb, value=-1.0)
             grad_t = torch.dot(grad.reshape(-1), slope_t.reshape(-1))
+        if slope_x is not None:
+            grad_x = slope_x.mul_(tb).add_(s.abs_()).mul_(grad)
         return grad_x, grad_t, None
 
 
