@@ -56,6 +56,7 @@ METHODS = ["soft_threshold", "magnitude", "gmp", "random", "str", "ltp", "smooth
 TARGETS = ["soft_threshold@0.8", "gmp@0.8", "str@0.8", "ltp@0.8", "smooth_threshold@0.8"]
 VARIANTS = ["dense", "torch_prune", *METHODS, *TARGETS]
 SIZES = {"bench": (4, 8, 64), "small": (2, 2, 32)}  # T, batch, side
+FORMS = ("reference", "fast")  # of the operators in snnprune._ops: <variant>:<form>
 TOTAL_STEPS = 10_000  # of a target: far beyond the steps timed, so the controller runs, never the projection
 
 
@@ -118,11 +119,9 @@ def with_form(kind: str, step):
     form = kind.partition(":")[2]
     if not form:
         return step
-    if form not in ("reference", "fast"):
-        raise SystemExit(f"variant {kind!r}: the form after ':' is 'reference' or 'fast'")
 
     def switched() -> None:
-        previous = _ops.use_fast(form == "fast")
+        previous = _ops.use_fast(form == FORMS[1])
         try:
             step()
         finally:
@@ -189,6 +188,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     kinds = ["dense"] + [k for k in args.variants.split(",") if k and k != "dense"]
+    bad = next((k for k in kinds if k.partition(":")[2] not in ("", *FORMS)), None)
+    if bad:
+        parser.error(f"variant {bad!r}: the form after ':' is 'reference' or 'fast'")
     if args.quick:
         row = steady_row("small", kinds, 2, with_unit=True)
         print("small", {k: round(r["ratio_to_dense"], 3) for k, r in row.items()})

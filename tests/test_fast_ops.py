@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from snnprune import Pruner, _ops
-from snnprune.reparam import STR, SmoothThreshold, SoftThreshold
+from snnprune.reparam import SmoothThreshold, SoftThreshold
 
 DTYPES = (torch.float32, torch.float64)
 
@@ -53,19 +53,15 @@ def value_and_grads(op, x0, t0, upstream):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("d", [0.0, 0.1, 0.7])
-def test_str_fast_form_equals_the_formula_values_and_gradients(forms, dtype, d):
+def test_str_values_and_gradients_are_the_formulas_at_the_edges(dtype, d):
     theta = edge_weights(d, dtype)
     upstream = torch.randn(theta.shape, dtype=dtype, generator=torch.Generator().manual_seed(1))
-    threshold = torch.tensor(d, dtype=dtype)
-    ref, fast = forms(lambda: value_and_grads(_ops.str_threshold, theta, threshold, upstream))
-    assert torch.equal(fast[0], ref[0])  # values bit for bit
-    assert torch.equal(fast[1], ref[1])  # ∂/∂θ = upstream·1[|θ| > d], bit for bit
-    # ∂/∂d = −Σ upstream·sign(θ)·1[|θ| > d]: one sum, whose order of additions may differ
-    torch.testing.assert_close(fast[2], ref[2], rtol=10 * torch.finfo(dtype).eps * len(theta), atol=0)
-    paper = torch.sign(theta) * F.relu(theta.abs() - d)
-    assert torch.equal(fast[0], paper)
+    w, grad_theta, grad_d = value_and_grads(_ops.str_threshold, theta, torch.tensor(d, dtype=dtype), upstream)
     kept = theta.abs() > d
-    assert torch.equal(fast[1], torch.where(kept, upstream, 0.0))
+    assert torch.equal(w, torch.where(kept, theta - d * torch.sign(theta), 0.0))
+    assert torch.equal(grad_theta, torch.where(kept, upstream, 0.0))  # θ exactly at ±d: pruned, no gradient
+    torch.testing.assert_close(grad_d, -(upstream * torch.sign(theta) * kept).sum(),
+                               rtol=10 * torch.finfo(dtype).eps * len(theta), atol=0)  # one sum, any order
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -96,7 +92,7 @@ def test_smooth_threshold_fast_form_is_exactly_odd_and_zero_at_zero():
         _ops.use_fast(previous)
 
 
-def test_fast_forms_pass_gradcheck_and_str_passes_gradgradcheck():
+def test_the_operators_pass_gradcheck_and_str_passes_gradgradcheck():
     gen = torch.Generator().manual_seed(2)
     x = (torch.rand(40, generator=gen, dtype=torch.float64) + 0.1) * torch.tensor([1.0, -1.0]).repeat(20)
     x = x.requires_grad_(True)  # |x| in [0.1, 1.1], away from d = 0.5 by more than gradcheck's step
@@ -150,7 +146,7 @@ def test_soft_threshold_is_softshrink_bit_for_bit_with_a_tensor_threshold(dtype)
         assert torch.equal(g, upstream)  # straight-through, zeros and ±d included
 
 
-@pytest.mark.parametrize("method, kwargs", [("str", {"s_init": -2.5}), ("smooth_threshold", {"t_init": 0.3})])
+@pytest.mark.parametrize("method, kwargs", [("smooth_threshold", {"t_init": 0.3})])
 def test_switching_the_form_changes_nothing_a_training_run_sees(forms, method, kwargs):
     def train():
         torch.manual_seed(0)
@@ -185,7 +181,7 @@ def test_soft_threshold_reads_its_threshold_buffer_as_a_tensor_in_every_forward(
 def test_methods_take_their_operators_from_the_one_switch(forms):
     theta = torch.linspace(-1, 1, 41)
     grads = []
-    for reparam in (STR(s_init=-1.0), SmoothThreshold(t_init=0.2)):
+    for reparam in (SmoothThreshold(t_init=0.2), SmoothThreshold(t_init=0.6, beta=5.0)):
         reparam.setup(theta)
 
         def grad_of_threshold(reparam=reparam):

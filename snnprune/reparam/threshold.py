@@ -127,10 +127,8 @@ class STR(Reparameterization):
     ``s`` is a parameter of the model (``...parametrizations.weight.0.s``): build the optimizer
     after attaching the pruner, or add ``pruner.parameters()`` to it.
 
-    The formula and its gradient are :func:`snnprune._ops.str_threshold`: the formula under
-    autograd (reference form), or by default the same values and gradients with a hand-written
-    backward (``∂w/∂θ = 1[|θ| > d]``, ``∂w/∂d = −sign(θ)·1[|θ| > d]``) in fewer passes over the
-    weights; ``snnprune._ops.use_fast(False)`` chooses the reference.
+    The formula is :func:`snnprune._ops.str_threshold`, differentiated by autograd
+    (``∂w/∂θ = 1[|θ| > d]``, ``∂w/∂d = −sign(θ)·1[|θ| > d]``).
 
     Args:
         s_init: initial ``s`` (finite); ``d = sigmoid(s)``.
