@@ -3,7 +3,7 @@
 One full training step (zero_grad, forward, loss + ``pruner.regularization()``, backward,
 optimizer step, pruner step, SNN reset) of SpikingJelly's SEW-ResNet-18 (IF neurons, ADD,
 multi-step), timed for these variants, all in one process and interleaved round-robin (the order
-rotates every round) so that the noise of a shared machine hits all alike:
+shuffled every round) so that the noise of a shared machine hits all alike:
 
 * ``dense`` — no pruning; ``torch_prune`` — ``torch.nn.utils.prune.global_unstructured`` 50% L1
   masks (torch's ``weight_orig * weight_mask``);
@@ -37,6 +37,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import time
@@ -137,11 +138,14 @@ def copy_unit(model: nn.Module):
 
 
 def time_interleaved(steps: dict, reps: int) -> dict[str, list[float]]:
-    """Per variant, the time of one call per round, every variant once a round, the order rotating."""
+    """Per variant, the time of one call per round, every variant once a round, in an order shuffled
+    every round (seeded): a rotation would give each variant the same predecessor in every round, and
+    what a step leaves in the caches is charged to the next one."""
     kinds = list(steps)
     times = {k: [] for k in kinds}
-    for rep in range(reps):
-        for k in kinds[rep % len(kinds):] + kinds[: rep % len(kinds)]:
+    order = random.Random(0)
+    for _ in range(reps):
+        for k in order.sample(kinds, len(kinds)):
             t0 = time.perf_counter()
             steps[k]()
             times[k].append(time.perf_counter() - t0)
