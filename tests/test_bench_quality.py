@@ -1,4 +1,5 @@
-"""The accuracy-against-sparsity benchmark's quick path runs end to end and writes its three files."""
+"""The accuracy-against-sparsity benchmark: its quick path tunes every row on a validation split,
+runs torchao's PAT through its own API and writes its files; a journaled run is not run again."""
 
 from __future__ import annotations
 
@@ -7,22 +8,45 @@ import json
 import pytest
 
 
+def _own(knobs: dict) -> dict:
+    """A row's knobs without the D it takes from the LATS row."""
+    return {k: v for k, v in knobs.items() if k != "lats_threshold"}
+
+
+@pytest.mark.slow  # importing torchao takes seconds
 def test_quality_bench_quick_path_runs(tmp_path, monkeypatch, load_bench):
     monkeypatch.setenv("SNNPRUNE_DATA", str(tmp_path / "data"))
     bench = load_bench("quality")
     assert bench.main(["--quick", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "quality.json").read_text())
     runs = result["runs"]
-    assert {r["method"] for r in runs} == {"lats", "magnitude"}
-    for r in runs:  # the target is met exactly, over every conv and linear weight
-        assert abs(r["measured"] - 0.9) < 2e-3
+    tune = [r for r in runs if r["phase"] == "tune"]
+    final = [r for r in runs if r["phase"] == "final"]
+    assert {r["method"] for r in final} == {"lats", "magnitude", "pat"}
+    # the budget: two settings of each row's own knobs, scored on the validation split
+    for method in ("lats", "magnitude", "pat"):
+        tried = [r for r in tune if r["method"] == method]
+        assert [_own(r["knobs"]) for r in tried] == bench.GRIDS[method][:2]
+        assert all(0 <= r["val_accuracy"] <= 1 for r in tried)
+        (row,) = [r for r in final if r["method"] == method]
+        assert row["knobs"] == bench.choose(tried, 0.9)["knobs"]  # reported at the setting chosen on val
+    for r in final:
+        if r["method"] != "pat":  # the snnprune rows meet the target exactly, over every conv and linear weight
+            assert abs(r["measured"] - 0.9) < 2e-3
         assert r["nonzero"] == sum(r["nnz_per_layer"].values())
+        assert r["ops_per_sample"] > 0 and r["energy_pj_per_sample"] > 0
         assert "at_reach" in r and r["reach_step"] <= r["total_steps"]  # the mask was frozen at the reach step
-    assert "| LATS (λ controller) | " in (tmp_path / "quality.md").read_text()
-    assert (tmp_path / "quality.png").stat().st_size > 1000
+    # PAT: λ is LATS's threshold over the learning rates summed to the reach step; its own sparsity is reported
+    (pat,) = [r for r in final if r["method"] == "pat"]
+    assert pat["reg_lambda"] > 0 and 0.0 < pat["measured"] < 1.0
+    md = (tmp_path / "quality.md").read_text()
+    assert "| LATS (λ controller) | " in md and "| torchao PAT (ProxLasso, λ from LATS) | " in md
+    assert "## Tuning" in md
+    for png in ("quality.png", "quality_pareto.png"):
+        assert (tmp_path / png).stat().st_size > 1000
     # --resume takes the runs from the journal instead of training again
     journal = (tmp_path / "quality_runs.jsonl").read_text().splitlines()
-    assert len(journal) == 2
+    assert len(journal) == len(runs) == 9
     monkeypatch.setattr(bench, "run_one", lambda task: (_ for _ in ()).throw(AssertionError("ran again")))
     assert bench.main(["--quick", "--out", str(tmp_path), "--resume"]) == 0
     again = json.loads((tmp_path / "quality.json").read_text())["runs"]
@@ -32,6 +56,32 @@ def test_quality_bench_quick_path_runs(tmp_path, monkeypatch, load_bench):
         bench.main(["--quick", "--out", str(tmp_path), "--resume", "--lr", "0.02"])
 
 
+def test_quality_bench_chooses_on_target_by_validation(load_bench):
+    bench = load_bench("quality")
+    runs = [{"knobs": {"a": 1}, "measured": 0.99, "val_accuracy": 0.80},
+            {"knobs": {"a": 2}, "measured": 0.97, "val_accuracy": 0.95},  # better, but off target: not chosen
+            {"knobs": {"a": 3}, "measured": 0.9899, "val_accuracy": 0.85},  # within ON_TARGET
+            {"knobs": {"a": 4}, "measured": 0.991, "val_accuracy": 0.85}]  # a tie goes to the earlier setting
+    assert bench.choose(runs, 0.99)["knobs"] == {"a": 3}
+    # none on target: the sparsest
+    assert bench.choose(runs[1:2] + [{"knobs": {"a": 5}, "measured": 0.98, "val_accuracy": 0.1}], 0.99)["knobs"] == {
+        "a": 5}
+
+
+def test_quality_bench_validation_split_is_held_out(tmp_path, monkeypatch, load_bench):
+    monkeypatch.setenv("SNNPRUNE_DATA", str(tmp_path / "data"))
+    bench = load_bench("quality")
+    data = bench.load_data("digits", 4, None)
+    (x, y), (xf, yf), (xv, yv) = data["train"], data["fit"], data["val"]
+    assert len(yf) + len(yv) == len(y) and abs(len(yv) / len(y) - bench.VAL_FRACTION) < 0.01
+    # every validation sample is a training sample that the fit split does not hold
+    train = {tuple(v.flatten().tolist()) for v in x}
+    fit = {tuple(v.flatten().tolist()) for v in xf}
+    assert all(tuple(v.flatten().tolist()) in train for v in xv)
+    assert not any(tuple(v.flatten().tolist()) in fit for v in xv)
+    assert set(yv.tolist()) == set(y.tolist())  # stratified: every class in both
+
+
 def test_quality_bench_per_net_options(tmp_path, load_bench):
     bench = load_bench("quality")
     assert bench.per_model(["snn=adamw", "ann=sgd"], str, "--opt") == {"snn": "adamw", "ann": "sgd"}
@@ -39,3 +89,6 @@ def test_quality_bench_per_net_options(tmp_path, load_bench):
     assert bench.keywords(["width=2", "neuron=lif"]) == {"width": 2, "neuron": "lif"}
     with pytest.raises(SystemExit, match="no value for ann"):
         bench.per_model(["snn=adamw"], str, "--opt")
+    # every row has a budget of the same size, its default first
+    sizes = {len(grid) for method, grid in bench.GRIDS.items() if method != "dense"}
+    assert sizes == {4}
