@@ -852,7 +852,7 @@ def pareto(results: list[dict], path: Path) -> None:
     handles = [plt.Line2D([], [], color="grey" if m == "dense" else cmap(METHODS.index(m)), marker="o", ls="none",
                           label=LABELS[m]) for m in METHODS if any(m == p[0] for ps in points.values() for p in ps)]
     fig.legend(handles=handles, fontsize=8, loc="lower center", ncol=4, frameon=False)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.tight_layout(rect=(0, 0.9 / fig.get_figheight(), 1, 1))  # the legend's 0.9 inch below the axes
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
