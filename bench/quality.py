@@ -87,6 +87,7 @@ import platform
 import shlex
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -407,6 +408,11 @@ def run_one(task: dict) -> dict:
     )
     if phase == "tune":
         record["val_accuracy"] = _accuracy(model, *data["val"], events)
+    if task.get("probe"):  # the dense net's per-layer sensitivity on the validation split
+        from snnprune.sensitivity import sensitivity, write_sensitivity
+
+        result = sensitivity(model, lambda m: _accuracy(m, *data["val"], events))
+        record["sensitivity_json"] = str(write_sensitivity(result, task["probe"], title=task["model"])[0])
     record["seconds"] = time.perf_counter() - started
     return record
 
@@ -471,8 +477,11 @@ def unavailable(method: str, model: str, args) -> str | None:
     if method in ALLOCATED:
         if not allocation_supported():
             return "this snnprune's Pruner has no allocation= keyword"
-        if ALLOCATED[method][1] == "sensitivity" and model not in (args.sensitivity or {}):
-            return f"no --sensitivity JSON for the {model.upper()} (made by `snnprune sensitivity`)"
+        if ALLOCATED[method][1] == "sensitivity":
+            try:
+                import snnprune.sensitivity  # noqa: F401
+            except ImportError:
+                return "this snnprune has no snnprune.sensitivity"
     return None
 
 
@@ -507,7 +516,7 @@ def run_grid(args, journal: Path | None = None) -> tuple[list[dict], dict]:
 
     def task(model, method, s, seed, knobs, phase):
         knobs = dict(knobs)
-        if method in ALLOCATED and ALLOCATED[method][1] == "sensitivity":
+        if method in ALLOCATED and ALLOCATED[method][1] == "sensitivity" and "allocation" not in knobs:
             knobs["allocation"] = f"sensitivity:{args.sensitivity[model]}"
         return {"model": model, "method": method, "sparsity": s, "seed": seed, "knobs": knobs, "phase": phase,
                 "threads": args.threads, "setting": sets[model]}
@@ -540,6 +549,13 @@ def run_grid(args, journal: Path | None = None) -> tuple[list[dict], dict]:
     chosen: dict = {}  # (model, method, sparsity) -> the chosen knobs
     ctx = mp.get_context("fork" if sys.platform != "win32" else "spawn")
     with (ctx.Pool(args.procs, initializer=_init, initargs=(args.threads,)) if args.procs > 1 else _Inline()) as pool:
+        if "lats_sens" in methods:  # each net's sensitivity file where --sensitivity gives none
+            folder = (journal.parent if journal is not None else Path(tempfile.mkdtemp()))
+            probes = [dict(task(mo, "dense", 0.0, seeds[0], {"probe": "sensitivity"}, "tune"),
+                           probe=str(folder / f"{journal.stem[:-5] if journal else 'quality'}_sensitivity_{mo}"))
+                      for mo in models if mo not in (args.sensitivity or {})]
+            for rec in run_all(pool, probes):
+                args.sensitivity = {**(args.sensitivity or {}), rec["model"]: rec["sensitivity_json"]}
         for stage in ([m for m in grids if m not in FROM_LATS and m != "dense"], [m for m in grids if m in FROM_LATS]):
             tune = []
             for mo, s in cells:
@@ -735,7 +751,7 @@ def tuning(records: list[dict]) -> list[dict]:
     """Per (net, row, target): every setting tried with its validation accuracy and measured sparsity,
     and the one chosen (what the final runs used)."""
     out = []
-    tuned = [r for r in records if r.get("phase") == "tune"]
+    tuned = [r for r in records if r.get("phase") == "tune" and r["method"] != "dense"]
     for key in dict.fromkeys((r["model"], r["method"], r["sparsity"]) for r in tuned):
         runs = [r for r in tuned if (r["model"], r["method"], r["sparsity"]) == key]
         best = choose(runs, key[2])
@@ -921,7 +937,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: --budget {args.budget}: give at least 1 setting per row")
     if args.sensitivity is not None:
         nets = [v.partition("=") for v in args.sensitivity]
-        args.sensitivity = {m: Path(v) for net, sep, v in nets for m in ([net] if sep else MODELS)}
+        args.sensitivity = {m: v for net, sep, v in nets for m in ([net] if sep else MODELS)}
     out = args.out if args.out is not None else (None if args.quick else RESULTS)
     if args.pareto is not None:
         pareto([json.loads(f.read_text()) for f in args.pareto], (out or RESULTS) / f"{args.name}_pareto.png")
