@@ -94,3 +94,19 @@ def test_quality_bench_per_net_options(tmp_path, load_bench):
     # every row has a budget of the same size, its default first
     sizes = {len(grid) for method, grid in bench.GRIDS.items() if method != "dense"}
     assert sizes == {4}
+
+
+@pytest.mark.slow
+def test_quality_bench_sensitivity_row_probes_on_validation(tmp_path, monkeypatch, load_bench):
+    monkeypatch.setenv("SNNPRUNE_DATA", str(tmp_path / "data"))
+    bench = load_bench("quality")
+    assert bench.main(["--out", str(tmp_path), "--methods", "lats_sens", "--epochs", "1", "--limit", "128",
+                       "--seeds", "0", "--sparsities", "0.9", "--models", "ann", "--procs", "1", "--budget", "1"]) == 0
+    runs = json.loads((tmp_path / "quality.json").read_text())["runs"]
+    (probe,) = [r for r in runs if r["method"] == "dense"]
+    assert probe["phase"] == "tune" and "val_accuracy" in probe  # trained on the fit split, probed on val
+    sens = json.loads((tmp_path / "quality_sensitivity_ann" / "sensitivity.json").read_text())
+    assert sens["baseline"] == pytest.approx(probe["val_accuracy"])
+    (row,) = [r for r in runs if r["method"] == "lats_sens"]
+    assert row["knobs"]["allocation"] == f"sensitivity:{probe['sensitivity_json']}"
+    assert row["measured"] > 0.85
