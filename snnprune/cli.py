@@ -382,7 +382,8 @@ def _sensitivity(args) -> int:
         recipe = info["recipe"]
         if recipe is None:
             raise CheckpointError(f"{source}: no recipe saved with the run, so its data is unknown")
-        what, out = f"run {info['path']}", args.out or (source if source.is_dir() else source.parent)
+        read = Path(info["path"])
+        what, out = f"run {read.parent.name}/{read.name}", args.out or (source if source.is_dir() else source.parent)
     else:
         recipe = load_recipe(args.source, smoke=args.smoke)
         if args.smoke:
