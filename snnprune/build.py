@@ -32,7 +32,8 @@ from .pruner import Pruner
 from .recipe import Recipe, RecipeError
 from .recipe.families import get_family_record
 
-__all__ = ["build_datasets", "model_kwargs", "build_model", "build_optimizer", "build_scheduler", "build_pruner",
+__all__ = ["build_datasets", "build_validation_set", "model_kwargs", "build_model", "build_optimizer",
+           "build_scheduler", "build_pruner",
            "call_with_kwargs"]
 
 
@@ -79,6 +80,23 @@ def build_datasets(recipe: Recipe):
         ds.time_major = time_major  # a wrapper hides the flag the loader reads
         sets.append(ds)
     return sets[0], sets[1], info
+
+
+def build_validation_set(recipe: Recipe, fraction: float | None = None):
+    """The recipe's held-out split for choices made on it (tuning, sensitivity): a share of its
+    training set (:func:`snnprune.data.validation_split`, seeded by ``recipe.seed``), never the test
+    set.
+
+    Args:
+        recipe: a validated recipe.
+        fraction: the share held out (default :data:`snnprune.data.VALIDATION_FRACTION`).
+
+    Returns:
+        The validation set (a ``Subset`` of the training set).
+    """
+    train_set, _, _ = build_datasets(recipe)
+    fraction = snn_data.VALIDATION_FRACTION if fraction is None else fraction
+    return snn_data.validation_split(train_set, fraction, recipe.seed)[1]
 
 
 class _FixedSteps(torch.utils.data.Dataset):

@@ -356,13 +356,17 @@ def _export(args) -> int:
 
 
 def _sensitivity(args) -> int:
+    import torch
     from rich.progress import Progress
     from rich.table import Table
 
+    from .build import build_model, build_validation_set
+    from .data import dataset_info, make_loader
     from .recipe import load_recipe
     from .report import make_console
+    from .report.sensitivity import write_sensitivity
     from .runs import CheckpointError, load_run_model
-    from .sensitivity import DEFAULT_SPARSITIES, recipe_model, sensitivity, validation_loader
+    from .sensitivity import DEFAULT_SPARSITIES, sensitivity
 
     grid = args.sparsities or ((0.5, 0.9) if args.smoke else DEFAULT_SPARSITIES)
     bad = next((s for s in grid if not 0.0 < s < 1.0), None)
@@ -378,22 +382,25 @@ def _sensitivity(args) -> int:
         recipe = info["recipe"]
         if recipe is None:
             raise CheckpointError(f"{source}: no recipe saved with the run, so its data is unknown")
-        what, out = f"run {info['path']}", args.out or (source if source.is_dir() else source.parent)
+        read = Path(info["path"])
+        what, out = f"run {read.parent.name}/{read.name}", args.out or (source if source.is_dir() else source.parent)
     else:
         recipe = load_recipe(args.source, smoke=args.smoke)
         if args.smoke:
             recipe = _smoke_data(recipe)
-        model = recipe_model(recipe)
+        torch.manual_seed(recipe.seed)  # the model as initialised, seeded by the recipe
+        model = build_model(recipe, dataset_info(recipe.data.name)).eval()
         what, out = f"recipe {recipe.name} (untrained)", args.out or Path("runs") / "sensitivity" / recipe.name
     batches = args.batches if args.batches is not None else (2 if args.smoke else None)
-    loader, samples = validation_loader(recipe)
+    val_set = build_validation_set(recipe)
+    loader, samples = make_loader(val_set, recipe.batch_size, train=False, workers=recipe.data.workers), len(val_set)
     console = make_console()
     with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("probing layers", total=None)
-        result = sensitivity(model, loader, sparsities=grid, batches=batches, out=out,
-                             title=f"sensitivity of {recipe.name} ({what})",
+        result = sensitivity(model, loader, sparsities=grid, batches=batches,
                              progress=lambda name, done, total: bar.update(task, completed=done, total=total,
                                                                            description=name))
+    written = write_sensitivity(result, out, title=f"sensitivity of {recipe.name} ({what})")
     shown = min(samples, batches * recipe.batch_size) if batches else samples
     table = Table(title=f"{what}: accuracy with one layer pruned (validation split, {shown} "
                         f"sample{'s' * (shown != 1)}; unpruned {result['baseline']:.2%})")
@@ -406,7 +413,7 @@ def _sensitivity(args) -> int:
         table.add_row(name, f"{row['numel']:,}", *cells)
     table.caption = "red: more than 1 point below the unpruned accuracy"
     console.print(table)
-    console.print(f"wrote {Path(out) / 'sensitivity.json'}, {Path(out) / 'sensitivity.png'}")
+    console.print(f"wrote {written[0]}, {written[1]}")
     return 0
 
 

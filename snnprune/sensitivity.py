@@ -4,9 +4,10 @@ from it.
 :func:`sensitivity` prunes **one layer at a time** over a grid of sparsities by one-shot magnitude
 (the smallest ``|w|`` of that layer set to 0, nothing trained), measures the accuracy on a
 held-out split after each probe and puts the layer's weight back exactly (a copy of the tensor,
-restored bit for bit). The result is a plain dict, written as ``sensitivity.json`` with a picture
-``sensitivity.png`` of accuracy against sparsity per layer (``snnprune sensitivity`` does both
-from a run folder or a recipe).
+restored bit for bit). The result is a plain dict;
+:func:`snnprune.report.sensitivity.write_sensitivity` writes it as ``sensitivity.json`` with a
+picture ``sensitivity.png`` of accuracy against sparsity per layer (``snnprune sensitivity`` does
+both from a run folder or a recipe).
 
 :func:`allocation_from_file` turns the curves into one sparsity per layer that meets a global
 target over the pruned weights (``Pruner(..., allocation="sensitivity:PATH")``). **The rule**: let
@@ -60,8 +61,8 @@ from torch.nn.utils import parametrize
 from .metrics.firing import call_model, measuring_forward
 from .selection import prunable_tensors
 
-__all__ = ["DEFAULT_SPARSITIES", "SENSITIVITY_JSON", "SENSITIVITY_PNG", "sensitivity", "write_sensitivity",
-           "read_sensitivity", "allocation_from_file", "allocation_from_curves"]
+__all__ = ["DEFAULT_SPARSITIES", "SENSITIVITY_JSON", "SENSITIVITY_PNG", "sensitivity", "read_sensitivity",
+           "allocation_from_file", "allocation_from_curves"]
 
 #: the grid of sparsities each layer is probed at
 DEFAULT_SPARSITIES = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
@@ -114,9 +115,7 @@ def _prune_smallest(weight: torch.Tensor, sparsity: float) -> None:
 
 def sensitivity(model: nn.Module, data: Iterable | Callable[[nn.Module], float],
                 layers: str | Sequence[str] | None = None, sparsities: Sequence[float] = DEFAULT_SPARSITIES, *,
-                batches: int | None = None,
-                out: str | Path | None = None, title: str = "", progress: Callable[[str, int, int], None] | None = None,
-                ) -> dict[str, Any]:
+                batches: int | None = None, progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """Prune one layer at a time over a grid of sparsities (one-shot magnitude, no training) and
     measure the accuracy after each probe; the model is restored exactly after each.
 
@@ -128,9 +127,6 @@ def sensitivity(model: nn.Module, data: Iterable | Callable[[nn.Module], float],
         layers: name globs of the layers to probe (None: every prunable tensor).
         sparsities: the grid, each in (0, 1).
         batches: with a loader, measure on its first ``batches`` batches only (None: all).
-        out: a folder to write ``sensitivity.json`` and ``sensitivity.png`` into (None: nothing
-            written).
-        title: the picture's title.
         progress: called as ``progress(layer, done, total)`` after each probe.
 
     Returns:
@@ -182,35 +178,7 @@ def sensitivity(model: nn.Module, data: Iterable | Callable[[nn.Module], float],
                 weight.copy_(saved)
         result["layers"][name] = {"numel": saved.numel(), "sparsity": float((saved == 0).float().mean()),
                                   "accuracy": accuracy}
-    if out is not None:
-        write_sensitivity(result, out, title=title)
     return result
-
-
-def write_sensitivity(result: Mapping[str, Any], folder: str | Path, *, title: str = "") -> tuple[Path, Path]:
-    """Write ``sensitivity.json`` and ``sensitivity.png`` of a :func:`sensitivity` result.
-
-    Args:
-        result: what :func:`sensitivity` returned.
-        folder: where to write (made if missing).
-        title: the picture's title.
-
-    Returns:
-        The paths of the JSON and the PNG.
-
-    Example::
-
-        >>> write_sensitivity(result, "runs/x")  # doctest: +SKIP
-    """
-    from .report.plots import plot_sensitivity
-    from .runs import atomic_write
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(dict(result), indent=1) + "\n"
-    atomic_write(folder / SENSITIVITY_JSON, lambda f: f.write(text.encode()))
-    png = plot_sensitivity(result, folder / SENSITIVITY_PNG, title=title)
-    return folder / SENSITIVITY_JSON, png
 
 
 def read_sensitivity(path: str | Path) -> dict[str, Any]:
@@ -342,34 +310,3 @@ def allocation_from_file(path: str | Path, target: float, layer_sizes: Mapping[s
     """
     return allocation_from_curves(read_sensitivity(path), target, layer_sizes)
 
-
-def validation_loader(recipe, fraction: float | None = None):
-    """The held-out split of a recipe's data for choices made on it: a validation share carved from
-    its training set (:func:`snnprune.data.validation_split`, seeded by ``recipe.seed``; never the
-    test set), batched as the run batches.
-
-    Args:
-        recipe: a validated recipe.
-        fraction: the share of the training set (default
-            :data:`snnprune.data.VALIDATION_FRACTION`).
-
-    Returns:
-        ``(loader, samples)``.
-    """
-    from .build import build_datasets
-    from .data import VALIDATION_FRACTION, make_loader, validation_split
-
-    train_set, _, _ = build_datasets(recipe)
-    _, val = validation_split(train_set, VALIDATION_FRACTION if fraction is None else fraction, recipe.seed)
-    return make_loader(val, recipe.batch_size, train=False, workers=recipe.data.workers), len(val)
-
-
-def recipe_model(recipe) -> nn.Module:
-    """The recipe's model as built at the start of its run (seeded by ``recipe.seed``), untrained,
-    in eval mode."""
-    from .build import build_model
-    from .data import dataset_info
-    from .engine.state import seed_everything
-
-    seed_everything(recipe.seed)
-    return build_model(recipe, dataset_info(recipe.data.name)).eval()
