@@ -175,11 +175,8 @@ def layer_sparsities(allocation: Allocation, target: float, shapes: Sequence[Seq
                              f"the pruned layers: {', '.join(names[:6])}{', ...' if len(names) > 6 else ''}")
         return _fill(target, sizes, fixed)
     path = allocation[len(SENSITIVITY_PREFIX):]
-    try:
-        from .sensitivity import allocation_from_file
-    except ImportError:
-        raise ValueError(f"allocation {allocation!r} needs snnprune.sensitivity.allocation_from_file, which this "
-                         "snnprune does not have: use 'global', 'uniform', 'erk' or a dict") from None
+    # imported here: recipes validate allocations through this module, which must not import torch
+    from .sensitivity import allocation_from_file
     found = allocation_from_file(path, target, dict(zip(names, sizes)))
     missing = [n for n in names if n not in found]
     if missing:
