@@ -409,7 +409,8 @@ def run_one(task: dict) -> dict:
     if phase == "tune":
         record["val_accuracy"] = _accuracy(model, *data["val"], events)
     if task.get("probe"):  # the dense net's per-layer sensitivity on the validation split
-        from snnprune.sensitivity import sensitivity, write_sensitivity
+        from snnprune.report.sensitivity import write_sensitivity
+        from snnprune.sensitivity import sensitivity
 
         result = sensitivity(model, lambda m: _accuracy(m, *data["val"], events))
         record["sensitivity_json"] = str(write_sensitivity(result, task["probe"], title=task["model"])[0])
