@@ -83,10 +83,9 @@ class Pruner:
             ``"learned"`` ones. The Pruner works on its own copy.
         include / exclude: which candidates to prune: a name glob (``"layer4.*"``), a layer type,
             a predicate ``(name, module) -> bool``, or a list of these. ``include=None`` takes all.
-        scope: ``"global"``: one threshold (or one magnitude ranking) over every pruned layer.
-            ``"layer"``: thresholds relative to each layer's initial weight RMS, and every layer
-            pruned to the same sparsity by masks. Default: ``"layer"`` for ``"gmp"`` (Zhu &
-            Gupta's per-layer masks), ``"global"`` for every other method.
+        scope: ``"global"``: one threshold (or magnitude ranking) over all pruned layers;
+            ``"layer"``: thresholds in units of each layer's initial weight RMS, masks of equal
+            sparsity per layer. Default ``"layer"`` for ``"gmp"`` (Zhu & Gupta), else ``"global"``.
         keep_first / keep_last: keep the first / last candidate dense, in the order the modules
             were registered (``model.named_modules()``).
         total_steps: number of optimizer steps of the run, for schedules normalised to end on D.
@@ -95,20 +94,14 @@ class Pruner:
             instead of giving a schedule (:mod:`snnprune.control` says how, per method).
         min_weights: keep at least this many weights in every pruned layer, counted in the
             budget. Default: with a target, :func:`~snnprune.selection.default_floor`; else 0.
-        reach: with a target, reach it at ``round(reach·total_steps)``, then freeze the mask so the
-            kept weights recover for the rest of the run. Default :data:`DEFAULT_REACH` (0.75);
-            ``reach=1.0`` reaches the target at the last step. The controllers follow a plan that
-            ends at that step (:doc:`/training-loops`), and a reach step that removes more than
-            :data:`MAX_JUMP` of the surviving weights warns.
-        allocation: how the target (and :meth:`prune_to`'s sparsity, GMP's schedule) is shared among
-            the layers: ``"global"`` (one ranking), ``"uniform"`` (every layer the same sparsity),
-            ``"erk"`` (RigL's Erdős–Rényi-Kernel), ``{name glob: sparsity}`` (the rest make up the
-            target) or ``"sensitivity:PATH"`` (:mod:`snnprune.allocation`). It supersedes ``scope``
-            for that; default ``None``: as ``scope`` says (``"global"``: one ranking, ``"layer"``:
-            uniform).
-        activity: a firing-rate penalty in :meth:`regularization` (spiking nets): a coefficient
-            for every spiking neuron layer or ``{name glob: coefficient}``
-            (:class:`~snnprune.activity.ActivityRegularizer`). Default ``None``: none.
+        reach: with a target, reach it along a plan at ``round(reach·total_steps)`` and freeze the
+            mask there so the kept weights recover (default :data:`DEFAULT_REACH`; ``1.0``: at the
+            last step); a reach step removing more than :data:`MAX_JUMP` of the survivors warns.
+        allocation: how a target, :meth:`prune_to` or GMP share the sparsity among the layers:
+            ``"global"``, ``"uniform"``, ``"erk"``, ``{name glob: sparsity}`` or
+            ``"sensitivity:PATH"`` (:mod:`snnprune.allocation`); supersedes ``scope``.
+        activity: a firing-rate penalty added to :meth:`regularization`: a coefficient, or
+            ``{name glob: coefficient}`` (:class:`~snnprune.activity.ActivityRegularizer`).
 
     Call :meth:`step` once per optimizer step, right after ``optimizer.step()`` (before
     ``scheduler.step()``). Tied weights (one tensor in two layers) are refused.
@@ -134,21 +127,11 @@ class Pruner:
         # Everything is checked and built before the model is touched: a failing Pruner(...)
         # leaves the model as it was.
         prototype, self.method_name = _prototype(method, method_kwargs)
-        if allocation is not None:
-            if scope is not None:
-                raise ValueError("give allocation= or scope=, not both: allocation supersedes scope for how the "
-                                 "sparsity is shared among the layers")
-            allocation = check_allocation(allocation)
-            scope = "layer" if allocation == "uniform" else "global"
-        scope = getattr(type(prototype), "default_scope", "global") if scope is None else scope
-        if scope not in ("global", "layer"):
-            raise ValueError(f"unknown scope {scope!r}: use 'global' or 'layer'")
-        self.control = type(prototype).control
-        if reach is None and target_sparsity is not None and total_steps is not None:
-            reach = DEFAULT_REACH
-        #: the step a target is reached at and the mask frozen from (``reach`` of ``total_steps``)
-        self.reach_step = None if reach is None else _reach_step(reach, target_sparsity, total_steps)
+        scope, allocation = _scope(type(prototype), scope, allocation)
         self.allocation = allocation
+        self.control = type(prototype).control
+        #: the step a target is reached at and the mask frozen from (``reach`` of ``total_steps``)
+        self.reach_step = _reach_step(reach, target_sparsity, total_steps)
         self.regime: Control = make_control(self.control, self.method_name, schedule, target_sparsity,
                                             total_steps if self.reach_step is None else self.reach_step, scope)
         selected = select_tensors(model, include, exclude, keep_first, keep_last)
@@ -200,13 +183,9 @@ class Pruner:
         return self.regime.controller
 
     def target_metrics(self) -> dict[str, float]:
-        """Where the target's controller stands (the engine logs it every epoch).
-
-        Returns:
-            ``{"target_lambda", "target_lambda_updates"}`` for threshold methods (the λ in force
-            and the number of its updates), ``{"target_gain", "target_gain_updates"}`` for learned
-            ones (the regulariser's factor); ``{}`` without a target.
-        """
+        """Where the target's controller stands (logged every epoch): ``{"target_lambda",
+        "target_lambda_updates"}`` (threshold methods: λ and its updates), ``{"target_gain",
+        "target_gain_updates"}`` (learned ones: the regulariser's factor), or ``{}``."""
         return self.regime.metrics()
 
     def layers(self) -> Iterator[tuple[str, nn.Module, Reparameterization]]:
@@ -217,10 +196,6 @@ class Pruner:
         """The method's own trainable parameters (e.g. STR's ``s``), for an existing optimizer."""
         for r in self._reparams:
             yield from r.parameters()
-
-    @property
-    def learnable(self) -> bool:
-        return self.control == "learned"
 
     @property
     def threshold(self) -> float | None:
@@ -246,11 +221,7 @@ class Pruner:
 
     @torch.no_grad()
     def masks(self) -> dict[str, torch.Tensor]:
-        """Boolean mask of the kept weights of each pruned layer (what :meth:`finalize` keeps).
-
-        Returns:
-            ``{layer name: bool tensor of the weight's shape}``.
-        """
+        """``{layer name: bool mask of the kept weights}`` (what :meth:`finalize` keeps)."""
         return {name: r.kept(w) for name, r, w in zip(self.layer_names, self._reparams, self._layers.latents())}
 
     def regularization(self) -> torch.Tensor:
@@ -270,12 +241,10 @@ class Pruner:
 
     # -- the training loop -----------------------------------------------------------------
     def step(self, optimizer: torch.optim.Optimizer | None = None, *, lr: float | None = None, scaler=None) -> None:
-        """Count one optimizer step and move the control (λ-form: ``d += λ·η``; GMP: new masks at
-        update steps; learned methods under a target: the feedback).
-
-        Call it once per optimizer step, right after ``optimizer.step()`` (``scaler.step(optimizer)``
-        under AMP) and before ``scheduler.step()``. A call with no optimizer step since the last one
-        is not counted with ``scaler=`` given (the scaler skipped that step), and warns once without.
+        """Count one optimizer step and move the control (λ-form: ``d += λ·η``; GMP: new masks;
+        learned methods under a target: the feedback). Call it right after ``optimizer.step()``
+        (``scaler.step(optimizer)`` under AMP), before ``scheduler.step()``. A call with no optimizer
+        step since the last is not counted with ``scaler=`` (a skipped step), and warns once without.
 
         Args:
             optimizer: the optimizer that trains the model.
@@ -287,25 +256,13 @@ class Pruner:
             >>> scaler.step(opt); pruner.step(opt, scaler=scaler); scaler.update()  # doctest: +SKIP
         """
         self._check_alive()
-        if optimizer is None and lr is None:
-            raise ValueError("Pruner.step needs the optimizer (or lr=) to read the learning rate")
-        if optimizer is not None and not hasattr(optimizer, "param_groups"):
-            kind = "an LR scheduler" if hasattr(optimizer, "get_last_lr") else "not an optimizer"
-            raise TypeError(f"Pruner.step expects the optimizer, got a {type(optimizer).__name__} ({kind}): call "
-                            "pruner.step(optimizer) after optimizer.step() and before scheduler.step()")
+        _check_optimizer(optimizer, lr)
         if optimizer is not None:
             if self._layers.optimizer is not optimizer:
                 self._layers.use_optimizer(optimizer, self.method_name)
             if not self._optimizer_steps.counts(optimizer, scaler, self.steps + 1):
                 return
-        if lr is not None:
-            lrs = [float(lr)] * len(self._reparams)
-        else:
-            group_lr = [float(g["lr"]) for g in optimizer.param_groups]
-            lrs = [group_lr[g] for g in self._layers.groups]
-        bad = next((v for v in lrs if not (math.isfinite(v) and v >= 0)), None)
-        if bad is not None:
-            raise ValueError(f"learning rate must be a finite number >= 0, got {bad}")
+        lrs = _learning_rates(optimizer, lr, self._layers.groups)
         self.steps += 1
         landing = self.steps == self.reach_step and not self.frozen
         before = self._layers.sparsity() if landing else None
@@ -316,15 +273,9 @@ class Pruner:
             r.on_step(self.steps, step_lr)
 
     def _land(self, before: float) -> None:
-        """At ``reach``: freeze the mask; warn when this step removed more than :data:`MAX_JUMP` of
-        the weights that survived before it."""
+        """At ``reach``: freeze the mask; warn when this step cut more than :data:`MAX_JUMP` of the survivors."""
         self.freeze()
-        after = self._layers.sparsity()
-        jump = (after - before) / max(1.0 - before, 1e-12)
-        if jump > MAX_JUMP:
-            warnings.warn(f"step {self.steps} removed {jump:.0%} of the surviving weights at once to reach the target "
-                          f"(sparsity {before:.2%} -> {after:.2%}, more than MAX_JUMP={MAX_JUMP:g}): the controller "
-                          "was behind its plan; the mask is frozen for the remaining steps to recover", stacklevel=3)
+        _warn_if_jumped(self.steps, before, self._layers.sparsity())
 
     def layer_targets(self) -> dict[str, float] | None:
         """The sparsity each layer is to reach under the target and the allocation.
@@ -335,8 +286,7 @@ class Pruner:
 
         Example::
 
-            >>> from torch import nn
-            >>> net = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+            >>> net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
             >>> Pruner(net, "gmp", target_sparsity=0.5, total_steps=10, allocation="uniform").layer_targets()
             {'0': 0.5, '1': 0.5}
         """
@@ -373,10 +323,6 @@ class Pruner:
             raise RuntimeError("this Pruner's mask is frozen: prune_to would not change it; attach a new Pruner")
         return self.regime.prune_to(sparsity, shift, self.steps)
 
-    def sparsity_after_retarget(self, estimate: float) -> float:
-        """Threshold methods: the pruned fraction a threshold of ``estimate`` would give now."""
-        return self.regime.sparsity_after_retarget(estimate)
-
     @property
     def frozen(self) -> bool:
         return self._layers.frozen
@@ -396,14 +342,9 @@ class Pruner:
         self._layers.rest_optimizer_state(list(self.masks().values()))
 
     def apply_masks(self, model: nn.Module) -> nn.Module:
-        """Make a copy of the pruned model (``ema.module``, a deep copy, a plain model of the same
-        architecture) exactly as sparse as the live one: :func:`apply_masks` with :meth:`masks`.
-
-        Args:
-            model: the copy; it must have every pruned layer, by name and shape.
-
-        Returns:
-            ``model``.
+        """Make ``model``, a copy of the pruned model (``ema.module``, a deep copy, a plain model of
+        the same architecture, with every pruned layer by name and shape), exactly as sparse as the
+        live one (:func:`apply_masks` with :meth:`masks`); returns it.
 
         Example::
 
@@ -443,11 +384,8 @@ class Pruner:
         if "reach_step" in state:
             self.reach_step = state["reach_step"]
         elif self.reach_step is not None:  # a run from before reach=: its plan ends at its last step, no freeze
-            self.reach_step, self.regime.follow_plan = None, False
-            saved = state.get("schedule") or {}
-            for key in ("total_steps", "end"):
-                if saved.get(key) is not None and hasattr(self.regime.schedule, key):
-                    setattr(self.regime.schedule, key, saved[key])
+            self.reach_step = None
+            _plan_to_the_end(self.regime, state.get("schedule") or {})
         self.steps = int(state["steps"])
         self._layers.groups = [int(v) for v in state.get("groups", self._layers.groups)]
         self._frozen_threshold = state.get("frozen_threshold")
@@ -470,13 +408,10 @@ class Pruner:
         return bake(self.model)
 
     def _check_alive(self) -> None:
-        if self._finalized:
-            raise RuntimeError("this Pruner was finalized; attach a new one to prune again")
-        module, tensor = self._targets[0]
-        if not parametrize.is_parametrized(module, tensor):
+        if self._finalized or not parametrize.is_parametrized(*self._targets[0]):
             self._finalized = True
-            raise RuntimeError("the model was finalized (snnprune.bake or finalize): attach a new Pruner to prune "
-                               "again")
+            raise RuntimeError("this Pruner or its model was finalized (finalize or snnprune.bake): attach a new "
+                               "Pruner to prune again")
 
     def __repr__(self) -> str:
         return (f"Pruner(method={self.method_name!r}, schedule={self.schedule!r}, "
@@ -491,7 +426,27 @@ def _detach(targets: list[tuple[nn.Module, str]]) -> None:
             parametrize.remove_parametrizations(module, tensor, leave_parametrized=False)
 
 
-def _reach_step(reach: float, target: float | None, total_steps: int | None) -> int:
+def _scope(cls: type, scope: str | None, allocation) -> tuple[str, str | dict | None]:
+    """``(scope, allocation)`` checked: an allocation supersedes the scope (both given: an error)."""
+    if allocation is not None:
+        if scope is not None:
+            raise ValueError("give allocation= or scope=, not both: allocation supersedes scope for how the "
+                             "sparsity is shared among the layers")
+        allocation = check_allocation(allocation)
+        scope = "layer" if allocation == "uniform" else "global"
+    scope = getattr(cls, "default_scope", "global") if scope is None else scope
+    if scope not in ("global", "layer"):
+        raise ValueError(f"unknown scope {scope!r}: use 'global' or 'layer'")
+    return scope, allocation
+
+
+def _reach_step(reach: float | None, target: float | None, total_steps: int | None) -> int | None:
+    """The step a target is reached at: ``reach`` (default :data:`DEFAULT_REACH` with a target and
+    ``total_steps``) of ``total_steps``; ``None`` without a target."""
+    if reach is None:
+        if target is None or total_steps is None:
+            return None
+        reach = DEFAULT_REACH
     if target is None or total_steps is None:
         raise ValueError("reach= goes with target_sparsity= and total_steps= (the target is reached at "
                          "reach·total_steps)")
@@ -499,6 +454,36 @@ def _reach_step(reach: float, target: float | None, total_steps: int | None) -> 
     if not 0.0 < reach <= 1.0:
         raise ValueError(f"reach must be in (0, 1] (a fraction of total_steps), got {reach}")
     return max(1, round(reach * int(total_steps)))
+
+
+def _check_optimizer(optimizer, lr: float | None) -> None:
+    if optimizer is None and lr is None:
+        raise ValueError("Pruner.step needs the optimizer (or lr=) to read the learning rate")
+    if optimizer is not None and not hasattr(optimizer, "param_groups"):
+        kind = "an LR scheduler" if hasattr(optimizer, "get_last_lr") else "not an optimizer"
+        raise TypeError(f"Pruner.step expects the optimizer, got a {type(optimizer).__name__} ({kind}): call "
+                        "pruner.step(optimizer) after optimizer.step() and before scheduler.step()")
+
+
+def _learning_rates(optimizer, lr: float | None, groups: list[int]) -> list[float]:
+    """The learning rate each pruned layer's step used: ``lr`` for all, or its parameter group's."""
+    if lr is not None:
+        lrs = [float(lr)] * len(groups)
+    else:
+        group_lr = [float(g["lr"]) for g in optimizer.param_groups]
+        lrs = [group_lr[g] for g in groups]
+    bad = next((v for v in lrs if not (math.isfinite(v) and v >= 0)), None)
+    if bad is not None:
+        raise ValueError(f"learning rate must be a finite number >= 0, got {bad}")
+    return lrs
+
+
+def _warn_if_jumped(step: int, before: float, after: float) -> None:
+    jump = (after - before) / max(1.0 - before, 1e-12)
+    if jump > MAX_JUMP:
+        warnings.warn(f"step {step} removed {jump:.0%} of the surviving weights at once to reach the target "
+                      f"(sparsity {before:.2%} -> {after:.2%}, more than MAX_JUMP={MAX_JUMP:g}): the controller "
+                      "was behind its plan; the mask is frozen for the remaining steps to recover", stacklevel=4)
 
 
 def _warn_if_unreachable(target: float | None, min_weights: int, sizes: list[int]) -> None:
@@ -510,6 +495,14 @@ def _warn_if_unreachable(target: float | None, min_weights: int, sizes: list[int
         warnings.warn(f"target sparsity {float(target):.2%} cannot be reached: min_weights={min_weights} keeps at "
                       f"least {kept} of the {total} pruned weights, so at most {1 - kept / total:.2%}; lower "
                       "min_weights or the target", stacklevel=3)
+
+
+def _plan_to_the_end(regime: Control, saved_schedule: dict) -> None:
+    """Give a state written before ``reach`` its plan back: it ends at the run's last step."""
+    regime.follow_plan = False
+    for key in ("total_steps", "end"):
+        if saved_schedule.get(key) is not None and hasattr(regime.schedule, key):
+            setattr(regime.schedule, key, saved_schedule[key])
 
 
 def _layers_differ(saved: list[str], here: list[str]) -> str:
