@@ -141,6 +141,43 @@ def _fill(target: float, sizes: list[int], fixed: dict[int, float]) -> list[floa
     return [fixed.get(i, common) for i in range(len(sizes))]
 
 
+def with_floors(sparsities: Sequence[float], sizes: Sequence[int], floor: int, target: float) -> list[float]:
+    """Per-layer sparsities that keep at least ``floor`` weights in every layer, counted in the
+    budget: a layer whose share falls below its floor keeps the floor, and the other layers give up
+    the difference in proportion to what they keep, so the layers together stay at ``target``
+    (where the floors alone keep less than the target leaves).
+
+    Example::
+
+        >>> [round(s, 6) for s in with_floors([0.9, 0.9], [10, 1000], 4, 0.9)]   # the small layer keeps 4, not 1
+        [0.6, 0.903]
+    """
+    sizes, sparsities = list(sizes), list(sparsities)
+    floors = [min(floor, n) for n in sizes]
+    kept = [(1.0 - s) * n for s, n in zip(sparsities, sizes)]
+    budget = (1.0 - target) * sum(sizes)
+    at_floor: set[int] = set()
+    while True:
+        low = {i for i in range(len(sizes)) if i not in at_floor and kept[i] < floors[i]}
+        if not low:
+            if not at_floor:  # no floor binds: the allocation as it was, exactly
+                return sparsities
+            break
+        at_floor |= low
+        free = [i for i in range(len(sizes)) if i not in at_floor]
+        left = budget - sum(floors[i] for i in at_floor)
+        have = sum(kept[i] for i in free)
+        for i in at_floor:
+            kept[i] = floors[i]
+        if have <= 0 or left <= 0:  # the floors take the whole budget (the Pruner warns at attach)
+            for i in free:
+                kept[i] = max(floors[i], 0)
+            break
+        for i in free:
+            kept[i] *= left / have
+    return [1.0 - k / n if n else 0.0 for k, n in zip(kept, sizes)]
+
+
 def layer_sparsities(allocation: Allocation, target: float, shapes: Sequence[Sequence[int]],
                      names: Sequence[str]) -> list[float] | None:
     """The sparsity each layer is pruned to under ``allocation`` for the global ``target``.

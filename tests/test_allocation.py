@@ -151,3 +151,31 @@ def test_report_gives_each_layers_target_under_the_recipes_allocation():
     shapes = [tuple(m.weight.shape) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     assert list(layer_targets(erk, model).values()) == erk_sparsities(0.9, shapes)
     assert layer_targets(load_recipe("digits_snn_lats", [lats]), model) == {}  # one global ranking
+
+
+@pytest.mark.parametrize("method", ["magnitude", "gmp"])
+def test_floors_are_counted_in_a_per_layer_budget(method):
+    # uniform 95% would leave the conv 3.6 weights and the last layer 32: both keep their floor of
+    # 40, and the middle layer gives up the difference, so the layers together are still at 95%
+    model = net()
+    pruner = Pruner(model, method, allocation="uniform", min_weights=40)
+    pruner.prune_to(0.95)
+    kept = {name: int(m.sum()) for name, m in pruner.masks().items()}
+    total = sum(math.prod(s) for s in SHAPES)
+    assert min(kept.values()) >= 40
+    assert abs(sum(kept.values()) - 0.05 * total) <= 1.0
+    assert kept["0"] == 40 and kept["4"] == 40
+
+
+def test_gmp_under_a_target_with_floors_lands_on_the_target():
+    model = net()
+    pruner = Pruner(model, "gmp", target_sparsity=0.95, total_steps=20, min_weights=40)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        x, y = torch.randn(16, 1, 6, 6, generator=g), torch.randint(0, 10, (16,), generator=g)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+        pruner.step(opt)
+    assert pruner.sparsity().pruned == pytest.approx(0.95, abs=1.5 / sum(math.prod(s) for s in SHAPES))

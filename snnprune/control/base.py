@@ -16,13 +16,14 @@ the layers, counts optimizer steps and reads their learning rates; the regime do
 
 from __future__ import annotations
 
+import math
 import warnings
 import weakref
 
 import torch
 from torch import nn
 
-from ..allocation import effective_allocation, layer_sparsities
+from ..allocation import effective_allocation, layer_sparsities, with_floors
 from ..reparam import Reparameterization, zero_optimizer_state
 from ..schedules import Constant
 from ..selection import floored_masks, layer_masks
@@ -101,8 +102,11 @@ class Layers:
     def split(self, sparsity: float) -> list[float] | None:
         """The sparsity of each layer when the layers together are to be ``sparsity`` sparse, or
         ``None`` where one ranking over all layers decides."""
-        return layer_sparsities(effective_allocation(self.allocation, self.scope), sparsity,
-                                [tuple(w.shape) for w in self.latents()], self.names)
+        shapes = [tuple(w.shape) for w in self.latents()]
+        split = layer_sparsities(effective_allocation(self.allocation, self.scope), sparsity, shapes, self.names)
+        if split is None or not self.min_weights:
+            return split
+        return with_floors(split, [math.prod(s) for s in shapes], self.min_weights, sparsity)
 
     def masks_at(self, scores: list[torch.Tensor], sparsity: float) -> list[torch.Tensor]:
         """Keep-masks of the highest ``scores`` at ``sparsity``, shared among the layers as
